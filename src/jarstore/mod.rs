@@ -1,0 +1,68 @@
+//! Where application jars live. The scheme of `gearpump.jarstore.rootpath` picks the backend:
+//! a master-local folder (not HA), `file://` (a folder shared by every master, e.g. NFS) or
+//! `hdfs://`. Every backend streams: memory stays flat in the size of a jar.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub mod name;
+
+/// A stream of jar bytes, as read from a client or from a store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// What a completed `put` stored: the key in the store plus what the cluster replicates so that
+/// any master can check the bytes it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJar {
+    /// The file name inside the store (already validated, no separators).
+    pub key: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JarStoreError {
+    #[error("invalid jar name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("jar is larger than the limit of {limit} bytes (gearpump.jarstore.max-size)")]
+    TooLarge { limit: u64 },
+    #[error("jar {0:?} is not in the jar store")]
+    NotFound(String),
+    #[error("jar store {store} is unavailable: {cause}")]
+    Unavailable { store: String, cause: String },
+    #[error("reading the upload failed: {0}")]
+    Upload(std::io::Error),
+}
+
+#[async_trait]
+pub trait JarStore: Send + Sync {
+    /// The root as the operator wrote it, for messages ("hdfs://nn:9000/gearpump/jars").
+    fn describe(&self) -> String;
+
+    /// False for a master-local folder: a jar there dies with its master's disk.
+    fn is_highly_available(&self) -> bool;
+
+    /// Streams `body` into the store under `key`, computing size and SHA-256 as it goes.
+    /// The jar becomes visible under `key` only once it is complete and durable; on any error
+    /// (client gone, over `max_size`, store failing) nothing is left behind.
+    async fn put(&self, key: &str, body: ByteStream, max_size: u64) -> Result<StoredJar, JarStoreError>;
+
+    /// Streams the stored bytes of `key`. Checking them against the replicated SHA-256 is the
+    /// caller's job (see `verify::VerifyingStream`), so every backend gets it the same way.
+    async fn get(&self, key: &str) -> Result<ByteStream, JarStoreError>;
+
+    async fn exists(&self, key: &str) -> Result<bool, JarStoreError>;
+
+    /// Deleting a key that is not there is not an error.
+    async fn delete(&self, key: &str) -> Result<(), JarStoreError>;
+
+    /// Keys of complete jars (never partial uploads).
+    async fn list(&self) -> Result<Vec<String>, JarStoreError>;
+
+    /// A cheap probe for `/health/ready`: the root exists and is writable.
+    async fn check(&self) -> Result<(), JarStoreError>;
+}
