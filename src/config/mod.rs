@@ -159,6 +159,16 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<MasterConfig, 
     build(source.as_ref(), overrides)
 }
 
+/// Only the masters list, for clients such as `gear` that are not one of the masters.
+pub fn load_masters(path: Option<&Path>) -> Result<Vec<HostPort>, ConfigError> {
+    let source = match path {
+        Some(path) => Some(read_source(path)?),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(read_source(Path::new(DEFAULT_CONFIG_PATH))?),
+        None => None,
+    };
+    read_masters(source.as_ref(), &mut BTreeMap::new())
+}
+
 /// Parses configuration text as if read from `path` (tests and `--check-config` of a string).
 pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<MasterConfig, ConfigError> {
     let source = parse_source(path, text.to_string())?;
@@ -674,9 +684,9 @@ fn leaf_paths(value: &HoconValue, prefix: String, out: &mut Vec<String>) {
 }
 
 impl MasterConfig {
-    /// The effective configuration and where each value came from, as `--check-config` prints it.
-    pub fn explain(&self) -> String {
-        let rows: Vec<(&str, String)> = vec![
+    /// Each effective value with where it came from: `--check-config` and `GET master/config`.
+    pub fn effective(&self) -> Vec<(&'static str, String, String)> {
+        let rows: Vec<(&'static str, String)> = vec![
             ("gearpump.hostname", self.hostname.clone()),
             (
                 "gearpump.cluster.masters",
@@ -702,7 +712,19 @@ impl MasterConfig {
             ("gearpump.master.log-level", self.log_level.clone()),
             ("gearpump.application.total-retries", self.total_retries.to_string()),
         ];
-        let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        rows.into_iter()
+            .map(|(key, value)| {
+                let origin =
+                    self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string);
+                (key, value, origin)
+            })
+            .collect()
+    }
+
+    /// The effective configuration and where each value came from, as `--check-config` prints it.
+    pub fn explain(&self) -> String {
+        let rows = self.effective();
+        let width = rows.iter().map(|(key, _, _)| key.len()).max().unwrap_or(0);
         let mut out = String::new();
         match &self.file {
             Some(file) => {
@@ -710,9 +732,7 @@ impl MasterConfig {
             }
             None => out.push_str("configuration: built-in defaults (no gear.conf found)\n"),
         }
-        for (key, value) in rows {
-            let origin =
-                self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string);
+        for (key, value, origin) in rows {
             let _ = writeln!(out, "  {key:width$} = {value}    # {origin}");
         }
         for warning in &self.warnings {
