@@ -79,7 +79,9 @@ async fn leader_killed_under_a_continuous_writer_loses_no_acknowledged_write() {
     let failover = first_ack_after_kill.expect("writes succeeded after the leader was killed");
     let new_leader = cluster.wait_until_ready(Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader, "a new leader took over");
-    eprintln!("fail-over: first acknowledged write {failover:?} after the kill; {refused} writes refused meanwhile");
+    eprintln!(
+        "fail-over: first acknowledged write {failover:?} after the kill; {refused} writes refused meanwhile"
+    );
     // The configured bound is 500 ms for detection; the request timeout (5 s) bounds the rest.
     assert!(failover < Duration::from_secs(6), "fail-over took {failover:?}\n{}", cluster.logs());
 
@@ -152,7 +154,11 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
         let jar = make_jar(cluster.dir.path(), &format!("app{n}.jar"), 50_000 + usize::from(n) * 7, n);
         let (status, body) = submit(&cluster, usize::from(n) % 3, &jar, &format!("app{n}-")).await;
         assert_eq!(status, 200, "{body}");
-        submitted.push((body["appId"].as_u64().expect("appId"), body["jar"].as_str().expect("jar").to_string(), jar));
+        submitted.push((
+            body["appId"].as_u64().expect("appId"),
+            body["jar"].as_str().expect("jar").to_string(),
+            jar,
+        ));
     }
     for index in 0..3 {
         cluster.kill(index);
@@ -164,12 +170,14 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
     for index in 0..3 {
         let (status, list) = cluster.get(index, "/api/v1.0/master/applist").await.expect("applist");
         assert_eq!(status, 200);
-        let ids: Vec<u64> = list["appMasters"].as_array().expect("apps").iter().filter_map(|a| a["appId"].as_u64()).collect();
+        let ids: Vec<u64> =
+            list["appMasters"].as_array().expect("apps").iter().filter_map(|a| a["appId"].as_u64()).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5]);
     }
     for (app_id, jar_name, jar_path) in &submitted {
         let out = cluster.dir.path().join(format!("download-{app_id}.jar"));
-        let (ok, stdout, stderr) = cluster.gear(&["download", "--file", jar_name, "-o", out.to_str().expect("utf8")]);
+        let (ok, stdout, stderr) =
+            cluster.gear(&["download", "--file", jar_name, "-o", out.to_str().expect("utf8")]);
         assert!(ok, "{stdout}{stderr}");
         assert_eq!(std::fs::read(&out).expect("downloaded"), std::fs::read(jar_path).expect("original"));
     }
@@ -207,7 +215,11 @@ async fn follower_down_for_many_writes_catches_up_by_snapshot() {
             assert!(mine["snapshot_index"].as_u64().unwrap_or(0) > 0, "caught up through a snapshot: {mine}");
             break;
         }
-        assert!(Instant::now() < deadline, "follower did not catch up: {mine} vs {theirs}\n{}", cluster.logs());
+        assert!(
+            Instant::now() < deadline,
+            "follower did not catch up: {mine} vs {theirs}\n{}",
+            cluster.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, app) = cluster.get(follower, "/api/v1.0/appmaster/1?stale=true").await.expect("app");
@@ -238,7 +250,11 @@ async fn masters_with_different_lists_refuse_to_bootstrap() {
     let third = common::free_ports(1)[0];
     std::fs::write(
         &odd_conf,
-        format!("gearpump.cluster.masters = [\"{}\", \"{}\", \"127.0.0.1:{third}\"]\n", cluster.address(0), cluster.address(1)),
+        format!(
+            "gearpump.cluster.masters = [\"{}\", \"{}\", \"127.0.0.1:{third}\"]\n",
+            cluster.address(0),
+            cluster.address(1)
+        ),
     )
     .expect("conf");
     let mut odd = std::process::Command::new(common::MASTER_BIN)

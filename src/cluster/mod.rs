@@ -516,15 +516,17 @@ fn majority_index(replication: &BTreeMap<NodeId, Option<types::LogId>>) -> u64 {
     matched.get(matched.len() / 2).copied().unwrap_or(0)
 }
 
-/// Raft timings derived from the fail-over bound: a follower calls an election between half
-/// the bound and the bound after the last heartbeat; heartbeats go ten times per bound.
+/// Raft timings derived from the fail-over bound B. openraft 0.9 has a follower that has seen a
+/// leader wait a leader lease (= election_timeout_max) plus a random election timeout before it
+/// campaigns, so with max = B/2 and min = 0.3 B a dead leader is noticed between 0.8 B and B.
+/// Heartbeats go 20 times per B, so a few late ones on a busy machine do not depose a leader.
 fn raft_config(config: &MasterConfig) -> Result<openraft::Config, String> {
     let bound = u64::try_from(config.failover_timeout.as_millis()).unwrap_or(u64::MAX);
     let raft_config = openraft::Config {
         cluster_name: "gearpump-master".into(),
-        election_timeout_min: bound / 2,
-        election_timeout_max: bound,
-        heartbeat_interval: (bound / 10).max(10),
+        election_timeout_min: bound * 3 / 10,
+        election_timeout_max: bound / 2,
+        heartbeat_interval: (bound / 20).max(5),
         install_snapshot_timeout: (bound * 4).max(2000),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: config.log_keep,

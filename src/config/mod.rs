@@ -21,10 +21,10 @@ use known_keys::KeyKind;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 
-/// The shortest and longest fail-over bounds we accept: below 100 ms heartbeats would outrun a
-/// busy machine's scheduler; above 10 minutes nobody would call it HA.
-const FAILOVER_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
-const DEFAULT_FAILOVER: Duration = Duration::from_millis(500);
+/// The shortest and longest fail-over bounds we accept: below 200 ms heartbeats (B/20) would
+/// outrun a busy machine's scheduler; above 10 minutes nobody would call it HA.
+const FAILOVER_RANGE: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(600));
+pub const DEFAULT_FAILOVER: Duration = Duration::from_millis(400);
 
 const FAILOVER_KEYS: [&str; 3] = [
     "gearpump.master.failover-timeout",
@@ -533,14 +533,14 @@ fn read_failover(
             source.invalid(
                 name,
                 format!("not a duration: {}", e.message),
-                "write a duration such as 500ms, 2s or 15s",
+                "write a duration such as 400ms, 2s or 15s",
             )
         })?;
         if duration < FAILOVER_RANGE.0 || duration > FAILOVER_RANGE.1 {
             return Err(source.invalid(
                 name,
                 format!("{duration:?} is out of range"),
-                "use a value from 100ms to 10 minutes",
+                "use a value from 200ms to 10 minutes",
             ));
         }
         if name == KEY {

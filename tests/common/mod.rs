@@ -65,7 +65,8 @@ impl TestCluster {
             ),
         )
         .expect("write gear.conf");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().build().expect("client");
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().build().expect("client");
         let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http };
         for index in 0..options.masters {
             let child = cluster.spawn(index);
@@ -95,7 +96,11 @@ impl TestCluster {
     }
 
     fn spawn(&self, index: usize) -> Child {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(index)).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(index))
+            .expect("log file");
         let log_err = log.try_clone().expect("clone log");
         Command::new(MASTER_BIN)
             .arg("--config")
@@ -198,7 +203,8 @@ impl TestCluster {
         (0..self.ports.len())
             .map(|i| {
                 let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: Vec<&str> =
+                    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
                 format!("--- {} ---\n{}\n", self.address(i), tail.join("\n"))
             })
             .collect()
