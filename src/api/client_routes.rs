@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -181,8 +182,11 @@ pub async fn get_app_data(
 pub async fn put_app_data(
     State(context): State<Arc<Context>>,
     Path((id, key)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(e.status(), format!("request body refused (the limit is 1 MiB): {}", e.body_text()))
+    })?;
     let id = parse_app_id(&id)?;
     if key.is_empty() || key.len() > 255 {
         return Err(ApiError::bad_request("the data key must be 1 to 255 bytes"));
