@@ -17,6 +17,7 @@ use axum::Router;
 use crate::cluster::Cluster;
 use crate::config::MasterConfig;
 use crate::jarstore::JarStore;
+pub use client_routes::now_ms;
 pub use error::ApiError;
 
 /// JSON bodies of client requests; anything larger is a mistake or an attack.
