@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+pub mod hdfs;
 pub mod name;
 
 /// A stream of jar bytes, as read from a client or from a store.
