@@ -61,6 +61,14 @@ org.apache.hadoop:hadoop-client-minicluster must be downloadable); full log: $lo
     exec 9>&-
 }
 
+# The first exceptions say why (a port in use, no network...); the tail says what came last.
+explain_log() {
+    echo "--- first errors in $1 ---" >&2
+    grep -m 5 -E '(Exception|Error)(:|$)' "$1" >&2 || true
+    echo "--- last lines of $1 ---" >&2
+    tail -n 15 "$1" >&2
+}
+
 is_our_process() {
     local pid="$1"
     [[ -r "/proc/$pid/cmdline" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$main_class"
@@ -99,14 +107,14 @@ start() {
         uri="$(sed -n 's/^NAMENODE_URI=//p' "$log" | head -n 1)"
         [[ -n "$uri" ]] && break
         if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 40 "$log" >&2
             rm -f "$dir/pid"
-            die "HDFS exited before it was ready (port $port taken?); log: $log"
+            explain_log "$log"
+            die "HDFS exited before it was ready; log: $log"
         fi
         sleep 0.2
     done
     if [[ -z "$uri" ]]; then
-        tail -n 40 "$log" >&2
+        explain_log "$log"
         stop "$dir" >/dev/null 2>&1 || true
         die "HDFS was not ready within ${timeout}s; log: $log"
     fi
