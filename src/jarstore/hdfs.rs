@@ -161,8 +161,9 @@ impl HdfsJarStore {
     async fn fail(&self, doing: String, failure: Failure) -> JarStoreError {
         let mut cause = format!("{doing}: {}", describe_failure(&failure));
         if let Failure::TimedOut(_) = failure {
-            if let Some(diagnosis) = self.diagnose_namenode().await {
-                cause = format!("{cause}; {diagnosis}");
+            match self.diagnose_namenode().await {
+                Some(diagnosis) => cause = format!("{cause}: {diagnosis}"),
+                None => cause.push_str(" (NameNodes or DataNodes down or unreachable?)"),
             }
         }
         JarStoreError::Unavailable {
@@ -330,10 +331,17 @@ impl JarStore for HdfsJarStore {
             armed: true,
         };
         let result = self.upload(key, &partial, &mut body, max_size).await;
-        if result.is_err() {
-            self.remove_partial(&partial).await;
+        match &result {
+            // HDFS is failing: removing the partial file now would make the client wait for
+            // another timeout, so the guard leaves it to a task.
+            Err(JarStoreError::Unavailable { .. }) => {}
+            // HDFS is fine (the client's fault): remove it before answering.
+            Err(_) => {
+                self.remove_partial(&partial).await;
+                guard.armed = false;
+            }
+            Ok(_) => guard.armed = false,
         }
-        guard.armed = false;
         result
     }
 
@@ -534,7 +542,13 @@ fn read_stream(
                 };
                 let next = tokio::time::timeout(op_timeout, range.next()).await;
                 let item = match next {
-                    Err(_) => fail(&mut state, describe_failure(&Failure::TimedOut(op_timeout))),
+                    Err(_) => fail(
+                        &mut state,
+                        format!(
+                            "{} (DataNode down or unreachable?)",
+                            describe_failure(&Failure::TimedOut(op_timeout))
+                        ),
+                    ),
                     Ok(Some(Err(e))) => fail(&mut state, describe_failure(&Failure::Hdfs(e))),
                     Ok(Some(Ok(bytes))) if bytes.len() > state.expected => fail(
                         &mut state,
@@ -647,10 +661,7 @@ fn explain_build_error(authority: &str, e: &HdfsError) -> String {
 fn describe_failure(failure: &Failure) -> String {
     match failure {
         Failure::TimedOut(after) => {
-            format!(
-                "no answer from HDFS within {} s (NameNode or DataNode down or unreachable?)",
-                after.as_secs_f32()
-            )
+            format!("no answer from HDFS within {} s", after.as_secs_f32())
         }
         Failure::Hdfs(HdfsError::IOError(e))
             if e.kind() == std::io::ErrorKind::ConnectionRefused =>
@@ -670,6 +681,9 @@ fn describe_failure(failure: &Failure) -> String {
                 }
                 _ => format!("{short}: {first}"),
             }
+        }
+        Failure::Hdfs(HdfsError::DataTransferError(msg)) => {
+            format!("the DataNodes of the write or read pipeline failed: {msg}")
         }
         Failure::Hdfs(other) => other.to_string(),
     }
