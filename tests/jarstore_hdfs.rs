@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::jarstore_suite::{self as suite, MIB};
 use common::minihdfs::{free_port, MiniHdfs};
+use futures::StreamExt;
 use gearpump_master::jarstore::hdfs::{HdfsJarStore, HdfsOptions};
 use gearpump_master::jarstore::{JarStore, JarStoreError};
 
@@ -146,6 +147,24 @@ async fn nameservice_uri_fails_over_to_the_live_namenode(hdfs: &MiniHdfs) {
 /// other operations fail within a bound too; once HDFS is back the same store works again.
 async fn hdfs_stopped_during_an_upload(hdfs: &mut MiniHdfs, store: Arc<HdfsJarStore>) {
     let root = store.describe();
+    // A download left half-read across the stop: the rest of it must fail, not hang or end
+    // quietly short.
+    let (body, _) = suite::generated_stream(64 * MIB, 4, None);
+    store
+        .put("half-read.jar", body, 64 * MIB)
+        .await
+        .expect("put before the stop");
+    let mut download = store
+        .get("half-read.jar")
+        .await
+        .expect("get before the stop");
+    let first = download
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("a first chunk");
+    assert!(!first.is_empty());
+
     let progress = Arc::new(AtomicU64::new(0));
     let (body, _) = suite::generated_stream(4096 * MIB, 5, Some(progress.clone()));
     let upload = {
@@ -214,6 +233,36 @@ async fn hdfs_stopped_during_an_upload(hdfs: &mut MiniHdfs, store: Arc<HdfsJarSt
             "{what} took {elapsed:?} with HDFS down"
         );
     }
+
+    let (elapsed, outcome) = timed(async {
+        let mut read = first.len() as u64;
+        while let Some(chunk) = download.next().await {
+            match chunk {
+                Ok(chunk) => read += chunk.len() as u64,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(read)
+    })
+    .await;
+    match outcome {
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(&root),
+                "the read error must name the store: {message}"
+            );
+            eprintln!("the half-read download failed {elapsed:.1?} later: {message}");
+        }
+        Ok(read) => panic!(
+            "the download ended without an error after {read} of {} bytes",
+            64 * MIB
+        ),
+    }
+    assert!(
+        elapsed < OP_TIMEOUT + Duration::from_secs(5),
+        "the half-read download took {elapsed:?} to fail"
+    );
 
     tokio::task::block_in_place(|| hdfs.start_again());
 

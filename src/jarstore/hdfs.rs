@@ -262,6 +262,16 @@ impl HdfsJarStore {
         Ok((size, hex::encode(hasher.finalize())))
     }
 
+    fn partial_guard(&self, partial: &str) -> PartialGuard {
+        PartialGuard {
+            client: self.client.clone(),
+            store: self.uri.clone(),
+            path: partial.to_string(),
+            op_timeout: self.op_timeout,
+            armed: true,
+        }
+    }
+
     async fn remove_partial(&self, partial: &str) {
         remove_partial(&self.client, &self.uri, partial, self.op_timeout).await;
     }
@@ -323,13 +333,7 @@ impl JarStore for HdfsJarStore {
             &self.partial_dir(),
             &format!("{key}.{:016x}", rand::random::<u64>()),
         );
-        let mut guard = PartialGuard {
-            client: self.client.clone(),
-            store: self.uri.clone(),
-            path: partial.clone(),
-            op_timeout: self.op_timeout,
-            armed: true,
-        };
+        let mut guard = self.partial_guard(&partial);
         let result = self.upload(key, &partial, &mut body, max_size).await;
         match &result {
             // HDFS is failing: removing the partial file now would make the client wait for
@@ -384,7 +388,7 @@ impl JarStore for HdfsJarStore {
         let client = self.client.clone();
         let root = self.root.clone();
         let listing = tokio::spawn(async move { client.list_status(&root, false).await });
-        let failure = match tokio::time::timeout(self.op_timeout, listing).await {
+        let listed = match tokio::time::timeout(self.op_timeout, listing).await {
             Ok(Ok(Ok(entries))) => Ok(entries),
             Ok(Ok(Err(e))) if is_not_found(&e) => return Ok(Vec::new()),
             Ok(Ok(Err(e))) => Err(Failure::Hdfs(e)),
@@ -393,7 +397,7 @@ impl JarStore for HdfsJarStore {
             )))),
             Err(_) => Err(Failure::TimedOut(self.op_timeout)),
         };
-        let entries = match failure {
+        let entries = match listed {
             Ok(entries) => entries,
             Err(f) => return Err(self.fail(format!("listing {}", self.root), f).await),
         };
@@ -419,6 +423,7 @@ impl JarStore for HdfsJarStore {
             &self.partial_dir(),
             &format!(".probe-{:016x}", rand::random::<u64>()),
         );
+        let mut guard = self.partial_guard(&probe);
         let written = async {
             let mut writer = self
                 .op(self.client.create(&probe, WriteOptions::default()), || {
@@ -432,8 +437,10 @@ impl JarStore for HdfsJarStore {
             self.op(writer.close(), || format!("closing {probe}")).await
         }
         .await;
-        self.remove_partial(&probe).await;
+        // As in `put`: with HDFS failing, the guard removes the probe in the background.
         written?;
+        self.remove_partial(&probe).await;
+        guard.armed = false;
         if self.sweep_due() {
             self.sweep_stale_partials().await?;
         }
@@ -658,6 +665,15 @@ fn explain_build_error(authority: &str, e: &HdfsError) -> String {
     }
 }
 
+/// Error texts from HDFS can be long; a client needs the first few hundred characters.
+fn clip(text: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 fn describe_failure(failure: &Failure) -> String {
     match failure {
         Failure::TimedOut(after) => {
@@ -672,7 +688,7 @@ fn describe_failure(failure: &Failure) -> String {
             let short = class.rsplit('.').next().unwrap_or(class);
             // Java messages can carry a stack trace: its first line says what happened.
             let first = msg.lines().next().unwrap_or("");
-            let first: String = first.chars().take(500).collect();
+            let first = clip(first);
             match short {
                 "AccessControlException" => format!("permission denied: {first}"),
                 "SafeModeException" => format!("the NameNode is in safe mode: {first}"),
@@ -683,15 +699,20 @@ fn describe_failure(failure: &Failure) -> String {
             }
         }
         Failure::Hdfs(HdfsError::DataTransferError(msg)) => {
-            format!("the DataNodes of the write or read pipeline failed: {msg}")
+            // hdfs-native appends a debug dump of every DataNode it tried: keep the gist.
+            let gist = msg.split(": [").next().unwrap_or(msg);
+            format!(
+                "the DataNodes of the write or read pipeline failed: {}",
+                clip(gist)
+            )
         }
-        Failure::Hdfs(other) => other.to_string(),
+        Failure::Hdfs(other) => clip(&other.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{join, parse_uri};
+    use super::{clip, join, parse_uri};
 
     #[test]
     fn parses_namenode_and_nameservice_uris() {
@@ -723,6 +744,15 @@ mod tests {
         ] {
             assert!(parse_uri(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn clips_long_error_texts_on_a_char_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(400);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), 301);
+        assert!(clipped.ends_with('…'));
     }
 
     #[test]
