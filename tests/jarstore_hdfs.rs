@@ -1,7 +1,7 @@
 //! The jar store contract against a real HDFS (MiniDFSCluster started by
 //! scripts/hdfs-minicluster.sh), plus what only HDFS has: NameNode-HA nameservice URIs, and HDFS
-//! stopped in the middle of an upload. Without java or Maven Central these tests fail: they
-//! never skip.
+//! stopped in the middle of an upload and of a download, then restarted. Without java or Maven
+//! Central these tests fail: they never skip.
 
 mod common;
 
