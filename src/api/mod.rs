@@ -32,6 +32,9 @@ pub struct Context {
     pub config: Arc<MasterConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub secret: Option<String>,
+    /// The jar store's last health probe (`None` before the first), refreshed in the
+    /// background so `/health/ready` never waits on a slow store.
+    pub jar_health: std::sync::RwLock<Option<Result<(), String>>>,
 }
 
 pub fn router(context: Arc<Context>) -> Router {

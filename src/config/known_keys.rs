@@ -9,6 +9,7 @@ pub const OUR_KEYS: &[&str] = &[
     "gearpump.jarstore.rootPath",
     "gearpump.jarstore.max-size",
     "gearpump.jarstore.retention",
+    "gearpump.jarstore.timeout",
     "gearpump.application.total-retries",
     "gearpump.master.state-dir",
     "gearpump.master.bind-host",

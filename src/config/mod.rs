@@ -94,6 +94,8 @@ pub struct MasterConfig {
     pub jar_store: JarStoreRoot,
     pub jar_max_size: u64,
     pub jar_retention: Duration,
+    /// Bound on one exchange with a remote jar store (an HDFS call, one chunk).
+    pub jar_timeout: Duration,
     /// How long a dead leader may go unnoticed; Raft's election timeout is derived from it.
     pub failover_timeout: Duration,
     /// Bound on a client request that needs a quorum: past it, 503 instead of a hang.
@@ -269,6 +271,11 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         Duration::from_secs(7 * 86_400),
         (Duration::from_secs(1), Duration::from_secs(3650 * 86_400)),
     )?;
+    let jar_timeout = duration_key(
+        "gearpump.jarstore.timeout",
+        Duration::from_secs(10),
+        (Duration::from_millis(100), Duration::from_secs(600)),
+    )?;
 
     let jar_max_size =
         read_number(source, "gearpump.jarstore.max-size", 512 << 20, (1, 1 << 40), &mut origins, true)?;
@@ -335,6 +342,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         jar_store,
         jar_max_size,
         jar_retention,
+        jar_timeout,
         failover_timeout,
         request_timeout,
         startup_timeout,
@@ -698,6 +706,7 @@ impl MasterConfig {
             ("gearpump.jarstore.rootpath", self.jar_store.to_string()),
             ("gearpump.jarstore.max-size", format!("{} bytes", self.jar_max_size)),
             ("gearpump.jarstore.retention", format!("{:?}", self.jar_retention)),
+            ("gearpump.jarstore.timeout", format!("{:?}", self.jar_timeout)),
             ("gearpump.master.failover-timeout", format!("{:?}", self.failover_timeout)),
             ("gearpump.master.request-timeout", format!("{:?}", self.request_timeout)),
             ("gearpump.master.startup-timeout", format!("{:?}", self.startup_timeout)),

@@ -74,13 +74,10 @@ pub async fn run(
             None
         }
     };
-    let jars = jarstore::open(&config.jar_store).map_err(|e| DaemonError::Serve(e.to_string()))?;
+    let jars = jarstore::open(&config.jar_store, config.jar_timeout)
+        .map_err(|e| DaemonError::Serve(e.to_string()))?;
     if !jars.is_highly_available() {
         tracing::warn!(store = %jars.describe(), "the jar store is local to this master and NOT highly available");
-    }
-    if let Err(e) = jars.check().await {
-        // The quorum does not depend on the store; uploads will fail with this reason meanwhile.
-        tracing::error!("{e}");
     }
 
     let address = format!("{}:{}", config.bind_host, config.this_master.port);
@@ -100,7 +97,9 @@ pub async fn run(
         config: config.clone(),
         metrics: metrics.clone(),
         secret,
+        jar_health: std::sync::RwLock::new(None),
     });
+    let jar_health = tokio::spawn(probe_jar_store(context.clone()));
     let retention = tokio::spawn(jar_retention::run(context.clone()));
     let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
     let server =
@@ -115,6 +114,7 @@ pub async fn run(
         tokio::spawn(notify::watchdog(cluster.clone(), config.state_dir.clone())),
         tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
         retention,
+        jar_health,
     ];
 
     wait_for_stop(&config_path, &overrides, &log_control).await;
@@ -206,5 +206,24 @@ async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
             last = leader;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Probes the jar store every few seconds for `/health/ready`; logs when its health changes.
+/// The quorum does not depend on the store: uploads fail with the logged reason meanwhile.
+async fn probe_jar_store(context: Arc<Context>) {
+    loop {
+        let result = context.jars.check().await.map_err(|e| e.to_string());
+        let previous = context.jar_health.read().map(|h| h.clone()).unwrap_or(None);
+        if previous.as_ref() != Some(&result) {
+            match &result {
+                Ok(()) => tracing::info!(store = %context.jars.describe(), "jar store is available"),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        if let Ok(mut health) = context.jar_health.write() {
+            *health = Some(result);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

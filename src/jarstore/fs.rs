@@ -40,6 +40,18 @@ impl FsJarStore {
         JarStoreError::Unavailable { store: self.describe(), cause: format!("{what}: {error}{hint}") }
     }
 
+    /// A missing shared folder usually means the NFS mount is not there: creating it would
+    /// silently put jars on this master's local disk, where no other master sees them.
+    async fn require_mounted(&self) -> Result<(), JarStoreError> {
+        if self.shared && !fs::try_exists(&self.root).await.unwrap_or(false) {
+            return Err(JarStoreError::Unavailable {
+                store: self.describe(),
+                cause: "the folder does not exist (is the shared file system mounted?)".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn path_of(&self, key: &str) -> Result<PathBuf, JarStoreError> {
         name::validate(key)?;
         Ok(self.root.join(key))
@@ -86,6 +98,7 @@ impl JarStore for FsJarStore {
 
     async fn put(&self, key: &str, body: ByteStream, max_size: u64) -> Result<StoredJar, JarStoreError> {
         let target = self.path_of(key)?;
+        self.require_mounted().await?;
         let partial_dir = self.root.join(PARTIAL_DIR);
         fs::create_dir_all(&partial_dir)
             .await
@@ -151,14 +164,7 @@ impl JarStore for FsJarStore {
     }
 
     async fn check(&self) -> Result<(), JarStoreError> {
-        if self.shared && !fs::try_exists(&self.root).await.unwrap_or(false) {
-            // A missing shared folder usually means the NFS mount is not there: creating it would
-            // silently write jars onto the local disk.
-            return Err(JarStoreError::Unavailable {
-                store: self.describe(),
-                cause: "the folder does not exist (is the shared file system mounted?)".into(),
-            });
-        }
+        self.require_mounted().await?;
         let partial_dir = self.root.join(PARTIAL_DIR);
         fs::create_dir_all(&partial_dir)
             .await

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod fs;
+pub mod hdfs;
 pub mod name;
 pub mod retention;
 pub mod verify;
@@ -17,15 +18,18 @@ use std::sync::Arc;
 
 use crate::config::JarStoreRoot;
 
-/// Opens the store the configuration names. HDFS is not built in yet: refused with a clear error.
-pub fn open(root: &JarStoreRoot) -> Result<Arc<dyn JarStore>, JarStoreError> {
+/// Opens the store the configuration names. No I/O happens here (an unreachable store must not
+/// keep the master from joining its quorum); `check` reports the store's health.
+/// `timeout` bounds each exchange with a remote store, so a dead NameNode is an error in
+/// seconds rather than a request hanging for minutes.
+pub fn open(root: &JarStoreRoot, timeout: std::time::Duration) -> Result<Arc<dyn JarStore>, JarStoreError> {
     match root {
         JarStoreRoot::Local(path) => Ok(Arc::new(fs::FsJarStore::local(path.clone()))),
         JarStoreRoot::Shared(path) => Ok(Arc::new(fs::FsJarStore::shared(path.clone()))),
-        JarStoreRoot::Hdfs(uri) => Err(JarStoreError::Unavailable {
-            store: uri.clone(),
-            cause: "this build has no HDFS jar store".into(),
-        }),
+        JarStoreRoot::Hdfs(uri) => {
+            let options = hdfs::HdfsOptions { op_timeout: timeout, ..hdfs::HdfsOptions::default() };
+            Ok(Arc::new(hdfs::HdfsJarStore::with_options(uri, options)?))
+        }
     }
 }
 

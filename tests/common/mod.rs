@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod jarstore_suite;
+pub mod minihdfs;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

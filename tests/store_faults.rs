@@ -1,0 +1,78 @@
+//! A full disk under the jar store: the client gets a clear error naming the store and the
+//! cause, no partial file stays, no application is registered, and the master keeps serving.
+//! Mounting the small tmpfs that plays the full disk needs root (CI runs as root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Options, TestCluster};
+use reqwest::multipart;
+use serde_json::Value;
+
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "gearpump-test"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs at {} failed: this test needs root", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
+    let mut cluster = TestCluster::start(Options { masters: 1, ..Options::default() });
+    // The harness created <dir>/jars for the file:// store: put a 256 KiB file system there.
+    let jars = cluster.dir.path().join("jars");
+    let _tmpfs = Tmpfs::mount(&jars, "256k");
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+
+    let form = multipart::Form::new()
+        .text("mainClass", "Main")
+        .part("jar", multipart::Part::bytes(vec![1u8; 1 << 20]).file_name("big.jar"));
+    let response = cluster
+        .http
+        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.expect("JSON error");
+    let error = body["error"].as_str().expect("error text");
+    assert!(error.contains("file://") && error.contains("the disk is full"), "{error}");
+
+    let leftovers: Vec<_> =
+        std::fs::read_dir(jars.join(".partial")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "partial uploads left: {leftovers:?}");
+    let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("list");
+    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(0));
+
+    // Small jars still fit: the master kept serving.
+    let form = multipart::Form::new()
+        .text("mainClass", "Main")
+        .part("jar", multipart::Part::bytes(vec![2u8; 1024]).file_name("small.jar"));
+    let response = cluster
+        .http
+        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    cluster.kill(0);
+}
