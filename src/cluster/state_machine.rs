@@ -17,7 +17,10 @@ use super::types::{LogId, NodeId, StorageError, StoredMembership, TypeConfig};
 use crate::state::{CommandResult, MasterState};
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
-const KEY_CURRENT: &str = "current";
+// Meta and data apart: serde_json would write the data bytes as a list of numbers, four times
+// their size.
+const KEY_META: &str = "current_meta";
+const KEY_DATA: &str = "current_data";
 
 /// What the API reads: the state and how far it is applied.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -29,7 +32,6 @@ pub struct AppliedState {
 
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
-#[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
@@ -78,16 +80,19 @@ impl StateMachineStore {
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         let txn = self.db.begin_read().map_err(snapshot_read_err)?;
         let table = txn.open_table(SNAPSHOT).map_err(snapshot_read_err)?;
-        let Some(bytes) = table.get(KEY_CURRENT).map_err(snapshot_read_err)? else { return Ok(None) };
-        serde_json::from_slice(bytes.value()).map(Some).map_err(snapshot_read_err)
+        let Some(meta) = table.get(KEY_META).map_err(snapshot_read_err)? else { return Ok(None) };
+        let meta = serde_json::from_slice(meta.value()).map_err(snapshot_read_err)?;
+        let Some(data) = table.get(KEY_DATA).map_err(snapshot_read_err)? else { return Ok(None) };
+        Ok(Some(StoredSnapshot { meta, data: data.value().to_vec() }))
     }
 
     fn write_stored(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(stored).map_err(snapshot_write_err)?;
+        let meta = serde_json::to_vec(&stored.meta).map_err(snapshot_write_err)?;
         let txn = self.db.begin_write().map_err(snapshot_write_err)?;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(snapshot_write_err)?;
-            table.insert(KEY_CURRENT, bytes.as_slice()).map_err(snapshot_write_err)?;
+            table.insert(KEY_META, meta.as_slice()).map_err(snapshot_write_err)?;
+            table.insert(KEY_DATA, stored.data.as_slice()).map_err(snapshot_write_err)?;
         }
         txn.commit().map_err(snapshot_write_err)
     }
