@@ -1,0 +1,126 @@
+use super::*;
+
+fn jar(key: &str) -> JarRef {
+    JarRef { key: key.into(), file_name: "wc.jar".into(), size: 10, sha256: "ab".repeat(32) }
+}
+
+fn new_app(prefix: Option<&str>, jar_key: &str) -> NewApplication {
+    NewApplication {
+        name_prefix: prefix.map(str::to_string),
+        user: "alice".into(),
+        main_class: "io.x.WordCount".into(),
+        args: vec!["-split".into(), "4".into()],
+        jar: jar(jar_key),
+        restart_policy: RestartPolicy { max_restarts: 2 },
+    }
+}
+
+fn submit(state: &mut MasterState, prefix: Option<&str>, jar_key: &str) -> AppId {
+    match state.apply(Command::SubmitApp { app: new_app(prefix, jar_key), now_ms: 100 }) {
+        CommandResult::Submitted { app_id } => app_id,
+        other => panic!("submit failed: {other:?}"),
+    }
+}
+
+#[test]
+fn submit_assigns_increasing_ids_and_names() {
+    let mut state = MasterState::default();
+    assert_eq!(submit(&mut state, None, "j1"), 1);
+    assert_eq!(submit(&mut state, Some("wc-"), "j1"), 2);
+    assert_eq!(state.max_app_id, 2);
+    assert_eq!(state.apps[&1].name, "io.x.WordCount");
+    assert_eq!(state.apps[&2].name, "wc-2");
+    assert_eq!(state.apps[&1].status, AppStatus::Pending);
+    assert_eq!(state.apps[&1].submission_time_ms, 100);
+    assert_eq!(state.jars.len(), 1, "one record per jar key");
+}
+
+#[test]
+fn status_transitions_stamp_times_and_terminal_status_drops_app_data() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    state.apply(Command::PutAppData { app_id: id, key: "START_CLOCK".into(), value: "42".into() });
+    assert_eq!(state.app_data[&id]["START_CLOCK"], "42");
+
+    state.apply(Command::SetStatus { app_id: id, status: AppStatus::Active, now_ms: 200 });
+    assert_eq!(state.apps[&id].start_time_ms, Some(200));
+    assert!(state.jar_is_referenced("j1"));
+
+    assert_eq!(state.apply(Command::KillApp { app_id: id, now_ms: 300 }), CommandResult::Done);
+    assert_eq!(state.apps[&id].status, AppStatus::Terminated);
+    assert_eq!(state.apps[&id].finish_time_ms, Some(300));
+    assert!(!state.app_data.contains_key(&id));
+    assert!(!state.jar_is_referenced("j1"));
+}
+
+#[test]
+fn finished_and_unknown_apps_are_rejected() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    state.apply(Command::KillApp { app_id: id, now_ms: 1 });
+    assert_eq!(
+        state.apply(Command::KillApp { app_id: id, now_ms: 2 }),
+        CommandResult::Rejected(Rejection::AlreadyFinished { app_id: id, status: AppStatus::Terminated })
+    );
+    assert_eq!(
+        state.apply(Command::PutAppData { app_id: 99, key: "k".into(), value: "v".into() }),
+        CommandResult::Rejected(Rejection::UnknownApp(99))
+    );
+    // A rejected command changes nothing.
+    assert_eq!(state.apps[&id].finish_time_ms, Some(1));
+}
+
+#[test]
+fn restart_policy_survives_and_fails_the_app_past_its_limit() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    let restart = |state: &mut MasterState| state.apply(Command::RecordRestart { app_id: id, now_ms: 5 });
+    assert_eq!(restart(&mut state), CommandResult::Restarted { restarts: 1, status: AppStatus::Pending });
+    assert_eq!(restart(&mut state), CommandResult::Restarted { restarts: 2, status: AppStatus::Pending });
+    assert_eq!(restart(&mut state), CommandResult::Restarted { restarts: 3, status: AppStatus::Failed });
+    assert_eq!(state.apps[&id].finish_time_ms, Some(5));
+}
+
+#[test]
+fn referenced_jars_cannot_be_forgotten() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assert_eq!(
+        state.apply(Command::ForgetJar { key: "j1".into() }),
+        CommandResult::Rejected(Rejection::JarInUse("j1".into()))
+    );
+    state.apply(Command::KillApp { app_id: id, now_ms: 1 });
+    assert_eq!(state.apply(Command::ForgetJar { key: "j1".into() }), CommandResult::Done);
+    assert!(state.jars.is_empty());
+}
+
+#[test]
+fn worker_ids_increase() {
+    let mut state = MasterState::default();
+    assert_eq!(state.apply(Command::AllocateWorkerId), CommandResult::WorkerId(0));
+    assert_eq!(state.apply(Command::AllocateWorkerId), CommandResult::WorkerId(1));
+}
+
+#[test]
+fn replaying_the_same_commands_gives_the_same_state() {
+    let commands = vec![
+        Command::SubmitApp { app: new_app(None, "a"), now_ms: 1 },
+        Command::SubmitApp { app: new_app(Some("p"), "b"), now_ms: 2 },
+        Command::SetStatus { app_id: 1, status: AppStatus::Active, now_ms: 3 },
+        Command::PutAppData { app_id: 2, key: "DAG".into(), value: "{}".into() },
+        Command::KillApp { app_id: 1, now_ms: 4 },
+        Command::AllocateWorkerId,
+    ];
+    let mut first = MasterState::default();
+    let mut second = MasterState::default();
+    for command in &commands {
+        first.apply(command.clone());
+    }
+    for command in commands {
+        second.apply(command);
+    }
+    assert_eq!(first, second);
+    let json = serde_json::to_string(&first).expect("state serializes");
+    let back: MasterState = serde_json::from_str(&json).expect("state deserializes");
+    assert_eq!(back, first);
+}
