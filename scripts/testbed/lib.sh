@@ -344,13 +344,14 @@ testbed_boot() {
     rm -f "$dir/nspawn.pid"
     # The launching shell enters the node's cgroups, records its PID and becomes nspawn. setsid:
     # a Ctrl-C meant for the test must not reach nspawn (the test's trap stops nodes cleanly).
-    setsid bash -c '
+    # The outer ( ... & ) makes nspawn nobody's child here, so a caller's `wait` never waits for it.
+    ( setsid bash -c '
         pidfile=$1; shift
         n=$(($1)); shift
         for ((k = 0; k < n; k++)); do printf "%s\n" "$$" >"$1/cgroup.procs"; shift; done
         printf "%s\n" "$$" >"$pidfile"
         exec systemd-nspawn "$@"' testbed-launch "$dir/nspawn.pid" "${#cg[@]}" "${cg[@]}" "${args[@]}" \
-        </dev/null >>"$dir/console.log" 2>&1 &
+        </dev/null >>"$dir/console.log" 2>&1 & )
     local pid1='' deadline=$((SECONDS + TESTBED_BOOT_TIMEOUT))
     while ((SECONDS < deadline)); do
         pid1=$(testbed_pid1 "$node" 2>/dev/null) && break
