@@ -1,1 +1,147 @@
-fn main() {}
+//! `gear`: Gearpump's client verbs against any master of the cluster.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand};
+use gearpump_master::client::MasterClient;
+use gearpump_master::config;
+use serde_json::Value;
+
+fn main() -> ExitCode {
+    let args = GearArgs::parse_from(normalize_gearpump_flags(std::env::args(), 2));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gear: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gear: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn masters(args: &GearArgs) -> Result<Vec<String>> {
+    if let Some(list) = &args.master {
+        let masters: Vec<String> =
+            list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
+        for master in &masters {
+            config::HostPort::parse(master).map_err(|why| anyhow::anyhow!("--master {master:?}: {why}"))?;
+        }
+        if masters.is_empty() {
+            bail!("--master names no master; write --master host:port[,host:port...]");
+        }
+        return Ok(masters);
+    }
+    let masters = config::load_masters(args.config.as_deref()).context("reading the masters list")?;
+    Ok(masters.iter().map(ToString::to_string).collect())
+}
+
+async fn run(args: GearArgs) -> Result<()> {
+    let client = MasterClient::new(masters(&args)?, Duration::from_secs(args.timeout))?;
+    match &args.command {
+        GearCommand::App { jar, name_prefix, user, main_class, args: app_args } => {
+            let user =
+                user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "anonymous".into());
+            let answer = client.submit(jar, main_class, app_args, name_prefix.as_deref(), &user).await?;
+            if args.json {
+                println!("{answer}");
+            } else {
+                println!(
+                    "Submitted application {} (jar {} , {} bytes, sha256 {})",
+                    answer["appId"],
+                    text(&answer["jar"]),
+                    answer["size"],
+                    text(&answer["sha256"])
+                );
+            }
+        }
+        GearCommand::Info => {
+            let answer = client.get("/api/v1.0/master/applist").await?;
+            if args.json {
+                println!("{answer}");
+            } else {
+                print_apps(&answer);
+            }
+        }
+        GearCommand::Kill { appid } => {
+            let answer = client.delete(&format!("/api/v1.0/appmaster/{appid}")).await?;
+            if args.json {
+                println!("{answer}");
+            } else {
+                println!("Application {appid} killed");
+            }
+        }
+        GearCommand::Masters => {
+            let answer = client.get("/api/v1.0/master").await?;
+            if args.json {
+                println!("{answer}");
+            } else {
+                print_masters(&answer);
+            }
+        }
+        GearCommand::Download { file, output } => {
+            let size = client.download(file, output).await?;
+            if args.json {
+                println!("{}", serde_json::json!({ "file": file, "output": output, "size": size }));
+            } else {
+                println!("Downloaded {file} ({size} bytes, SHA-256 verified) to {}", output.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_apps(answer: &Value) {
+    let apps = answer["appMasters"].as_array().cloned().unwrap_or_default();
+    println!("{:<6} {:<28} {:<11} {:<10} {:<14} JAR", "APPID", "NAME", "STATUS", "USER", "SUBMITTED(ms)");
+    for app in &apps {
+        println!(
+            "{:<6} {:<28} {:<11} {:<10} {:<14} {}",
+            text(&app["appId"]),
+            text(&app["appName"]),
+            text(&app["status"]),
+            text(&app["user"]),
+            text(&app["submissionTime"]),
+            text(&app["jar"]["name"])
+        );
+    }
+    if apps.is_empty() {
+        println!("(no applications)");
+    }
+}
+
+fn print_masters(answer: &Value) {
+    let description = &answer["masterDescription"];
+    println!("{:<22} {:<12} {:>5} {:>13} {:>6} HEALTHY", "MASTER", "ROLE", "TERM", "COMMIT INDEX", "LAG");
+    for master in description["cluster"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<22} {:<12} {:>5} {:>13} {:>6} {}",
+            text(&master["address"]),
+            text(&master["role"]),
+            text(&master["term"]),
+            text(&master["commitIndex"]),
+            text(&master["lag"]),
+            if master["healthy"].as_bool() == Some(true) { "yes" } else { "no" }
+        );
+    }
+    println!("leader: {}    jar store: {}", text(&description["leader"]), text(&description["jarStore"]));
+    for warning in description["warnings"].as_array().cloned().unwrap_or_default() {
+        println!("warning: {}", text(&warning));
+    }
+}

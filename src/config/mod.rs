@@ -21,10 +21,10 @@ use known_keys::KeyKind;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 
-/// The shortest and longest fail-over bounds we accept: below 100 ms heartbeats would outrun a
-/// busy machine's scheduler; above 10 minutes nobody would call it HA.
-const FAILOVER_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(600));
-const DEFAULT_FAILOVER: Duration = Duration::from_millis(500);
+/// The shortest and longest fail-over bounds we accept: below 200 ms heartbeats (B/20) would
+/// outrun a busy machine's scheduler; above 10 minutes nobody would call it HA.
+const FAILOVER_RANGE: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(600));
+pub const DEFAULT_FAILOVER: Duration = Duration::from_millis(400);
 
 const FAILOVER_KEYS: [&str; 3] = [
     "gearpump.master.failover-timeout",
@@ -157,6 +157,16 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<MasterConfig, 
         None => None,
     };
     build(source.as_ref(), overrides)
+}
+
+/// Only the masters list, for clients such as `gear` that are not one of the masters.
+pub fn load_masters(path: Option<&Path>) -> Result<Vec<HostPort>, ConfigError> {
+    let source = match path {
+        Some(path) => Some(read_source(path)?),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(read_source(Path::new(DEFAULT_CONFIG_PATH))?),
+        None => None,
+    };
+    read_masters(source.as_ref(), &mut BTreeMap::new())
 }
 
 /// Parses configuration text as if read from `path` (tests and `--check-config` of a string).
@@ -523,14 +533,14 @@ fn read_failover(
             source.invalid(
                 name,
                 format!("not a duration: {}", e.message),
-                "write a duration such as 500ms, 2s or 15s",
+                "write a duration such as 400ms, 2s or 15s",
             )
         })?;
         if duration < FAILOVER_RANGE.0 || duration > FAILOVER_RANGE.1 {
             return Err(source.invalid(
                 name,
                 format!("{duration:?} is out of range"),
-                "use a value from 100ms to 10 minutes",
+                "use a value from 200ms to 10 minutes",
             ));
         }
         if name == KEY {
@@ -674,9 +684,9 @@ fn leaf_paths(value: &HoconValue, prefix: String, out: &mut Vec<String>) {
 }
 
 impl MasterConfig {
-    /// The effective configuration and where each value came from, as `--check-config` prints it.
-    pub fn explain(&self) -> String {
-        let rows: Vec<(&str, String)> = vec![
+    /// Each effective value with where it came from: `--check-config` and `GET master/config`.
+    pub fn effective(&self) -> Vec<(&'static str, String, String)> {
+        let rows: Vec<(&'static str, String)> = vec![
             ("gearpump.hostname", self.hostname.clone()),
             (
                 "gearpump.cluster.masters",
@@ -702,7 +712,19 @@ impl MasterConfig {
             ("gearpump.master.log-level", self.log_level.clone()),
             ("gearpump.application.total-retries", self.total_retries.to_string()),
         ];
-        let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        rows.into_iter()
+            .map(|(key, value)| {
+                let origin =
+                    self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string);
+                (key, value, origin)
+            })
+            .collect()
+    }
+
+    /// The effective configuration and where each value came from, as `--check-config` prints it.
+    pub fn explain(&self) -> String {
+        let rows = self.effective();
+        let width = rows.iter().map(|(key, _, _)| key.len()).max().unwrap_or(0);
         let mut out = String::new();
         match &self.file {
             Some(file) => {
@@ -710,9 +732,7 @@ impl MasterConfig {
             }
             None => out.push_str("configuration: built-in defaults (no gear.conf found)\n"),
         }
-        for (key, value) in rows {
-            let origin =
-                self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string);
+        for (key, value, origin) in rows {
             let _ = writeln!(out, "  {key:width$} = {value}    # {origin}");
         }
         for warning in &self.warnings {

@@ -40,7 +40,7 @@ fn three_masters_find_their_own_entry_from_hostname() {
     assert_eq!(config.this_master.to_string(), "node2:3000");
     assert_eq!(config.bind_host, "node2");
     assert_eq!(config.jar_store, JarStoreRoot::Shared("/mnt/jars".into()));
-    assert_eq!(config.failover_timeout, Duration::from_millis(500));
+    assert_eq!(config.failover_timeout, DEFAULT_FAILOVER);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 
@@ -59,7 +59,7 @@ fn gearpump_0_8_shipped_gear_conf_loads_as_it_is() {
     // Its relative "jarstore/" lands under the state directory.
     assert_eq!(config.jar_store, JarStoreRoot::Local(PathBuf::from("/var/lib/gearpump/jarstore/")));
     // auto-down-unreachable-after = 15s is a ceiling we are well within.
-    assert_eq!(config.failover_timeout, Duration::from_millis(500));
+    assert_eq!(config.failover_timeout, DEFAULT_FAILOVER);
     assert!(config.warnings.iter().all(|w| !w.contains("unknown key")), "{:?}", config.warnings);
 }
 
@@ -150,16 +150,16 @@ fn local_store_with_several_masters_warns_that_it_is_not_ha() {
 fn failover_keys_and_ranges() {
     let explicit = load_text("gearpump.master.failover-timeout = 2s").expect("valid");
     assert_eq!(explicit.failover_timeout, Duration::from_secs(2));
-    let guide = load_text("master.akka.cluster.auto-down-unreachable-after = 300ms").expect("valid");
-    assert_eq!(guide.failover_timeout, Duration::from_millis(300));
+    let guide = load_text("master.akka.cluster.auto-down-unreachable-after = 250ms").expect("valid");
+    assert_eq!(guide.failover_timeout, Duration::from_millis(250));
     let ceiling = load_text("gearpump-master.akka.cluster.auto-down-unreachable-after = 15s").expect("valid");
-    assert_eq!(ceiling.failover_timeout, Duration::from_millis(500));
+    assert_eq!(ceiling.failover_timeout, DEFAULT_FAILOVER);
     let off = load_text("gearpump-master.akka.cluster.auto-down-unreachable-after = off").expect("valid");
-    assert_eq!(off.failover_timeout, Duration::from_millis(500));
+    assert_eq!(off.failover_timeout, DEFAULT_FAILOVER);
     let bad = error_text("gearpump.master.failover-timeout = soon");
     assert!(bad.contains("gearpump.master.failover-timeout: not a duration"), "{bad}");
     let range = error_text("gearpump.master.failover-timeout = 5ms");
-    assert!(range.contains("out of range") && range.contains("100ms"), "{range}");
+    assert!(range.contains("out of range") && range.contains("200ms"), "{range}");
 }
 
 #[test]

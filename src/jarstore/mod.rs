@@ -8,7 +8,25 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+pub mod fs;
 pub mod name;
+pub mod verify;
+
+use std::sync::Arc;
+
+use crate::config::JarStoreRoot;
+
+/// Opens the store the configuration names. HDFS is not built in yet: refused with a clear error.
+pub fn open(root: &JarStoreRoot) -> Result<Arc<dyn JarStore>, JarStoreError> {
+    match root {
+        JarStoreRoot::Local(path) => Ok(Arc::new(fs::FsJarStore::local(path.clone()))),
+        JarStoreRoot::Shared(path) => Ok(Arc::new(fs::FsJarStore::shared(path.clone()))),
+        JarStoreRoot::Hdfs(uri) => Err(JarStoreError::Unavailable {
+            store: uri.clone(),
+            cause: "this build has no HDFS jar store".into(),
+        }),
+    }
+}
 
 /// A stream of jar bytes, as read from a client or from a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

@@ -1,0 +1,66 @@
+//! Every failure a client sees is a status code plus `{"error": "...", "status": N}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::cluster::ClusterError;
+use crate::jarstore::JarStoreError;
+use crate::state::Rejection;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, "{}", self.message);
+        }
+        let body = json!({ "error": self.message, "status": self.status.as_u16() });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(error: ClusterError) -> ApiError {
+        let status = match &error {
+            ClusterError::NoQuorum(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ClusterError::Rejected(Rejection::UnknownApp(_)) => StatusCode::NOT_FOUND,
+            ClusterError::Rejected(_) => StatusCode::CONFLICT,
+            ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ClusterError::StateDir { .. } | ClusterError::Fatal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<JarStoreError> for ApiError {
+    fn from(error: JarStoreError) -> ApiError {
+        let status = match &error {
+            JarStoreError::InvalidName { .. } => StatusCode::BAD_REQUEST,
+            JarStoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            JarStoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            JarStoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            JarStoreError::Upload(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP server on the master's port: Gearpump's client REST paths, the peer routes Raft
+//! uses, health checks and metrics.
+
+mod client_routes;
+mod error;
+mod health;
+mod jar_routes;
+pub mod metrics;
+mod peer_routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::cluster::Cluster;
+use crate::config::MasterConfig;
+use crate::jarstore::JarStore;
+pub use error::ApiError;
+
+/// JSON bodies of client requests; anything larger is a mistake or an attack.
+const CLIENT_BODY_LIMIT: usize = 1 << 20;
+/// Raft batches and snapshots between masters.
+const PEER_BODY_LIMIT: usize = 64 << 20;
+
+/// What every handler can reach.
+pub struct Context {
+    pub cluster: Arc<Cluster>,
+    pub jars: Arc<dyn JarStore>,
+    pub config: Arc<MasterConfig>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub secret: Option<String>,
+}
+
+pub fn router(context: Arc<Context>) -> Router {
+    let upload_limit =
+        usize::try_from(context.config.jar_max_size).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let client = Router::new()
+        .route("/api/v1.0/version", get(client_routes::version))
+        .route("/api/v1.0/master", get(client_routes::master))
+        .route("/api/v1.0/master/applist", get(client_routes::app_list))
+        .route("/api/v1.0/master/config", get(client_routes::config))
+        .route("/api/v1.0/appmaster/{id}", get(client_routes::app_detail).delete(client_routes::kill_app))
+        .route(
+            "/api/v1.0/appmaster/{id}/data/{key}",
+            get(client_routes::get_app_data).put(client_routes::put_app_data),
+        )
+        .route("/api/v1.0/jarstore/download", get(jar_routes::download))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
+    let upload = Router::new()
+        .route("/api/v1.0/master/submitapp", post(jar_routes::submit_app))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    let peer = peer_routes::router(context.clone()).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
+    client.merge(upload).merge(peer).fallback(client_routes::not_found).with_state(context)
+}

@@ -1,0 +1,220 @@
+//! Command lines of `gearpump-master` and `gear`. Gearpump spells its flags with one dash
+//! (`-ip`, `-port`, `-jar`, `-appid`); both that and GNU `--ip` work.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// `gearpump-master`: one master of a Gearpump HA cluster.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gearpump-master",
+    version,
+    about = "A master of an Apache Gearpump high-availability cluster (Raft)"
+)]
+pub struct MasterArgs {
+    /// gear.conf to read (default: /etc/gearpump/gear.conf when it exists, else built-in defaults)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This master's host as listed in gearpump.cluster.masters (Gearpump: -ip)
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// This master's port as listed in gearpump.cluster.masters (Gearpump: -port)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Override gearpump.master.state-dir
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Validate the configuration, print the effective values and where each came from, exit
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// `gear`: Gearpump's command-line client, against any master of the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "gear", version, about = "Submit, list and kill Gearpump applications; inspect the masters")]
+pub struct GearArgs {
+    /// Masters to talk to, host:port[,host:port...] (default: gearpump.cluster.masters of gear.conf)
+    #[arg(long, short = 'm', value_name = "HOST:PORT,...", global = true)]
+    pub master: Option<String>,
+    /// gear.conf to read the masters list from
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Per-request timeout in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, global = true)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: GearCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GearCommand {
+    /// Store a jar and register an application: gear app -jar FILE [-namePrefix P] MainClass [args...]
+    App {
+        /// The application jar
+        #[arg(long, value_name = "FILE")]
+        jar: PathBuf,
+        /// Name the application PREFIX<appId> (Gearpump: -namePrefix)
+        #[arg(long, value_name = "PREFIX")]
+        name_prefix: Option<String>,
+        /// The submitting user (default: $USER)
+        #[arg(long)]
+        user: Option<String>,
+        /// The application's main class
+        main_class: String,
+        /// Arguments passed to the application
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List applications
+    Info,
+    /// Kill an application: gear kill -appid N
+    Kill {
+        #[arg(long, value_name = "N")]
+        appid: u32,
+    },
+    /// The masters: who leads, term, commit index, lag, health
+    Masters,
+    /// Download an application's jar from the jar store, checked against its SHA-256
+    Download {
+        /// The jar's name in the store (see `gear info --json`)
+        #[arg(long, value_name = "NAME")]
+        file: String,
+        /// Where to write it
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Gearpump's single-dash long flags and their GNU spelling.
+const GEARPUMP_FLAGS: &[(&str, &str)] = &[
+    ("-ip", "--ip"),
+    ("-port", "--port"),
+    ("-conf", "--config"),
+    ("-jar", "--jar"),
+    ("-namePrefix", "--name-prefix"),
+    ("-appid", "--appid"),
+    ("-master", "--master"),
+    ("-json", "--json"),
+];
+
+/// Rewrites Gearpump's single-dash flags into GNU form, up to the point where an application's
+/// own arguments start (after `gear app ... MainClass`, nothing is touched) or a `--`.
+pub fn normalize_gearpump_flags(
+    args: impl IntoIterator<Item = String>,
+    positionals_before_app_args: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut positionals = 0;
+    let mut expecting_value = false;
+    let mut passthrough = false;
+    for (index, arg) in args.into_iter().enumerate() {
+        if index == 0 || passthrough {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        if let Some((_, gnu)) = GEARPUMP_FLAGS.iter().find(|(single, _)| *single == arg) {
+            expecting_value = *gnu != "--json";
+            out.push((*gnu).to_string());
+            continue;
+        }
+        if expecting_value {
+            expecting_value = false;
+        } else if arg.starts_with('-') {
+            expecting_value = !arg.contains('=') && takes_value(&arg);
+        } else if !arg.starts_with('-') {
+            positionals += 1;
+            if positionals >= positionals_before_app_args {
+                passthrough = true;
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
+fn takes_value(flag: &str) -> bool {
+    matches!(
+        flag,
+        "-c" | "-m"
+            | "-o"
+            | "--config"
+            | "--ip"
+            | "--port"
+            | "--state-dir"
+            | "--master"
+            | "--timeout"
+            | "--jar"
+            | "--name-prefix"
+            | "--user"
+            | "--appid"
+            | "--file"
+            | "--output"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn master_flags_in_both_spellings() {
+        let normalized = normalize_gearpump_flags(words("master -ip node1 -port 3000"), usize::MAX);
+        let args = MasterArgs::try_parse_from(normalized).expect("parses");
+        assert_eq!((args.ip.as_deref(), args.port), (Some("node1"), Some(3000)));
+        let args = MasterArgs::try_parse_from(words("master --ip node1 --port 3000")).expect("parses");
+        assert_eq!(args.port, Some(3000));
+    }
+
+    #[test]
+    fn gear_app_leaves_application_arguments_alone() {
+        let normalized = normalize_gearpump_flags(
+            words("gear app -jar wc.jar -namePrefix wc io.x.WordCount -split 4 -jar keep"),
+            2,
+        );
+        assert_eq!(
+            normalized,
+            words("gear app --jar wc.jar --name-prefix wc io.x.WordCount -split 4 -jar keep")
+        );
+        let args = GearArgs::try_parse_from(normalized).expect("parses");
+        match args.command {
+            GearCommand::App { main_class, args, name_prefix, .. } => {
+                assert_eq!(main_class, "io.x.WordCount");
+                assert_eq!(args, words("-split 4 -jar keep"));
+                assert_eq!(name_prefix.as_deref(), Some("wc"));
+            }
+            other => panic!("wrong command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn global_short_flags_take_their_value() {
+        let normalized = normalize_gearpump_flags(words("gear -m h:1 app -jar x.jar Main -v"), 2);
+        assert_eq!(normalized, words("gear -m h:1 app --jar x.jar Main -v"));
+    }
+
+    #[test]
+    fn gear_kill_with_single_dash() {
+        let args = GearArgs::try_parse_from(normalize_gearpump_flags(words("gear kill -appid 7"), 2))
+            .expect("parses");
+        assert!(matches!(args.command, GearCommand::Kill { appid: 7 }));
+    }
+
+    #[test]
+    fn wrong_flags_are_errors() {
+        assert!(MasterArgs::try_parse_from(words("master --port notanumber")).is_err());
+        assert!(MasterArgs::try_parse_from(words("master --bogus")).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! A typed HTTP client for the master REST API, used by `gear` (and the installer). It talks to
+//! any master and moves on to the next one when a master is down or has no quorum.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{multipart, Response, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no master answered:\n{}", .tried.iter().map(|(m, why)| format!("  {m}: {why}")).collect::<Vec<_>>().join("\n"))]
+    NoMasterReachable { tried: Vec<(String, String)> },
+    #[error("master {master} refused the request ({status}): {message}")]
+    Api { master: String, status: StatusCode, message: String },
+    #[error("{path}: {cause}")]
+    File { path: String, cause: String },
+    #[error("the download of {name} is corrupt: {cause}")]
+    Corrupt { name: String, cause: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Setup(String),
+}
+
+pub struct MasterClient {
+    masters: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl MasterClient {
+    pub fn new(masters: Vec<String>, timeout: Duration) -> Result<MasterClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(MasterClient { masters, http })
+    }
+
+    /// Sends the request built by `build` to each master in turn until one answers with
+    /// something other than "unreachable" or 503.
+    async fn send<F>(&self, build: F) -> Result<(String, Response), ClientError>
+    where
+        F: Fn(&reqwest::Client, &str) -> Result<reqwest::RequestBuilder, ClientError>,
+    {
+        let mut tried = Vec::new();
+        for master in &self.masters {
+            let base = format!("http://{master}");
+            match build(&self.http, &base)?.send().await {
+                Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    tried.push((master.clone(), error_message(response).await));
+                }
+                Ok(response) => return Ok((master.clone(), response)),
+                Err(e) => tried.push((master.clone(), describe_reqwest_error(&e))),
+            }
+        }
+        Err(ClientError::NoMasterReachable { tried })
+    }
+
+    async fn json(&self, (master, response): (String, Response)) -> Result<Value, ClientError> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { master, status, message: error_message(response).await });
+        }
+        response.json().await.map_err(|e| ClientError::Api {
+            master,
+            status,
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let answer = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        self.json(answer).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let answer = self.send(|http, base| Ok(http.delete(format!("{base}{path}")))).await?;
+        self.json(answer).await
+    }
+
+    pub async fn put_text(&self, path: &str, body: &str) -> Result<Value, ClientError> {
+        let answer =
+            self.send(|http, base| Ok(http.put(format!("{base}{path}")).body(body.to_string()))).await?;
+        self.json(answer).await
+    }
+
+    /// Streams the jar from disk (reopened for each master tried) and registers the application.
+    pub async fn submit(
+        &self,
+        jar: &Path,
+        main_class: &str,
+        args: &[String],
+        name_prefix: Option<&str>,
+        user: &str,
+    ) -> Result<Value, ClientError> {
+        let file_error =
+            |e: std::io::Error| ClientError::File { path: jar.display().to_string(), cause: e.to_string() };
+        let metadata = std::fs::metadata(jar).map_err(file_error)?;
+        if !metadata.is_file() {
+            return Err(ClientError::File {
+                path: jar.display().to_string(),
+                cause: "not a regular file".into(),
+            });
+        }
+        let file_name = jar.file_name().and_then(|n| n.to_str()).unwrap_or("application.jar").to_string();
+        let args_json = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
+        let mut tried = Vec::new();
+        for master in &self.masters {
+            let file = tokio::fs::File::open(jar).await.map_err(file_error)?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+            let part =
+                multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), metadata.len())
+                    .file_name(file_name.clone())
+                    .mime_str("application/java-archive")
+                    .map_err(|e| ClientError::Setup(e.to_string()))?;
+            let mut form = multipart::Form::new()
+                .text("mainClass", main_class.to_string())
+                .text("args", args_json.clone())
+                .text("user", user.to_string());
+            if let Some(prefix) = name_prefix {
+                form = form.text("namePrefix", prefix.to_string());
+            }
+            let form = form.part("jar", part);
+            let url = format!("http://{master}/api/v1.0/master/submitapp");
+            match self.http.post(url).multipart(form).send().await {
+                Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    tried.push((master.clone(), error_message(response).await));
+                }
+                Ok(response) => return self.json((master.clone(), response)).await,
+                Err(e) => tried.push((master.clone(), describe_reqwest_error(&e))),
+            }
+        }
+        Err(ClientError::NoMasterReachable { tried })
+    }
+
+    /// Downloads a jar to `output`, verifying the SHA-256 the master announces.
+    pub async fn download(&self, name: &str, output: &Path) -> Result<u64, ClientError> {
+        let path = format!("/api/v1.0/jarstore/download?file={}", percent_encode(name));
+        let (master, response) = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { master, status, message: error_message(response).await });
+        }
+        let expected =
+            response.headers().get("x-gearpump-sha256").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let file_error = |e: std::io::Error| ClientError::File {
+            path: output.display().to_string(),
+            cause: e.to_string(),
+        };
+        let mut file = tokio::fs::File::create(output).await.map_err(file_error)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Corrupt {
+                name: name.into(),
+                cause: format!("transfer aborted: {e}"),
+            })?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(file_error)?;
+        }
+        file.flush().await.map_err(file_error)?;
+        let digest = hex::encode(hasher.finalize());
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(ClientError::Corrupt {
+                    name: name.into(),
+                    cause: format!("SHA-256 {digest}, expected {expected}"),
+                });
+            }
+        }
+        Ok(size)
+    }
+}
+
+async fn error_message(response: Response) -> String {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(value) => value["error"].as_str().map(str::to_string).unwrap_or(text),
+        Err(_) if text.is_empty() => status.to_string(),
+        Err(_) => text,
+    }
+}
+
+fn describe_reqwest_error(error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        "connection refused or unreachable".into()
+    } else if error.is_timeout() {
+        "timed out".into()
+    } else {
+        error.to_string()
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

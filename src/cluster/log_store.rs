@@ -1,0 +1,166 @@
+// openraft's storage traits fix the error type (StorageError, ~224 bytes); boxing it in our
+// helpers would only add conversions at every trait boundary.
+#![allow(clippy::result_large_err)]
+
+//! The Raft log and vote, durable in redb: every append is committed (fsync) before openraft is
+//! told it is flushed, so an acknowledged write survives a crash of every master.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::types::{LogId, NodeId, StorageError, TypeConfig};
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+impl LogStore {
+    pub fn open(db: Arc<Database>) -> Result<LogStore, redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(LOGS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(LogStore { db })
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(META).map_err(read_err)?;
+        let Some(bytes) = table.get(key).map_err(read_err)? else { return Ok(None) };
+        serde_json::from_slice(bytes.value()).map(Some).map_err(read_err)
+    }
+
+    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(META).map_err(write_err)?;
+            table.insert(key, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOGS).map_err(read_err)?;
+        let mut entries = Vec::new();
+        for item in table.range(range).map_err(read_err)? {
+            let (_, bytes) = item.map_err(read_err)?;
+            entries.push(serde_json::from_slice(bytes.value()).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOGS).map_err(read_err)?;
+        let last = match table.last().map_err(read_err)? {
+            Some((_, bytes)) => {
+                let entry: Entry<TypeConfig> = serde_json::from_slice(bytes.value()).map_err(read_err)?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta(KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOGS).map_err(write_err)?;
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+            }
+        }
+        // redb's default durability fsyncs on commit: only then is the entry acknowledged.
+        match txn.commit() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOGS).map_err(write_err)?;
+            table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(write_err)?;
+            meta.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+            let mut table = txn.open_table(LOGS).map_err(write_err)?;
+            table.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+}

@@ -1,0 +1,545 @@
+//! Everything openraft: durable storage, the peer network, bootstrap from the masters list, and
+//! the `Cluster` handle through which the rest of the master writes and reads replicated state.
+
+mod bootstrap;
+mod log_store;
+mod network;
+pub mod peer_protocol;
+mod state_machine;
+mod types;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+
+use crate::config::{HostPort, MasterConfig};
+use crate::state::{Command, CommandResult, MasterState, Rejection};
+pub use bootstrap::BootstrapState;
+use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest, SECRET_HEADER};
+pub use state_machine::AppliedState;
+use state_machine::{SharedState, StateMachineStore};
+use types::Raft;
+pub use types::{masters_fingerprint, node_id_of, NodeId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("cannot open the state directory {path}: {cause}")]
+    StateDir { path: String, cause: String },
+    #[error("the Raft core stopped: {0}")]
+    Fatal(String),
+    #[error("bad peer request: {0}")]
+    BadRequest(String),
+}
+
+/// Which Raft RPC a peer sent; the API layer only moves bytes, this module decodes them.
+#[derive(Debug, Clone, Copy)]
+pub enum RaftRpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+pub struct Cluster {
+    raft: Raft,
+    node_id: NodeId,
+    me: HostPort,
+    masters: Vec<HostPort>,
+    fingerprint: String,
+    applied: SharedState,
+    http: reqwest::Client,
+    secret: Option<String>,
+    failover_timeout: Duration,
+    request_timeout: Duration,
+    bootstrap: Arc<std::sync::Mutex<BootstrapState>>,
+    started_at: Instant,
+}
+
+impl Cluster {
+    /// Opens durable state under `state_dir`, starts the Raft core and the bootstrap task.
+    pub async fn start(config: &MasterConfig, secret: Option<String>) -> Result<Arc<Cluster>, ClusterError> {
+        let state_error =
+            |cause: String| ClusterError::StateDir { path: config.state_dir.display().to_string(), cause };
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| state_error(e.to_string()))?;
+        let db_path = config.state_dir.join("raft.redb");
+        let db = redb::Database::create(&db_path)
+            .map_err(|e| state_error(format!("{}: {e}", db_path.display())))?;
+        let db = Arc::new(db);
+        let log_store = log_store::LogStore::open(db.clone()).map_err(|e| state_error(e.to_string()))?;
+        let state_machine = StateMachineStore::open(db).map_err(|e| state_error(e.to_string()))?;
+        let applied = state_machine.shared();
+
+        let raft_config = raft_config(config).map_err(ClusterError::Fatal)?;
+        let http =
+            peer_http_client(config.failover_timeout).map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let network = network::PeerNetwork::new(http.clone(), secret.clone());
+        let node_id = node_id_of(&config.this_master);
+        let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
+            .await
+            .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+
+        let cluster = Arc::new(Cluster {
+            raft,
+            node_id,
+            me: config.this_master.clone(),
+            masters: config.masters.clone(),
+            fingerprint: masters_fingerprint(&config.masters),
+            applied,
+            http,
+            secret,
+            failover_timeout: config.failover_timeout,
+            request_timeout: config.request_timeout,
+            bootstrap: Arc::new(std::sync::Mutex::new(BootstrapState::Starting)),
+            started_at: Instant::now(),
+        });
+        tokio::spawn(bootstrap::run(cluster.clone()));
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn me(&self) -> &HostPort {
+        &self.me
+    }
+
+    pub fn masters(&self) -> &[HostPort] {
+        &self.masters
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    pub fn bootstrap_state(&self) -> BootstrapState {
+        self.bootstrap.lock().map(|state| state.clone()).unwrap_or(BootstrapState::Starting)
+    }
+
+    /// Reads the applied state without any freshness guarantee (`?stale=true`, or after `read_barrier`).
+    pub fn read<T>(&self, read: impl FnOnce(&MasterState) -> T) -> T {
+        match self.applied.read() {
+            Ok(applied) => read(&applied.state),
+            // A panic while applying would have stopped the Raft core; the data is still whole.
+            Err(poisoned) => read(&poisoned.into_inner().state),
+        }
+    }
+
+    /// Addresses of the current members, from the Raft membership once there is one.
+    pub fn member_addresses(&self) -> BTreeMap<NodeId, String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let members: BTreeMap<NodeId, String> =
+            metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone())).collect();
+        if members.is_empty() {
+            self.masters.iter().map(|m| (node_id_of(m), m.to_string())).collect()
+        } else {
+            members
+        }
+    }
+
+    fn leader_address(&self, leader: NodeId) -> Option<String> {
+        self.member_addresses().get(&leader).cloned()
+    }
+
+    /// This master's own view: role, term, indexes.
+    pub fn status(&self) -> PeerStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let commit_index = match &metrics.replication {
+            Some(replication) if metrics.state == ServerState::Leader => majority_index(replication),
+            _ => metrics.last_applied.map_or(0, |l| l.index),
+        };
+        PeerStatus {
+            node_id: self.node_id,
+            address: self.me.to_string(),
+            role: role.to_string(),
+            term: metrics.current_term,
+            leader: metrics.current_leader.and_then(|id| self.leader_address(id)),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            commit_index,
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            purged_index: metrics.purged.map_or(0, |l| l.index),
+        }
+    }
+
+    /// True when this master is in a quorum with a known leader: what `/health/ready` and
+    /// systemd's READY=1 mean.
+    pub fn is_ready(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        match (metrics.state, metrics.current_leader) {
+            (ServerState::Leader, _) => self.leader_has_quorum(&metrics),
+            (_, Some(leader)) => leader != self.node_id,
+            _ => false,
+        }
+    }
+
+    fn leader_has_quorum(&self, metrics: &openraft::RaftMetrics<NodeId, BasicNode>) -> bool {
+        let members = metrics.membership_config.membership().voter_ids().count();
+        if members <= 1 {
+            return true;
+        }
+        // Without a majority's ack for longer than an election timeout, this leader is cut off.
+        metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= self.failover_timeout.as_millis())
+    }
+
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn hello(&self) -> Hello {
+        let initialized = self.raft.metrics().borrow().membership_config.membership().voter_ids().count() > 0;
+        Hello {
+            node_id: self.node_id,
+            address: self.me.to_string(),
+            masters: self.masters.iter().map(ToString::to_string).collect(),
+            fingerprint: self.fingerprint.clone(),
+            initialized,
+        }
+    }
+
+    /// Proposes a command and waits for it to be committed and applied, forwarding to the
+    /// leader when this master is not it. Bounded by `request_timeout`: without a quorum the
+    /// caller gets `NoQuorum`, never a hang.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, ClusterError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let outcome = self.try_write_once(&command, deadline).await;
+            let retry_reason = match outcome {
+                Ok(WriteOutcome::Applied(result)) => return Ok(result),
+                Ok(WriteOutcome::Rejected(rejection)) => return Err(ClusterError::Rejected(rejection)),
+                Ok(WriteOutcome::NotLeader { leader }) => match leader {
+                    Some(leader) => format!("leader {leader} is not answering"),
+                    None => "no leader is elected".to_string(),
+                },
+                Ok(WriteOutcome::NoQuorum(why)) => why,
+                Err(ClusterError::NoQuorum(why)) => why,
+                Err(other) => return Err(other),
+            };
+            if Instant::now() + Duration::from_millis(20) >= deadline {
+                return Err(ClusterError::NoQuorum(format!(
+                    "{retry_reason}; gave up after {:?} (gearpump.master.request-timeout)",
+                    self.request_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One attempt: `Ok(NotLeader/NoQuorum)` and `Err(NoQuorum)` are worth retrying.
+    async fn try_write_once(
+        &self,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state == ServerState::Leader {
+            return self.write_as_leader(command.clone(), deadline).await;
+        }
+        let Some(leader) = metrics.current_leader.filter(|id| *id != self.node_id) else {
+            return Ok(WriteOutcome::NotLeader { leader: None });
+        };
+        let Some(address) = self.leader_address(leader) else {
+            return Ok(WriteOutcome::NotLeader { leader: None });
+        };
+        self.forward_write(&address, command, deadline).await
+    }
+
+    /// Called for local proposals and for writes forwarded by other masters.
+    pub async fn write_as_leader(
+        &self,
+        command: Command,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            let leader = metrics.current_leader.and_then(|id| self.leader_address(id));
+            return Ok(WriteOutcome::NotLeader { leader });
+        }
+        if !self.leader_has_quorum(&metrics) {
+            return Ok(WriteOutcome::NoQuorum(format!(
+                "this leader has not heard from a majority of masters for {} ms",
+                metrics.millis_since_quorum_ack.unwrap_or(0)
+            )));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.raft.client_write(command)).await {
+            Err(_) => Ok(WriteOutcome::NoQuorum("the write was not committed by a majority in time".into())),
+            Ok(Ok(response)) => Ok(match response.data {
+                CommandResult::Rejected(rejection) => WriteOutcome::Rejected(rejection),
+                result => WriteOutcome::Applied(result),
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Ok(WriteOutcome::NotLeader { leader: forward.leader_node.map(|node| node.addr) })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(ClusterError::Fatal(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(fatal))) => Err(ClusterError::Fatal(fatal.to_string())),
+        }
+    }
+
+    async fn forward_write(
+        &self,
+        address: &str,
+        command: &Command,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, ClusterError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let request = WriteRequest { command: command.clone() };
+        let response = self
+            .peer_post(address, peer_protocol::WRITE)
+            .json(&request)
+            .timeout(remaining.max(Duration::from_millis(1)))
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => {
+                response.json::<WriteOutcome>().await.map_err(|e| {
+                    ClusterError::NoQuorum(format!("leader {address} sent an unreadable answer: {e}"))
+                })
+            }
+            Ok(response) => {
+                Err(ClusterError::NoQuorum(format!("leader {address} answered {}", response.status())))
+            }
+            // Not connected means the request never reached the leader: safe to retry.
+            Err(e) if e.is_connect() => Ok(WriteOutcome::NotLeader { leader: Some(address.to_string()) }),
+            Err(e) if e.is_timeout() => Err(ClusterError::NoQuorum(format!(
+                "leader {address} did not confirm the write in time (outcome unknown)"
+            ))),
+            Err(e) => Err(ClusterError::NoQuorum(format!("forwarding to leader {address} failed: {e}"))),
+        }
+    }
+
+    /// Waits until this master has applied everything committed before the call (a leader's
+    /// read index), so that a read after it is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let reason = match self.try_read_barrier(deadline).await {
+                Ok(()) => return Ok(()),
+                Err(ClusterError::NoQuorum(reason)) => reason,
+                Err(other) => return Err(other),
+            };
+            if Instant::now() + Duration::from_millis(20) >= deadline {
+                return Err(ClusterError::NoQuorum(format!(
+                    "{reason}; gave up after {:?}",
+                    self.request_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn try_read_barrier(&self, deadline: Instant) -> Result<(), ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let index = if metrics.state == ServerState::Leader {
+            self.read_index().await?
+        } else {
+            let Some(address) = metrics
+                .current_leader
+                .filter(|id| *id != self.node_id)
+                .and_then(|id| self.leader_address(id))
+            else {
+                return Err(ClusterError::NoQuorum("no leader is elected".into()));
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let response = self
+                .peer_post(&address, peer_protocol::READ_INDEX)
+                .timeout(remaining)
+                .send()
+                .await
+                .map_err(|e| ClusterError::NoQuorum(format!("leader {address} is not answering: {e}")))?;
+            if !response.status().is_success() {
+                return Err(ClusterError::NoQuorum(format!(
+                    "leader {address} answered {}",
+                    response.status()
+                )));
+            }
+            let read_index: ReadIndex = response
+                .json()
+                .await
+                .map_err(|e| ClusterError::NoQuorum(format!("leader {address}: {e}")))?;
+            read_index.index
+        };
+        let Some(index) = index else { return Ok(()) };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                ClusterError::NoQuorum(format!("this master did not catch up to index {index}: {e}"))
+            })
+    }
+
+    /// As leader: confirms leadership with a quorum and returns the index reads must wait for.
+    pub async fn read_index(&self) -> Result<Option<u64>, ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if !self.leader_has_quorum(&metrics) {
+            return Err(ClusterError::NoQuorum("this leader is cut off from a majority".into()));
+        }
+        let (read_log_id, _applied) = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id())
+            .await
+            .map_err(|_| ClusterError::NoQuorum("leadership was not confirmed by a majority in time".into()))?
+            .map_err(|e| ClusterError::NoQuorum(e.to_string()))?;
+        Ok(read_log_id.map(|log_id| log_id.index))
+    }
+
+    /// Handles a Raft RPC from a peer; the body and the answer are JSON.
+    pub async fn handle_raft_rpc(&self, rpc: RaftRpc, body: &[u8]) -> Result<Vec<u8>, ClusterError> {
+        let bad = |e: serde_json::Error| ClusterError::BadRequest(e.to_string());
+        let encoded = match rpc {
+            RaftRpc::Append => serde_json::to_vec(
+                &self.raft.append_entries(serde_json::from_slice(body).map_err(bad)?).await,
+            ),
+            RaftRpc::Vote => {
+                serde_json::to_vec(&self.raft.vote(serde_json::from_slice(body).map_err(bad)?).await)
+            }
+            RaftRpc::Snapshot => serde_json::to_vec(
+                &self.raft.install_snapshot(serde_json::from_slice(body).map_err(bad)?).await,
+            ),
+        };
+        encoded.map_err(|e| ClusterError::Fatal(e.to_string()))
+    }
+
+    /// A leader stopping cleanly asks an up-to-date follower to take over: the follower starts
+    /// an election at once instead of waiting for its timeout, so a planned stop costs almost
+    /// no fail-over time.
+    pub async fn hand_over_leadership(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return None;
+        }
+        let replication = metrics.replication.clone()?;
+        let last = metrics.last_log_index;
+        let mut candidates: Vec<(NodeId, Option<u64>)> = replication
+            .iter()
+            .filter(|(id, _)| **id != self.node_id)
+            .map(|(id, matched)| (*id, matched.map(|l| l.index)))
+            .collect();
+        candidates.sort_by_key(|(_, matched)| std::cmp::Reverse(*matched));
+        for (id, matched) in candidates {
+            if matched < last {
+                continue;
+            }
+            let Some(address) = self.leader_address(id) else { continue };
+            let response = self
+                .peer_post(&address, peer_protocol::TAKE_OVER)
+                .timeout(self.failover_timeout)
+                .send()
+                .await;
+            if matches!(response, Ok(ref r) if r.status().is_success()) {
+                return Some(address);
+            }
+        }
+        None
+    }
+
+    /// The follower's side of a hand-over.
+    pub async fn take_over(&self) -> Result<(), ClusterError> {
+        self.raft.trigger().elect().await.map_err(|e| ClusterError::Fatal(e.to_string()))
+    }
+
+    /// A POST to a peer's route, with the cluster secret.
+    fn peer_post(&self, address: &str, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.post(format!("http://{address}{path}"));
+        match &self.secret {
+            Some(secret) => builder.header(SECRET_HEADER, secret),
+            None => builder,
+        }
+    }
+
+    fn peer_get(&self, address: &str, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.get(format!("http://{address}{path}"));
+        match &self.secret {
+            Some(secret) => builder.header(SECRET_HEADER, secret),
+            None => builder,
+        }
+    }
+
+    /// Every member's own status, asked concurrently; `None` for a master that did not answer.
+    pub async fn all_statuses(&self) -> Vec<(NodeId, String, Option<PeerStatus>)> {
+        let members = self.member_addresses();
+        let asks = members.into_iter().map(|(id, address)| async move {
+            if id == self.node_id {
+                return (id, address, Some(self.status()));
+            }
+            let answer = self
+                .peer_get(&address, peer_protocol::STATUS)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            let status = match answer {
+                Ok(response) if response.status().is_success() => response.json::<PeerStatus>().await.ok(),
+                _ => None,
+            };
+            (id, address, status)
+        });
+        futures::future::join_all(asks).await
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft core did not shut down cleanly");
+        }
+    }
+
+    /// The Raft core's message loop answers a request (not just: it has not crashed).
+    pub async fn core_responds(&self) -> bool {
+        self.raft.is_initialized().await.is_ok()
+    }
+
+    /// Raft core alive and not stopped by a fatal error: the watchdog's question.
+    pub fn core_is_running(&self) -> bool {
+        self.raft.metrics().borrow().running_state.is_ok()
+    }
+}
+
+/// The highest index a majority of voters holds, from a leader's replication progress.
+fn majority_index(replication: &BTreeMap<NodeId, Option<types::LogId>>) -> u64 {
+    let mut matched: Vec<u64> = replication.values().map(|m| m.map_or(0, |l| l.index)).collect();
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched.get(matched.len() / 2).copied().unwrap_or(0)
+}
+
+/// Raft timings derived from the fail-over bound B. openraft 0.9 has a follower that has seen a
+/// leader wait a leader lease (= election_timeout_max) plus a random election timeout before it
+/// campaigns, so with max = B/2 and min = 0.3 B a dead leader is noticed between 0.8 B and B.
+/// Heartbeats go 20 times per B, so a few late ones on a busy machine do not depose a leader.
+fn raft_config(config: &MasterConfig) -> Result<openraft::Config, String> {
+    let bound = u64::try_from(config.failover_timeout.as_millis()).unwrap_or(u64::MAX);
+    let raft_config = openraft::Config {
+        cluster_name: "gearpump-master".into(),
+        election_timeout_min: bound * 3 / 10,
+        election_timeout_max: bound / 2,
+        heartbeat_interval: (bound / 20).max(5),
+        install_snapshot_timeout: (bound * 4).max(2000),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.log_keep,
+        ..Default::default()
+    };
+    raft_config.validate().map_err(|e| e.to_string())
+}
+
+fn peer_http_client(failover_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(failover_timeout.min(Duration::from_secs(1)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+}

@@ -1,0 +1,113 @@
+//! Raft's outgoing RPCs: one HTTP POST per call to the peer's own master port.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::peer_protocol::{RAFT_APPEND, RAFT_SNAPSHOT, RAFT_VOTE, SECRET_HEADER};
+use super::types::{NodeId, TypeConfig};
+
+#[derive(Clone)]
+pub struct PeerNetwork {
+    http: reqwest::Client,
+    secret: Option<String>,
+}
+
+impl PeerNetwork {
+    pub fn new(http: reqwest::Client, secret: Option<String>) -> PeerNetwork {
+        PeerNetwork { http, secret }
+    }
+}
+
+pub struct PeerConnection {
+    http: reqwest::Client,
+    secret: Option<String>,
+    target: NodeId,
+    base_url: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        PeerConnection {
+            http: self.http.clone(),
+            secret: self.secret.clone(),
+            target,
+            base_url: format!("http://{}", node.addr),
+        }
+    }
+}
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut builder = self.http.post(format!("{}{path}", self.base_url)).json(request).timeout(ttl);
+        if let Some(secret) = &self.secret {
+            builder = builder.header(SECRET_HEADER, secret);
+        }
+        let response = builder.send().await.map_err(|e| {
+            if e.is_connect() {
+                // Unreachable makes openraft back off instead of hammering a dead peer.
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let error = std::io::Error::other(format!("peer {} answered {status}: {body}", self.base_url));
+            return Err(RPCError::Network(NetworkError::new(&error)));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            response.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(RAFT_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(RAFT_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(RAFT_VOTE, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,65 @@
+//! What masters say to each other besides Raft's own RPCs, and the routes that carry it.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::NodeId;
+use crate::state::{Command, CommandResult, Rejection};
+
+pub const RAFT_APPEND: &str = "/peer/raft/append";
+pub const RAFT_VOTE: &str = "/peer/raft/vote";
+pub const RAFT_SNAPSHOT: &str = "/peer/raft/snapshot";
+pub const HELLO: &str = "/peer/hello";
+pub const STATUS: &str = "/peer/status";
+pub const WRITE: &str = "/peer/write";
+pub const READ_INDEX: &str = "/peer/read-index";
+pub const TAKE_OVER: &str = "/peer/take-over";
+
+/// The header carrying the cluster secret on every peer request.
+pub const SECRET_HEADER: &str = "x-gearpump-cluster-secret";
+
+/// Answer to `hello`, used before bootstrap to agree on the masters list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub node_id: NodeId,
+    pub address: String,
+    pub masters: Vec<String>,
+    pub fingerprint: String,
+    pub initialized: bool,
+}
+
+/// One master's own view, gathered by `GET /api/v1.0/master` from every master.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub node_id: NodeId,
+    pub address: String,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub last_log_index: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteRequest {
+    pub command: Command,
+}
+
+/// A forwarded write's outcome, as the leader saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    Applied(CommandResult),
+    /// The receiver is not (or no longer) the leader; the caller retries elsewhere.
+    NotLeader {
+        leader: Option<String>,
+    },
+    NoQuorum(String),
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub index: Option<u64>,
+}

@@ -1,0 +1,207 @@
+//! The master process: open state, serve, report to systemd, stop cleanly.
+
+mod health;
+mod logging;
+mod notify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::api::{self, metrics::Metrics, Context};
+use crate::cluster::Cluster;
+use crate::config::{self, MasterConfig, Overrides};
+use crate::jarstore;
+
+/// Why the master could not run; the binary maps each to an exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {address}: {cause}\n  fix: {fix}")]
+    Listen { address: String, cause: String, fix: String },
+    #[error("cluster secret file {path}: {cause}\n  fix: create it with the same secret on every master (mode 0600, owned by the service user), or remove gearpump.master.secret-file")]
+    Secret { path: String, cause: String },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("the HTTP server failed: {0}")]
+    Serve(String),
+}
+
+impl DaemonError {
+    /// sysexits: 78 for configuration, 69 (EX_UNAVAILABLE) when the port or state is unusable.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DaemonError::Config(_) | DaemonError::Secret { .. } => 78,
+            DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
+            DaemonError::Serve(_) => 1,
+        }
+    }
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, DaemonError> {
+    let error = |cause: String| DaemonError::Secret { path: path.display().to_string(), cause };
+    let secret = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let secret = secret.trim().to_string();
+    if secret.len() < 16 {
+        return Err(error("the secret is shorter than 16 characters".into()));
+    }
+    Ok(secret)
+}
+
+/// Runs the master until SIGTERM/SIGINT. `config_path` and `overrides` are kept for SIGHUP.
+pub async fn run(
+    config: MasterConfig,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<(), DaemonError> {
+    let log_control = logging::init(&config.log_level);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let secret = match &config.secret_file {
+        Some(path) => Some(read_secret(path)?),
+        None => {
+            if config.masters.len() > 1 {
+                tracing::warn!("no gearpump.master.secret-file: peer RPC is unauthenticated; any host that reaches the master port can join Raft traffic");
+            }
+            None
+        }
+    };
+    let jars = jarstore::open(&config.jar_store).map_err(|e| DaemonError::Serve(e.to_string()))?;
+    if !jars.is_highly_available() {
+        tracing::warn!(store = %jars.describe(), "the jar store is local to this master and NOT highly available");
+    }
+    if let Err(e) = jars.check().await {
+        // The quorum does not depend on the store; uploads will fail with this reason meanwhile.
+        tracing::error!("{e}");
+    }
+
+    let address = format!("{}:{}", config.bind_host, config.this_master.port);
+    let listener = bind(&address, &config).await?;
+    let cluster = Cluster::start(&config, secret.clone()).await?;
+    tracing::info!(
+        master = %config.this_master, node_id = cluster.node_id(), listen = %address,
+        masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        "gearpump-master {} started", env!("CARGO_PKG_VERSION")
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let config = Arc::new(config);
+    let context = Arc::new(Context {
+        cluster: cluster.clone(),
+        jars,
+        config: config.clone(),
+        metrics: metrics.clone(),
+        secret,
+    });
+    let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, api::router(context).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stop_receiver.wait_for(|stop| *stop).await;
+            });
+    let server = tokio::spawn(async move { server.await });
+
+    let background = [
+        tokio::spawn(notify::report(cluster.clone(), config.startup_timeout)),
+        tokio::spawn(notify::watchdog(cluster.clone(), config.state_dir.clone())),
+        tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
+    ];
+
+    wait_for_stop(&config_path, &overrides, &log_control).await;
+
+    notify::stopping("stopping: handing over leadership");
+    if let Some(successor) = cluster.hand_over_leadership().await {
+        tracing::info!(%successor, "handed leadership over before stopping");
+        // Give the successor one heartbeat to win, so in-flight forwards find a leader.
+        tokio::time::sleep(config.failover_timeout / 5).await;
+    }
+    let _ = stop_sender.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("open connections did not finish within 5 s; closing them"),
+    }
+    for task in background {
+        task.abort();
+    }
+    cluster.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(address: &str, config: &MasterConfig) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(address).await.map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "another process uses port {}; stop it (ss -ltnp | grep :{}) or give this master another port in gearpump.cluster.masters",
+                config.this_master.port, config.this_master.port
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "{} is not an address of this machine; set gearpump.master.bind-host (e.g. \"0.0.0.0\") or fix gearpump.hostname",
+                config.bind_host
+            ),
+            _ => "check gearpump.master.bind-host and the master's port".into(),
+        };
+        DaemonError::Listen { address: address.to_string(), cause: e.to_string(), fix }
+    })
+}
+
+/// Returns on SIGTERM or SIGINT; handles SIGHUP (re-read gear.conf) in between.
+async fn wait_for_stop(
+    config_path: &Option<PathBuf>,
+    overrides: &Overrides,
+    log_control: &logging::LogControl,
+) {
+    let (Ok(mut term), Ok(mut interrupt), Ok(mut hangup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
+            _ = hangup.recv() => reload(config_path, overrides, log_control),
+        }
+    }
+}
+
+fn reload(config_path: &Option<PathBuf>, overrides: &Overrides, log_control: &logging::LogControl) {
+    match config::load(config_path.as_deref(), overrides) {
+        Err(e) => tracing::error!("SIGHUP: the configuration is invalid, nothing changed:\n{e}"),
+        Ok(fresh) => {
+            match log_control.set_level(&fresh.log_level) {
+                Ok(()) => tracing::info!(level = %fresh.log_level, "SIGHUP: log level applied"),
+                Err(e) => tracing::warn!("SIGHUP: could not change the log level: {e}"),
+            }
+            tracing::info!(
+                "SIGHUP: other settings (masters, ports, timeouts, jar store) take effect after a restart"
+            );
+        }
+    }
+}
+
+async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
+    let mut last = None;
+    loop {
+        let leader = cluster.raft_metrics().current_leader;
+        if leader.is_some() && leader != last {
+            if last.is_some() {
+                metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(leader = ?leader, "leader changed");
+            }
+            last = leader;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

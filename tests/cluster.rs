@@ -1,0 +1,282 @@
+//! Multi-process Raft clusters on loopback: fail-over, quorum loss, full restarts, catch-up.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{make_jar, Options, TestCluster};
+use reqwest::multipart;
+use serde_json::Value;
+
+async fn submit(cluster: &TestCluster, index: usize, jar: &std::path::Path, prefix: &str) -> (u16, Value) {
+    let bytes = std::fs::read(jar).expect("read jar");
+    let name = jar.file_name().and_then(|n| n.to_str()).expect("jar name").to_string();
+    let form = multipart::Form::new()
+        .text("mainClass", "io.x.WordCount")
+        .text("namePrefix", prefix.to_string())
+        .text("args", "[\"-split\",\"2\"]")
+        .part("jar", multipart::Part::bytes(bytes).file_name(name));
+    let response = cluster
+        .http
+        .post(cluster.url(index, "/api/v1.0/master/submitapp"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// PUTs `key` on app 1 through master `index`; true when acknowledged.
+async fn put_data(cluster: &TestCluster, index: usize, key: &str) -> Result<u16, String> {
+    let url = cluster.url(index, &format!("/api/v1.0/appmaster/1/data/{key}"));
+    let response = cluster.http.put(url).body(key.to_string()).send().await.map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
+}
+
+async fn app_data_keys(cluster: &TestCluster, index: usize) -> BTreeSet<String> {
+    let (status, body) = cluster.get(index, "/api/v1.0/appmaster/1").await.expect("read app 1");
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_object().expect("data map").keys().cloned().collect()
+}
+
+fn running(cluster: &TestCluster) -> Vec<usize> {
+    (0..cluster.ports.len()).filter(|i| cluster.is_running(*i)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_a_continuous_writer_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let jar = make_jar(cluster.dir.path(), "wc.jar", 4096, 1);
+    let (status, body) = submit(&cluster, 0, &jar, "wc").await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    let mut killed_at = None;
+    let mut first_ack_after_kill = None;
+    for i in 0..400 {
+        if i == 150 {
+            let index = cluster.index_of(&leader);
+            cluster.kill(index);
+            killed_at = Some(Instant::now());
+        }
+        let targets = running(&cluster);
+        let target = targets[i % targets.len()];
+        let key = format!("k{i:04}");
+        match put_data(&cluster, target, &key).await {
+            Ok(200) => {
+                if killed_at.is_some() && first_ack_after_kill.is_none() {
+                    first_ack_after_kill = killed_at.map(|t| t.elapsed());
+                }
+                acknowledged.insert(key);
+            }
+            Ok(_) | Err(_) => refused += 1,
+        }
+    }
+    let failover = first_ack_after_kill.expect("writes succeeded after the leader was killed");
+    let new_leader = cluster.wait_until_ready(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader, "a new leader took over");
+    eprintln!(
+        "fail-over: first acknowledged write {failover:?} after the kill; {refused} writes refused meanwhile"
+    );
+    // The configured bound is 500 ms for detection; the request timeout (5 s) bounds the rest.
+    assert!(failover < Duration::from_secs(6), "fail-over took {failover:?}\n{}", cluster.logs());
+
+    for index in running(&cluster) {
+        let keys = app_data_keys(&cluster, index).await;
+        let lost: Vec<&String> = acknowledged.difference(&keys).collect();
+        assert!(lost.is_empty(), "master {} lost acknowledged writes {lost:?}", cluster.address(index));
+    }
+    assert!(acknowledged.len() >= 390, "only {} of 400 writes acknowledged", acknowledged.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_masters_with_two_killed_still_serve() {
+    let mut cluster = TestCluster::start(Options { masters: 5, ..Options::default() });
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let leader_index = cluster.index_of(&leader);
+    let other = (0..5).find(|i| *i != leader_index).expect("a follower");
+    cluster.kill(leader_index);
+    cluster.kill(other);
+    cluster.wait_until_ready(Duration::from_secs(10)).await;
+    let jar = make_jar(cluster.dir.path(), "five.jar", 1000, 5);
+    let survivor = running(&cluster)[0];
+    let (status, body) = submit(&cluster, survivor, &jar, "five").await;
+    assert_eq!(status, 200, "{body}");
+    for index in running(&cluster) {
+        let (status, list) = cluster.get(index, "/api/v1.0/master/applist").await.expect("applist");
+        assert_eq!(status, 200);
+        assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(1), "{list}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn majority_down_fails_fast_with_503_then_recovers() {
+    let mut cluster = TestCluster::start(Options {
+        extra_conf: "gearpump.master.request-timeout = 2s".into(),
+        ..Options::default()
+    });
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let jar = make_jar(cluster.dir.path(), "m.jar", 100, 2);
+    let (status, _) = submit(&cluster, 0, &jar, "m").await;
+    assert_eq!(status, 200);
+
+    cluster.kill(1);
+    cluster.kill(2);
+    let started = Instant::now();
+    let status = put_data(&cluster, 0, "during-outage").await.expect("an answer, not a hang");
+    let took = started.elapsed();
+    assert_eq!(status, 503, "a write without quorum must be refused");
+    // Bounded by gearpump.master.request-timeout (2 s); generous slack for a loaded machine.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let (status, body) = cluster.get(0, "/api/v1.0/master/applist").await.expect("answer");
+    assert_eq!(status, 503, "a linearizable read without quorum is refused: {body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("no quorum")), "{body}");
+    let (status, body) = cluster.get(0, "/api/v1.0/master/applist?stale=true").await.expect("answer");
+    assert_eq!(status, 200, "a stale read is served locally: {body}");
+    assert_eq!(cluster.get(0, "/health/ready").await.expect("answer").0, 503);
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    assert_eq!(put_data(&cluster, 0, "after-outage").await, Ok(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
+    let mut cluster = TestCluster::start(Options::default());
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let mut submitted = Vec::new();
+    for n in 0..5u8 {
+        let jar = make_jar(cluster.dir.path(), &format!("app{n}.jar"), 50_000 + usize::from(n) * 7, n);
+        let (status, body) = submit(&cluster, usize::from(n) % 3, &jar, &format!("app{n}-")).await;
+        assert_eq!(status, 200, "{body}");
+        submitted.push((
+            body["appId"].as_u64().expect("appId"),
+            body["jar"].as_str().expect("jar").to_string(),
+            jar,
+        ));
+    }
+    for index in 0..3 {
+        cluster.kill(index);
+    }
+    for index in 0..3 {
+        cluster.restart(index);
+    }
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    for index in 0..3 {
+        let (status, list) = cluster.get(index, "/api/v1.0/master/applist").await.expect("applist");
+        assert_eq!(status, 200);
+        let ids: Vec<u64> =
+            list["appMasters"].as_array().expect("apps").iter().filter_map(|a| a["appId"].as_u64()).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    }
+    for (app_id, jar_name, jar_path) in &submitted {
+        let out = cluster.dir.path().join(format!("download-{app_id}.jar"));
+        let (ok, stdout, stderr) =
+            cluster.gear(&["download", "--file", jar_name, "-o", out.to_str().expect("utf8")]);
+        assert!(ok, "{stdout}{stderr}");
+        assert_eq!(std::fs::read(&out).expect("downloaded"), std::fs::read(jar_path).expect("original"));
+    }
+    // New ids continue after the old ones: maxAppId survived too.
+    let jar = make_jar(cluster.dir.path(), "later.jar", 10, 9);
+    let (_, body) = submit(&cluster, 1, &jar, "later").await;
+    assert_eq!(body["appId"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_down_for_many_writes_catches_up_by_snapshot() {
+    let mut cluster = TestCluster::start(Options {
+        extra_conf: "gearpump.master.snapshot-every = 20\ngearpump.master.log-keep = 0".into(),
+        ..Options::default()
+    });
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let leader_index = cluster.index_of(&leader);
+    let jar = make_jar(cluster.dir.path(), "s.jar", 100, 3);
+    assert_eq!(submit(&cluster, leader_index, &jar, "s").await.0, 200);
+    let follower = (0..3).find(|i| *i != leader_index).expect("follower");
+    cluster.kill(follower);
+    for i in 0..150 {
+        let status = put_data(&cluster, leader_index, &format!("w{i}")).await;
+        assert_eq!(status, Ok(200));
+    }
+    let (_, status) = cluster.get(leader_index, "/peer/status").await.expect("leader status");
+    assert!(status["purged_index"].as_u64().unwrap_or(0) > 50, "the leader compacted its log: {status}");
+
+    cluster.restart(follower);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, mine) = cluster.get(follower, "/peer/status").await.unwrap_or((0, Value::Null));
+        let (_, theirs) = cluster.get(leader_index, "/peer/status").await.expect("leader status");
+        if mine["applied_index"].as_u64().is_some() && mine["applied_index"] == theirs["applied_index"] {
+            assert!(mine["snapshot_index"].as_u64().unwrap_or(0) > 0, "caught up through a snapshot: {mine}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower did not catch up: {mine} vs {theirs}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, app) = cluster.get(follower, "/api/v1.0/appmaster/1?stale=true").await.expect("app");
+    assert_eq!(status, 200);
+    assert_eq!(app["data"].as_object().map(|d| d.len()), Some(150));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_over_and_exits_cleanly() {
+    let mut cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let index = cluster.index_of(&leader);
+    let status = cluster.terminate(index);
+    assert!(status.success(), "exit status {status:?}");
+    let new_leader = cluster.wait_until_ready(Duration::from_secs(10)).await;
+    assert_ne!(new_leader, leader);
+    let log = std::fs::read_to_string(cluster.log_path(index)).expect("log");
+    assert!(log.contains("handed leadership over"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_with_different_lists_refuse_to_bootstrap() {
+    let cluster = TestCluster::start(Options { masters: 2, ..Options::default() });
+    // Master 1 is restarted by hand with a conf listing a third master that does not exist.
+    let mut cluster = cluster;
+    cluster.kill(1);
+    let odd_conf = cluster.dir.path().join("odd.conf");
+    let third = common::free_ports(1)[0];
+    std::fs::write(
+        &odd_conf,
+        format!(
+            "gearpump.cluster.masters = [\"{}\", \"{}\", \"127.0.0.1:{third}\"]\n",
+            cluster.address(0),
+            cluster.address(1)
+        ),
+    )
+    .expect("conf");
+    let mut odd = std::process::Command::new(common::MASTER_BIN)
+        .arg("--config")
+        .arg(&odd_conf)
+        .args(["-ip", "127.0.0.1", "-port", &cluster.ports[1].to_string(), "--state-dir"])
+        .arg(cluster.dir.path().join("odd-state"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        let (status, body) = cluster.get(0, "/health/ready").await.unwrap_or((0, Value::Null));
+        if let Some(text) = body["bootstrap"].as_str().filter(|t| t.contains("different")) {
+            assert_eq!(status, 503);
+            break text.to_string();
+        }
+        assert!(Instant::now() < deadline, "no mismatch reported: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = odd.kill();
+    let _ = odd.wait();
+    assert!(message.contains(&format!("127.0.0.1:{third}")), "names the other list: {message}");
+    assert!(message.contains("make the list identical"), "{message}");
+}

@@ -1,0 +1,244 @@
+//! Test harness: real `gearpump-master` processes on 127.0.0.1, each with its own port and
+//! state directory under a temporary folder. Dropping a `TestCluster` kills every process it
+//! started, so a failing test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const MASTER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-master");
+pub const GEAR_BIN: &str = env!("CARGO_BIN_EXE_gear");
+
+/// Ports that were free a moment ago (the OS picks them; nothing else on loopback races us
+/// in practice).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub ports: Vec<u16>,
+    pub children: Vec<Option<Child>>,
+    pub conf: PathBuf,
+    pub http: reqwest::Client,
+}
+
+pub struct Options {
+    pub masters: usize,
+    /// Extra lines for gear.conf.
+    pub extra_conf: String,
+    /// `file://` jar store shared by all masters (the NFS stand-in) unless false.
+    pub shared_jar_store: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { masters: 3, extra_conf: String::new(), shared_jar_store: true }
+    }
+}
+
+impl TestCluster {
+    pub fn start(options: Options) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(options.masters);
+        let masters: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let jar_store = if options.shared_jar_store {
+            format!("gearpump.jarstore.rootpath = \"file://{}\"", dir.path().join("jars").display())
+        } else {
+            String::new()
+        };
+        std::fs::create_dir_all(dir.path().join("jars")).expect("jar dir");
+        let conf = dir.path().join("gear.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "gearpump.hostname = \"127.0.0.1\"\ngearpump.cluster.masters = [{}]\n{jar_store}\n{}\n",
+                masters.join(", "),
+                options.extra_conf
+            ),
+        )
+        .expect("write gear.conf");
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().build().expect("client");
+        let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http };
+        for index in 0..options.masters {
+            let child = cluster.spawn(index);
+            cluster.children.push(Some(child));
+        }
+        cluster
+    }
+
+    pub fn address(&self, index: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[index])
+    }
+
+    pub fn url(&self, index: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[index])
+    }
+
+    pub fn masters_arg(&self) -> String {
+        (0..self.ports.len()).map(|i| self.address(i)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn state_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("state-{}", self.ports[index]))
+    }
+
+    pub fn log_path(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("master-{}.log", self.ports[index]))
+    }
+
+    fn spawn(&self, index: usize) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(index))
+            .expect("log file");
+        let log_err = log.try_clone().expect("clone log");
+        Command::new(MASTER_BIN)
+            .arg("--config")
+            .arg(&self.conf)
+            .args(["-ip", "127.0.0.1", "-port", &self.ports[index].to_string()])
+            .arg("--state-dir")
+            .arg(self.state_dir(index))
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .expect("start gearpump-master")
+    }
+
+    /// SIGKILL: no goodbye, no flush beyond what was fsynced.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let mut child = self.children[index].take().expect("master is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("master {} did not stop within 20 s of SIGTERM", self.address(index));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.children[index].is_none(), "restart of a running master");
+        let child = self.spawn(index);
+        self.children[index] = Some(child);
+    }
+
+    pub fn is_running(&self, index: usize) -> bool {
+        self.children[index].is_some()
+    }
+
+    pub async fn get(&self, index: usize, path: &str) -> Result<(u16, Value), String> {
+        let response = self.http.get(self.url(index, path)).send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+    }
+
+    pub async fn ready(&self, index: usize) -> bool {
+        matches!(self.get(index, "/health/ready").await, Ok((200, _)))
+    }
+
+    /// Waits until every running master is ready and they agree on one leader.
+    pub async fn wait_until_ready(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.agreed_leader().await {
+                return leader;
+            }
+            if Instant::now() > deadline {
+                panic!("cluster not ready within {within:?}; logs:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn agreed_leader(&self) -> Option<String> {
+        let mut leader = None;
+        for index in 0..self.ports.len() {
+            if !self.is_running(index) {
+                continue;
+            }
+            let (status, body) = self.get(index, "/health/ready").await.ok()?;
+            if status != 200 {
+                return None;
+            }
+            let this = body["leader"].as_str()?.to_string();
+            if leader.as_ref().is_some_and(|l: &String| *l != this) {
+                return None;
+            }
+            leader = Some(this);
+        }
+        leader
+    }
+
+    pub fn index_of(&self, address: &str) -> usize {
+        (0..self.ports.len()).find(|i| self.address(*i) == address).expect("address of a cluster member")
+    }
+
+    pub fn logs(&self) -> String {
+        (0..self.ports.len())
+            .map(|i| {
+                let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> =
+                    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                format!("--- {} ---\n{}\n", self.address(i), tail.join("\n"))
+            })
+            .collect()
+    }
+
+    /// Runs `gear` against this cluster and returns (success, stdout, stderr).
+    pub fn gear(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(GEAR_BIN)
+            .arg("--master")
+            .arg(self.masters_arg())
+            .args(args)
+            .output()
+            .expect("run gear");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes a jar-like file of `size` bytes with content derived from `seed`.
+pub fn make_jar(dir: &Path, name: &str, size: usize, seed: u8) -> PathBuf {
+    let path = dir.join(name);
+    let bytes: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    std::fs::write(&path, bytes).expect("write jar");
+    path
+}
