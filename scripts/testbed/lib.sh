@@ -467,7 +467,7 @@ testbed_status() {
 # Removes everything the harness made (nodes, mounts, cgroups, veths, bridge, /etc/hosts block,
 # run dir) and keeps only the rootfs cache. Safe to call repeatedly and from a trap.
 testbed_cleanup() {
-    local n c pids nspawn
+    local n c pids nspawn start=$SECONDS
     tb_require_root || return 1
     for n in $(testbed_nodes); do
         if nspawn=$(testbed_nspawn_pid "$n"); then
@@ -511,7 +511,7 @@ testbed_cleanup() {
             rm -rf --one-file-system "$TESTBED_RUN"
         fi
     fi
-    tb_log "cleaned up"
+    tb_log "cleaned up in $((SECONDS - start)) s"
 }
 
 # Prints what is left of a testbed on this host (empty output = nothing).

@@ -4,9 +4,10 @@
 #
 #   tests/testbed/systemd_test.sh [--packages DIR] [--keep]
 #
-# Uses DIR/gearpump-master_<version>-1_<arch>.deb and the matching .rpm (default
-# target/packages; built with scripts/build-packages.sh when missing) and builds an upgrade .deb
-# with a higher version from the same binaries. Prints PASS/FAIL per check and ends with
+# Without --packages it runs scripts/build-packages.sh first (release build, incremental) and
+# tests target/packages; with --packages DIR it tests DIR/gearpump-master_<version>-1_<arch>.deb
+# and the matching .rpm as they are. Either way it makes an upgrade .deb with a higher version
+# from the same binaries. Prints PASS/FAIL per check and ends with
 # "N passed, N failed"; exits non-zero when anything failed. Everything it creates is removed by
 # a trap, also on failure or Ctrl-C (--keep leaves the nodes running for inspection; clean up
 # later with scripts/testbed/testbed cleanup).
@@ -17,10 +18,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/testbed/check.sh
 . "$root/scripts/testbed/check.sh"
 
-pkgdir=$root/target/packages keep=0
+pkgdir=$root/target/packages keep=0 build=1
 while (($# > 0)); do
     case $1 in
-        --packages) pkgdir=$(realpath "${2:?}"); shift 2 ;;
+        --packages) pkgdir=$(realpath "${2:?}"); build=0; shift 2 ;;
         --keep) keep=1; shift ;;
         *) echo "usage: $0 [--packages DIR] [--keep]" >&2; exit 2 ;;
     esac
@@ -96,8 +97,8 @@ ver=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)
 arch=$(dpkg --print-architecture)
 deb=$pkgdir/gearpump-master_${ver}-1_${arch}.deb
 rpm=$pkgdir/gearpump-master-${ver}-1.$(uname -m).rpm
-if [[ ! -f $deb || ! -f $rpm ]]; then
-    tb_log "no packages in $pkgdir: building them"
+if ((build)); then
+    tb_log "building packages into $pkgdir"
     "$root/scripts/build-packages.sh" --out "$pkgdir" >&2
 fi
 up_ver="${ver}+upgradetest1"
@@ -218,14 +219,15 @@ check "stopping left no process" on node1 "! pgrep -u gearpump"
 on node1 "echo '# edited by the admin' >>$CONF"
 check "start before upgrade" on node1 "timeout 120 systemctl start $UNIT"
 on node1 "touch /var/lib/gearpump/upgrade-marker; chown gearpump: /var/lib/gearpump/upgrade-marker"
-state_before=$(on node1 "find /var/lib/gearpump -mindepth 1 | sort")
+on node1 "find /var/lib/gearpump -mindepth 1 | sort >/root/state.before"
 pid=$(prop node1 MainPID)
 check "apt install the upgrade ($up_ver)" on node1 \
     "cd /root && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y ./$(basename "$updeb")"
 check "upgraded version installed" on node1 "dpkg-query -W -f='\${Version}' gearpump-master | grep -qx '$up_ver-1'"
 check "edited gear.conf kept" on node1 "grep -q 'edited by the admin' $CONF"
 check "no .dpkg-dist/.dpkg-old left" on node1 "! ls /etc/gearpump/*.dpkg-* 2>/dev/null"
-check "state kept" on node1 "for f in $(printf '%s ' "$state_before"); do [ -e \"\$f\" ] || exit 1; done"
+check "state kept ($(on node1 "wc -l </root/state.before") paths)" on node1 \
+    "find /var/lib/gearpump -mindepth 1 | sort >/root/state.after; [ -z \"\$(comm -23 /root/state.before /root/state.after)\" ]"
 check "still enabled after upgrade" on node1 "systemctl is-enabled $UNIT | grep -qx enabled"
 check "running master restarted by the upgrade" bash -c \
     "[[ \$($root/scripts/testbed/testbed exec node1 systemctl is-active $UNIT) == active && \$($root/scripts/testbed/testbed exec node1 systemctl show -p MainPID --value $UNIT) != '$pid' ]]"
@@ -252,18 +254,33 @@ for n in "${nodes[@]}"; do
     check "$n: install" on "$n" "cd /root && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y ./$(basename "$deb")"
     write_conf "$n" "${nodes[@]}"
 done
+# A first master alone waits for its quorum without being killed by the start timeout: the
+# daemon extends it (EXTEND_TIMEOUT_USEC). TimeoutStartSec is cut to 5 s here to show it.
+on node1 "mkdir -p /run/systemd/system/$UNIT.d && printf '[Service]\nTimeoutStartSec=5s\n' >/run/systemd/system/$UNIT.d/test-timeout.conf && systemctl daemon-reload"
+on node1 "systemctl start --no-block $UNIT"
+sleep 12
+check "alone: node1 still starting after 12 s > TimeoutStartSec=5s ($(prop node1 ActiveState))" \
+    test "$(prop node1 ActiveState)" = activating
+check "alone: no restart meanwhile" test "$(prop node1 NRestarts)" = 0
+status=$(prop node1 StatusText)
+check "alone: STATUS= says what it waits for ($status)" test -n "$status"
+check "alone: not ready" bash -c "! curl -sf -o /dev/null --max-time 2 http://node1:$PORT/health/ready"
 t0=$(date +%s%3N)
 pids=()
-for n in "${nodes[@]}"; do
+for n in node2 node3; do
     on "$n" "timeout 180 systemctl start $UNIT" &
     pids+=($!)
 done
-for i in "${!nodes[@]}"; do
+for i in 0 1; do
     rc=0
     wait "${pids[$i]}" || rc=$?
-    if ((rc == 0)); then pass "${nodes[$i]}: systemctl start returns (3 masters)"; else fail "${nodes[$i]}: systemctl start (exit $rc)"; fi
+    n=node$((i + 2))
+    if ((rc == 0)); then pass "$n: systemctl start returns (3 masters)"; else fail "$n: systemctl start (exit $rc)"; fi
 done
-tb_log "3 masters READY: $(elapsed_ms "$t0") ms"
+node1_active() { [[ $(prop node1 ActiveState) == active ]]; }
+check "node1: READY once the others are up" wait_for 60 node1_active
+tb_log "3 masters READY: $(elapsed_ms "$t0") ms after the 2nd and 3rd were started"
+on node1 "rm -r /run/systemd/system/$UNIT.d && systemctl daemon-reload"
 for n in "${nodes[@]}"; do
     check "$n: active" test "$(prop "$n" ActiveState)" = active
     check "$n: /health/ready" wait_for 20 ready "$n"
@@ -288,7 +305,27 @@ if [[ -n $leader ]]; then
         "[[ \$($root/scripts/testbed/testbed exec $leader systemctl is-active $UNIT) == active ]]"
     check "$leader: rejoined (/health/ready)" wait_for 60 ready "$leader"
     tb_log "$leader rejoined $(elapsed_ms "$t0") ms after its reboot began"
-    for n in "${nodes[@]}"; do check "$n: ready after the rejoin" ready "$n"; done
+    for n in "${nodes[@]}"; do check "$n: ready after the rejoin" wait_for 20 ready "$n"; done
+
+    # planned stop of the leader: it hands over first, so the others barely notice
+    leader=''
+    if wait_for 20 leader_of "${nodes[@]}"; then leader=$(leader_of "${nodes[@]}" || true); fi
+    if [[ -n $leader ]]; then
+        others=()
+        for n in "${nodes[@]}"; do [[ $n == "$leader" ]] || others+=("$n"); done
+        t0=$(date +%s%3N)
+        check "systemctl stop on the leader ($leader)" on "$leader" "timeout 60 systemctl stop $UNIT"
+        stop_ms=$(elapsed_ms "$t0")
+        check "leader stop is quick (${stop_ms} ms < 10 s)" test "$stop_ms" -lt 10000
+        check "leader stop is clean (Result=success)" test "$(prop "$leader" Result)" = success
+        check "journal: leadership handed over" on "$leader" \
+            "journalctl -q -u $UNIT -o cat | grep -qi 'handed leadership over'"
+        for n in "${others[@]}"; do check "after stopping $leader: $n ready" wait_for 10 ready "$n"; done
+        new_leader() { local l; l=$(leader_of "${others[@]}") && [[ $l != "$leader" ]]; }
+        check "a new leader after the planned stop" wait_for 10 new_leader
+    else
+        fail "planned stop of the leader (no leader found)"
+    fi
 else
     fail "crash the leader's node (no leader found)"
 fi
