@@ -11,7 +11,7 @@
 #
 # Layout (all removed by testbed_cleanup, except the cache):
 #   $TESTBED_CACHE/rootfs-<key>.tar      Debian root filesystem, built once per package list
-#   $TESTBED_RUN/rootfs                   the extracted lower dir shared by all nodes
+#   $TESTBED_CACHE/rootfs-<key>.d         the same, extracted: the lower dir all nodes share
 #   $TESTBED_RUN/nodes/NODE/{upper,work,merged,nspawn.pid,console.log}
 #   $TESTBED_RUN/ssh/{id_ed25519,known_hosts,config}
 #   bridge $TESTBED_BRIDGE, veths vb-NODE, cgroups nspawn-NODE, a marked block in /etc/hosts
@@ -44,6 +44,11 @@ TESTBED_RECIPE=3
 TESTBED_HOSTS_BEGIN="# BEGIN gearpump-testbed (removed by its cleanup)"
 TESTBED_HOSTS_END="# END gearpump-testbed"
 TESTBED_INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# One testbed per machine at a time (node names, veths, cgroups and /etc/hosts entries are
+# global): a test run holds this lock from start to end.
+TESTBED_LOCK=${TESTBED_LOCK:-/run/lock/gearpump-testbed.lock}
+TESTBED_LOCK_FD=209
 
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { tb_log "ERROR: $*"; return 1; }
@@ -152,23 +157,32 @@ testbed_build_rootfs() {
     tb_log "rootfs built in $((SECONDS - start)) s ($(du -h "$tarball" | cut -f1))"
 }
 
-# Extracts the cached tarball as the shared lower dir of this run.
-tb_extract_rootfs() {
-    local tarball key
+# The extracted image: the read-only lower dir all nodes share. It lives in the cache next to
+# its tarball (extracting takes seconds and deleting 270 MB of small files up to half a minute
+# on a busy disk, so it is kept across runs like the tarball).
+tb_lower() {
+    local tarball
     tarball=$(testbed_rootfs_tarball)
-    key=$(basename "$tarball")
-    if [[ -f $TESTBED_RUN/rootfs.key && $(<"$TESTBED_RUN/rootfs.key") == "$key" ]]; then
-        return 0
-    fi
-    # Never replace a lower dir that a mounted overlay still uses.
-    if grep -qs " $TESTBED_RUN/nodes/" /proc/mounts; then
-        tb_die "nodes are mounted on an older rootfs; run cleanup first"
-        return 1
-    fi
-    rm -rf "$TESTBED_RUN/rootfs"
-    mkdir -p "$TESTBED_RUN/rootfs"
-    tar --numeric-owner --xattrs --xattrs-include='*' -C "$TESTBED_RUN/rootfs" -xpf "$tarball"
-    printf '%s\n' "$key" >"$TESTBED_RUN/rootfs.key"
+    printf '%s\n' "${tarball%.tar}.d"
+}
+
+tb_extract_rootfs() {
+    local tarball lower old
+    tarball=$(testbed_rootfs_tarball)
+    lower=$(tb_lower)
+    [[ -f $lower.ok ]] && return 0
+    # images of other package lists are pruned, unless a mounted overlay still uses one
+    shopt -s nullglob
+    for old in "$TESTBED_CACHE"/rootfs-*.d; do
+        [[ $old == "$lower" ]] && continue
+        grep -qs "lowerdir=$old," /proc/mounts && continue
+        rm -rf --one-file-system "$old" "$old.ok"
+    done
+    shopt -u nullglob
+    rm -rf --one-file-system "$lower"
+    mkdir -p "$lower"
+    tar --numeric-owner --xattrs --xattrs-include='*' -C "$lower" -xpf "$tarball"
+    touch "$lower.ok"
 }
 
 # ---------------------------------------------------------------- network, names, keys
@@ -224,6 +238,25 @@ Host node* $TESTBED_NET.*
 EOF
 }
 
+# Takes the machine-wide testbed lock for the rest of this shell's life; fails at once when
+# another run holds it (rather than tearing down that run's nodes).
+testbed_lock() {
+    mkdir -p "$(dirname "$TESTBED_LOCK")"
+    eval "exec $TESTBED_LOCK_FD>>\"\$TESTBED_LOCK\""
+    if ! flock -n "$TESTBED_LOCK_FD"; then
+        tb_die "another testbed run holds $TESTBED_LOCK (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?'))"
+        return 1
+    fi
+    printf '%s\n' "$$" >"$TESTBED_LOCK.pid"
+    TESTBED_LOCKED=1
+}
+
+# True unless some other process holds the testbed lock.
+tb_lock_free() {
+    [[ ${TESTBED_LOCKED:-0} == 1 || ! -e $TESTBED_LOCK ]] && return 0
+    (flock -n 8) 8>>"$TESTBED_LOCK"
+}
+
 # One-time preparation of the host for this run: packages, image, bridge, names, ssh key.
 testbed_setup() {
     tb_require_root || return 1
@@ -252,7 +285,7 @@ tb_prepare_node() {
     mkdir -p "$dir/upper" "$dir/work" "$m"
     if ! tb_is_mounted "$m"; then
         mount -t overlay "overlay-$node" \
-            -o "lowerdir=$TESTBED_RUN/rootfs,upperdir=$dir/upper,workdir=$dir/work" "$m"
+            -o "lowerdir=$(tb_lower),upperdir=$dir/upper,workdir=$dir/work" "$m"
     fi
     [[ -f $dir/prepared ]] && return 0
     printf '%s\n' "$node" >"$m/etc/hostname"
@@ -333,7 +366,7 @@ testbed_boot() {
         tb_log "$node already running"
         return 0
     fi
-    [[ -d $TESTBED_RUN/rootfs ]] || tb_die "run testbed_setup first" || return 1
+    [[ -f $(tb_lower).ok && -d $TESTBED_RUN/ssh ]] || tb_die "run testbed_setup first" || return 1
     tb_prepare_node "$node"
     mapfile -t cg < <(tb_cgroups "$node")
     local c
@@ -346,6 +379,7 @@ testbed_boot() {
     # a Ctrl-C meant for the test must not reach nspawn (the test's trap stops nodes cleanly).
     # The outer ( ... & ) makes nspawn nobody's child here, so a caller's `wait` never waits for it.
     ( setsid bash -c '
+        exec '"$TESTBED_LOCK_FD"'>&-
         pidfile=$1; shift
         n=$(($1)); shift
         for ((k = 0; k < n; k++)); do printf "%s\n" "$$" >"$1/cgroup.procs"; shift; done
@@ -469,6 +503,10 @@ testbed_status() {
 testbed_cleanup() {
     local n c pids nspawn start=$SECONDS
     tb_require_root || return 1
+    if ! tb_lock_free; then
+        tb_die "a testbed run (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')) holds $TESTBED_LOCK: not cleaning up under it"
+        return 1
+    fi
     for n in $(testbed_nodes); do
         if nspawn=$(testbed_nspawn_pid "$n"); then
             kill -TERM "$nspawn" 2>/dev/null || true
@@ -476,8 +514,13 @@ testbed_cleanup() {
     done
     for n in $(testbed_nodes); do
         if nspawn=$(testbed_nspawn_pid "$n"); then
+            local t0=$SECONDS
             if ! tb_wait_exit "$nspawn" 30; then
                 testbed_crash "$n" || true
+            fi
+            if ((SECONDS - t0 > 10)); then
+                tb_log "$n took $((SECONDS - t0)) s to power off; its console:"
+                tail -n 25 "$(tb_node_dir "$n")/console.log" | sed 's/\x1b\[[0-9;]*m//g' >&2 || true
             fi
         fi
     done

@@ -13,6 +13,7 @@ trap 'testbed_cleanup' EXIT
 trap 'exit 130' INT TERM
 
 tb_require_root
+testbed_lock
 testbed_cleanup # a previous run killed without its trap
 testbed_setup
 

@@ -134,7 +134,8 @@ check "lintian: no errors" lintian --fail-on error "$deb"
 
 # ---------------------------------------------------------------- one node
 
-testbed_cleanup >/dev/null 2>&1 || true
+testbed_lock
+testbed_cleanup >/dev/null 2>&1 || true # a previous run killed without its trap
 testbed_setup
 t0=$(date +%s%3N)
 testbed_boot node1
