@@ -31,7 +31,7 @@ TESTBED_BOOT_TIMEOUT=${TESTBED_BOOT_TIMEOUT:-90}
 # Packages of the node image. Changing this list (or the recipe below) changes the cache key.
 TESTBED_PACKAGES=(
     systemd systemd-sysv dbus libpam-systemd openssh-server iproute2 iputils-ping procps
-    curl ca-certificates jq less
+    curl ca-certificates jq less rpm
 )
 # Host tools the harness needs; installed when missing (CI starts from a fresh machine).
 TESTBED_HOST_PACKAGES=(
@@ -154,6 +154,11 @@ testbed_build_rootfs() {
     fi
     rm -f "$sources"
     mv "$tarball.tmp" "$tarball"
+    # one image in the cache: tarballs of other package lists go (their .d with the next extract)
+    local other
+    for other in "$TESTBED_CACHE"/rootfs-*.tar; do
+        [[ $other == "$tarball" ]] || rm -f "$other"
+    done
     tb_log "rootfs built in $((SECONDS - start)) s ($(du -h "$tarball" | cut -f1))"
 }
 
