@@ -10,4 +10,4 @@ echo "== cargo clippy -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 # Two test threads: each cluster test runs three to five masters, and the machine has 2 cores.
-cargo test --all-targets -- --test-threads=2
+cargo test --lib --bins --tests -- --test-threads=2

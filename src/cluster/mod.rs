@@ -78,11 +78,23 @@ impl Cluster {
         let raft_config = raft_config(config).map_err(ClusterError::Fatal)?;
         let http =
             peer_http_client(config.failover_timeout).map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let network = network::PeerNetwork::new(http.clone(), secret.clone());
+        let network = network::PeerNetwork::new(http.clone(), secret.clone(), config.failover_timeout / 4);
         let node_id = node_id_of(&config.this_master);
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+
+        // openraft 0.9 lets a restarted follower campaign on its first tick, before it can hear
+        // the leader; the rejection it gets (a greater log elsewhere) makes it add twice the
+        // election timeout to every later election, doubling fail-over for good. Holding
+        // elections back for one bound lets the leader's heartbeats arrive first.
+        raft.runtime_config().elect(false);
+        let elect_again = raft.clone();
+        let hold = config.failover_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            elect_again.runtime_config().elect(true);
+        });
 
         let cluster = Arc::new(Cluster {
             raft,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -19,11 +19,13 @@ use super::types::{NodeId, TypeConfig};
 pub struct PeerNetwork {
     http: reqwest::Client,
     secret: Option<String>,
+    retry_after: Duration,
 }
 
 impl PeerNetwork {
-    pub fn new(http: reqwest::Client, secret: Option<String>) -> PeerNetwork {
-        PeerNetwork { http, secret }
+    /// `retry_after`: how long to wait before contacting an unreachable peer again.
+    pub fn new(http: reqwest::Client, secret: Option<String>, retry_after: Duration) -> PeerNetwork {
+        PeerNetwork { http, secret, retry_after }
     }
 }
 
@@ -32,6 +34,7 @@ pub struct PeerConnection {
     secret: Option<String>,
     target: NodeId,
     base_url: String,
+    retry_after: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -43,6 +46,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             secret: self.secret.clone(),
             target,
             base_url: format!("http://{}", node.addr),
+            retry_after: self.retry_after,
         }
     }
 }
@@ -101,6 +105,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.call(RAFT_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    /// openraft's default waits 500 ms before retrying an unreachable peer. A restarted master
+    /// that hears nothing for that long campaigns with its stale log, is refused, and from then
+    /// on waits an extra 2x election timeout before every election: keep the retry well under
+    /// the fail-over bound instead.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_after))
     }
 
     async fn vote(

@@ -1,0 +1,129 @@
+//! Committed writes per second and latency on 3 loopback members at several client counts,
+//! plus idle and loaded memory. `cargo bench --bench throughput -- [--seconds N] [--clients 1,16,64] [--etcd] [--soak-seconds N]`
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+struct Run {
+    clients: usize,
+    writes: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn load(target: Arc<Target>, leader: usize, clients: usize, seconds: u64) -> Run {
+    let http = http_client(Duration::from_secs(10));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (target, http) = (target.clone(), http.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0u64);
+                while Instant::now() < until {
+                    n += 1;
+                    let sent = Instant::now();
+                    match target.write(&http, leader, &format!("c{client}-{n}")).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut run = Run { clients, writes: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for task in tasks {
+        let (latencies, errors) = task.await.expect("client task");
+        run.writes += latencies.len();
+        run.errors += errors;
+        run.latencies.extend(latencies);
+    }
+    run.elapsed = started.elapsed();
+    run.latencies.sort();
+    run
+}
+
+fn leader_changes(target: &Target, index: usize) -> Option<u64> {
+    let Target::Master(cluster) = target else { return None };
+    let text = std::process::Command::new("curl")
+        .args(["-s", &cluster.url(index, "/metrics")])
+        .output()
+        .ok()?
+        .stdout;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix("gearpump_master_leader_changes_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn bench(target: Target, client_counts: &[usize], seconds: u64, soak_seconds: u64) {
+    let http = http_client(Duration::from_secs(10));
+    let leader = target.leader(&http, Duration::from_secs(30)).await.expect("a leader");
+    target.prepare(&http).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle: Vec<String> =
+        (0..target.members()).map(|i| format!("{} MiB", target.rss_kib(i).unwrap_or(0) / 1024)).collect();
+    println!("{:16} idle RSS per member: {}", target.name(), idle.join(", "));
+    let target = Arc::new(target);
+    for &clients in client_counts {
+        let sampler_target = target.clone();
+        let peak = tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..(seconds * 10) {
+                for i in 0..sampler_target.members() {
+                    peak = peak.max(sampler_target.rss_kib(i).unwrap_or(0));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peak
+        });
+        let run = load(target.clone(), leader, clients, seconds).await;
+        let peak = peak.await.unwrap_or(0);
+        println!(
+            "{:16} {:3} clients: {:7.0} committed writes/s  p50 {}  p99 {}  errors {}  peak RSS {} MiB",
+            target.name(),
+            run.clients,
+            run.writes as f64 / run.elapsed.as_secs_f64(),
+            ms(percentile(&run.latencies, 50.0)),
+            ms(percentile(&run.latencies, 99.0)),
+            run.errors,
+            peak / 1024
+        );
+    }
+    if soak_seconds > 0 {
+        let before = leader_changes(&target, leader);
+        let run = load(target.clone(), leader, 64, soak_seconds).await;
+        let after = leader_changes(&target, leader);
+        println!(
+            "{:16} soak {} s at 64 clients: {:.0} writes/s, {} errors, leader changes during the soak: {}",
+            target.name(),
+            soak_seconds,
+            run.writes as f64 / run.elapsed.as_secs_f64(),
+            run.errors,
+            match (before, after) {
+                (Some(b), Some(a)) => (a - b).to_string(),
+                _ => "n/a".into(),
+            }
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u64 = arg_value("--seconds").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let soak: u64 = arg_value("--soak-seconds").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let clients: Vec<usize> = arg_value("--clients")
+        .map(|c| c.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64]);
+    println!("machine: {}", machine_line());
+    bench(Target::Master(TestCluster::start(Options::default())), &clients, seconds, soak).await;
+    if has_flag("--etcd") {
+        bench(Target::Etcd(EtcdCluster::start(3)), &clients, seconds, soak).await;
+    }
+}
