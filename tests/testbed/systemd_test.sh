@@ -173,6 +173,8 @@ check "GET /health/ready from the host" wait_for 10 ready node1
 check "GET /api/v1.0/master" curl -sf --max-time 2 -o /dev/null "http://node1:$PORT/api/v1.0/master"
 check "journal has the master's own lines" on node1 \
     "[ \$(journalctl -q _SYSTEMD_UNIT=$UNIT -o cat | wc -l) -gt 0 ]"
+check "journal entries sent natively (structured fields, _TRANSPORT=journal)" on node1 \
+    "[ \$(journalctl -q _SYSTEMD_UNIT=$UNIT _TRANSPORT=journal -o cat | wc -l) -gt 0 ]"
 check "STATUS= set by the daemon ($(prop node1 StatusText))" test -n "$(prop node1 StatusText)"
 check "systemctl reload (SIGHUP) keeps it running" on node1 \
     "p=\$(systemctl show -p MainPID --value $UNIT); systemctl reload $UNIT && sleep 1 && systemctl is-active --quiet $UNIT && [ \"\$(systemctl show -p MainPID --value $UNIT)\" = \"\$p\" ]"
@@ -216,6 +218,11 @@ tb_log "stop: $stop_ms ms"
 check "stop is quick (${stop_ms} ms < 10 s)" test "$stop_ms" -lt 10000
 check "stop is clean (Result=success)" test "$(prop node1 Result)" = success
 check "stopping left no process" on node1 "! pgrep -u gearpump"
+
+# an upgrade (here: reinstalling the same version) leaves a stopped master stopped
+check "reinstall while stopped" on node1 \
+    "cd /root && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y --reinstall ./$(basename "$deb")"
+check "a stopped master stays stopped across an upgrade" on node1 "! systemctl is-active --quiet $UNIT"
 
 # upgrade keeps an edited gear.conf and the state, restarts a running master
 on node1 "echo '# edited by the admin' >>$CONF"
