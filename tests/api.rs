@@ -237,3 +237,39 @@ async fn peer_routes_require_the_cluster_secret_when_configured() {
     let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     assert!(log.contains("refused a peer request without the cluster secret"), "{log}");
 }
+
+#[tokio::test]
+async fn unused_jars_are_removed_after_retention_and_live_ones_never() {
+    let cluster = TestCluster::start(Options {
+        masters: 1,
+        extra_conf: "gearpump.jarstore.retention = 2s".into(),
+        ..Options::default()
+    });
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let (_, live) = upload(&cluster, "live.jar", b"live".to_vec(), Some("Main")).await;
+    let (_, done) = upload(&cluster, "done.jar", b"done".to_vec(), Some("Main")).await;
+    let done_id = done["appId"].as_u64().expect("id");
+    let kill = cluster.http.delete(cluster.url(0, &format!("/api/v1.0/appmaster/{done_id}"))).send().await;
+    assert_eq!(kill.expect("kill").status().as_u16(), 200);
+    // An orphan: in the store, never registered, dated long ago by its key.
+    std::fs::write(cluster.dir.path().join("jars/1000-orphan.jar"), b"orphan").expect("orphan");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let jars = stored_jars(&cluster);
+        let done_gone = !jars.iter().any(|j| Some(j.as_str()) == done["jar"].as_str());
+        if done_gone && !jars.contains(&"1000-orphan.jar".to_string()) {
+            assert!(
+                jars.iter().any(|j| Some(j.as_str()) == live["jar"].as_str()),
+                "the live app's jar stays"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sweep did not run: {jars:?}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let path = format!("/api/v1.0/jarstore/download?file={}", done["jar"].as_str().expect("jar"));
+    assert_eq!(cluster.get(0, &path).await.expect("answer").0, 404, "the removed jar is forgotten too");
+    let path = format!("/api/v1.0/jarstore/download?file={}", live["jar"].as_str().expect("jar"));
+    assert_eq!(cluster.get(0, &path).await.expect("answer").0, 200);
+}

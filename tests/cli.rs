@@ -173,3 +173,12 @@ fn gear_reports_unreachable_masters_and_bad_arguments() {
         .expect("run");
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.jar"), "names the file");
 }
+
+#[test]
+fn shipped_gear_conf_is_valid_without_warnings() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/gear.conf");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = run_master(&conf, &["--check-config"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("warning:"), "{stdout}");
+}

@@ -280,3 +280,77 @@ async fn masters_with_different_lists_refuse_to_bootstrap() {
     assert!(message.contains(&format!("127.0.0.1:{third}")), "names the other list: {message}");
     assert!(message.contains("make the list identical"), "{message}");
 }
+
+async fn change_members(cluster: &TestCluster, via: usize, body: Value) -> (u16, Value) {
+    let response = cluster
+        .http
+        .post(cluster.url(via, "/api/v1.0/master/members"))
+        .json(&body)
+        .send()
+        .await
+        .expect("membership request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_are_added_as_learners_then_voters_and_removed() {
+    let cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let jar = make_jar(cluster.dir.path(), "grow.jar", 2000, 7);
+    assert_eq!(submit(&cluster, 0, &jar, "grow").await.0, 200);
+
+    let port = common::free_ports(1)[0];
+    let new_address = format!("127.0.0.1:{port}");
+    let mut masters: Vec<String> = (0..3).map(|i| cluster.address(i)).collect();
+    masters.push(new_address.clone());
+    let extra = common::ExtraMaster::start(cluster.dir.path(), &masters, port);
+    // Not a member yet: it waits to be added rather than forming a cluster of its own.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ready = |port: u16| {
+        let http = cluster.http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(ready(extra.port).await.ok(), Some(503));
+
+    // Through a follower, so the change is forwarded to the leader.
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("follower");
+    let (status, view) = change_members(&cluster, follower, serde_json::json!({ "add": new_address })).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["changed"], true);
+    assert!(
+        view["voters"].as_array().expect("voters").iter().any(|v| v == &Value::String(new_address.clone())),
+        "{view}"
+    );
+    let (status, again) = change_members(&cluster, 0, serde_json::json!({ "add": new_address })).await;
+    assert_eq!((status, &again["changed"]), (200, &Value::Bool(false)), "adding twice changes nothing");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(extra.port).await.ok() != Some(200) {
+        assert!(Instant::now() < deadline, "the added master never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let apps: Value = cluster
+        .http
+        .get(format!("http://127.0.0.1:{port}/api/v1.0/master/applist?stale=true"))
+        .send()
+        .await
+        .expect("applist on the new master")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(apps["appMasters"].as_array().map(Vec::len), Some(1), "the new master has the data: {apps}");
+
+    let removed = cluster.address(follower);
+    let (status, view) = change_members(&cluster, 0, serde_json::json!({ "remove": removed })).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["voters"].as_array().map(Vec::len), Some(3), "{view}");
+    assert!(!view["voters"].to_string().contains(&removed));
+    let (status, bad) = change_members(&cluster, 0, serde_json::json!({ "add": "not an address" })).await;
+    assert_eq!(status, 400, "{bad}");
+}

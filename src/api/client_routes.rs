@@ -12,6 +12,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{ApiError, Context};
+use crate::cluster::MembershipChange;
 use crate::state::{AppId, AppStatus, Application, Command, CommandResult};
 
 pub fn now_ms() -> u64 {
@@ -203,4 +204,24 @@ pub async fn put_app_data(
 
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+/// `GET /api/v1.0/master/members`: voters and learners of the Raft membership.
+pub async fn members(State(context): State<Arc<Context>>) -> Json<Value> {
+    Json(json!(context.cluster.members_view(false)))
+}
+
+/// `POST /api/v1.0/master/members` with `{"add": "host:port"}` or `{"remove": "host:port"}`.
+/// Adding waits until the new master has caught up as a learner, then makes it a voter.
+pub async fn change_members(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let change: MembershipChange = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"add\": \"host:port\"}} or {{\"remove\": \"host:port\"}}: {e}"
+        ))
+    })?;
+    let view = context.cluster.change_members(change).await?;
+    Ok(Json(json!(view)))
 }

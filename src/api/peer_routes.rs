@@ -14,7 +14,7 @@ use axum::{Json, Router};
 
 use super::{ApiError, Context};
 use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, WriteRequest};
-use crate::cluster::{ClusterError, RaftRpc};
+use crate::cluster::{ClusterError, MembersView, MembershipChange, RaftRpc};
 
 pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
@@ -26,6 +26,7 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::WRITE, post(write))
         .route(protocol::READ_INDEX, post(read_index))
         .route(protocol::TAKE_OVER, post(take_over))
+        .route(protocol::MEMBERS, post(members))
         .layer(middleware::from_fn_with_state(context, require_secret))
 }
 
@@ -98,4 +99,14 @@ async fn take_over(State(context): State<Arc<Context>>) -> Result<StatusCode, Ap
     tracing::info!("the leader is stopping and asked this master to take over");
     context.cluster.take_over().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A membership change forwarded by a follower; the answer carries the leader's verdict.
+async fn members(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<Result<MembersView, String>>, ApiError> {
+    let change: MembershipChange =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(context.cluster.change_members(change).await.map_err(|e| e.to_string())))
 }

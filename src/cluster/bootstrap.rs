@@ -90,15 +90,17 @@ async fn step(cluster: &Cluster) -> BootstrapState {
     let mut reachable = 1;
     for (peer, answer) in peers.iter().zip(answers) {
         let Some(hello) = answer else { continue };
+        // A running cluster's membership lives in its Raft log; its masters' gear.conf lists
+        // may legitimately differ from ours (we are being added). Wait to be added.
+        if hello.initialized {
+            return BootstrapState::Joining;
+        }
         if hello.fingerprint != cluster.fingerprint {
             return BootstrapState::ListMismatch {
                 peer: peer.clone(),
                 ours: cluster.masters.iter().map(ToString::to_string).collect(),
                 theirs: hello.masters,
             };
-        }
-        if hello.initialized {
-            return BootstrapState::Joining;
         }
         reachable += 1;
     }

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 mod log_store;
+mod membership;
 mod network;
 pub mod peer_protocol;
 mod state_machine;
@@ -18,6 +19,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use crate::config::{HostPort, MasterConfig};
 use crate::state::{Command, CommandResult, MasterState, Rejection};
 pub use bootstrap::BootstrapState;
+pub use membership::{MembersView, MembershipChange};
 use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest, SECRET_HEADER};
 pub use state_machine::AppliedState;
 use state_machine::{SharedState, StateMachineStore};

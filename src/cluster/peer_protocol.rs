@@ -13,6 +13,7 @@ pub const STATUS: &str = "/peer/status";
 pub const WRITE: &str = "/peer/write";
 pub const READ_INDEX: &str = "/peer/read-index";
 pub const TAKE_OVER: &str = "/peer/take-over";
+pub const MEMBERS: &str = "/peer/members";
 
 /// The header carrying the cluster secret on every peer request.
 pub const SECRET_HEADER: &str = "x-gearpump-cluster-secret";

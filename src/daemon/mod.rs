@@ -1,6 +1,7 @@
 //! The master process: open state, serve, report to systemd, stop cleanly.
 
 mod health;
+mod jar_retention;
 mod logging;
 mod notify;
 
@@ -100,6 +101,7 @@ pub async fn run(
         metrics: metrics.clone(),
         secret,
     });
+    let retention = tokio::spawn(jar_retention::run(context.clone()));
     let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
     let server =
         axum::serve(listener, api::router(context).into_make_service_with_connect_info::<SocketAddr>())
@@ -112,6 +114,7 @@ pub async fn run(
         tokio::spawn(notify::report(cluster.clone(), config.startup_timeout)),
         tokio::spawn(notify::watchdog(cluster.clone(), config.state_dir.clone())),
         tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
+        retention,
     ];
 
     wait_for_stop(&config_path, &overrides, &log_control).await;

@@ -10,6 +10,7 @@ use futures::Stream;
 
 pub mod fs;
 pub mod name;
+pub mod retention;
 pub mod verify;
 
 use std::sync::Arc;

@@ -242,3 +242,43 @@ pub fn make_jar(dir: &Path, name: &str, size: usize, seed: u8) -> PathBuf {
     std::fs::write(&path, bytes).expect("write jar");
     path
 }
+
+/// A master started outside a `TestCluster`'s list (a master being added); killed on drop.
+pub struct ExtraMaster {
+    pub port: u16,
+    child: Child,
+}
+
+impl ExtraMaster {
+    pub fn start(dir: &Path, masters: &[String], port: u16) -> ExtraMaster {
+        let list: Vec<String> = masters.iter().map(|m| format!("\"{m}\"")).collect();
+        let conf = dir.join(format!("extra-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "gearpump.cluster.masters = [{}]\ngearpump.jarstore.rootpath = \"file://{}\"\n",
+                list.join(", "),
+                dir.join("jars").display()
+            ),
+        )
+        .expect("write conf");
+        let log = std::fs::File::create(dir.join(format!("extra-{port}.log"))).expect("log");
+        let child = Command::new(MASTER_BIN)
+            .arg("--config")
+            .arg(&conf)
+            .args(["-ip", "127.0.0.1", "-port", &port.to_string(), "--state-dir"])
+            .arg(dir.join(format!("extra-state-{port}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start extra master");
+        ExtraMaster { port, child }
+    }
+}
+
+impl Drop for ExtraMaster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,140 @@
+//! Adding and removing masters of a running cluster: a new master joins as a learner, catches
+//! up, and only then becomes a voter, so the quorum never counts a master that has no data.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+
+use super::peer_protocol::MEMBERS;
+use super::{node_id_of, Cluster, ClusterError};
+use crate::config::HostPort;
+
+/// How long a new master may take to catch up as a learner before the change is abandoned.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipChange {
+    Add(String),
+    Remove(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MembersView {
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    /// False when nothing had to change (the request was already satisfied).
+    pub changed: bool,
+}
+
+fn error_text<E: std::fmt::Display>(error: RaftError<u64, E>) -> ClusterError {
+    match error {
+        RaftError::APIError(e) => ClusterError::BadRequest(e.to_string()),
+        RaftError::Fatal(e) => ClusterError::Fatal(e.to_string()),
+    }
+}
+
+impl Cluster {
+    pub fn members_view(&self, changed: bool) -> MembersView {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let address = |id: &u64| membership.get_node(id).map_or_else(|| id.to_string(), |n| n.addr.clone());
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        MembersView {
+            voters: voters.iter().map(address).collect(),
+            learners: membership
+                .learner_ids()
+                .filter(|id| !voters.contains(id))
+                .map(|id| address(&id))
+                .collect(),
+            changed,
+        }
+    }
+
+    /// Applies a membership change, forwarding it to the leader when this master is not it.
+    pub async fn change_members(&self, change: MembershipChange) -> Result<MembersView, ClusterError> {
+        let address = match &change {
+            MembershipChange::Add(a) | MembershipChange::Remove(a) => a.clone(),
+        };
+        let master = HostPort::parse(&address)
+            .map_err(|why| ClusterError::BadRequest(format!("master {address:?} is not host:port: {why}")))?;
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            let leader = metrics.current_leader.and_then(|id| self.leader_address(id));
+            let Some(leader) = leader else {
+                return Err(ClusterError::NoQuorum("no leader is elected".into()));
+            };
+            return self.forward_membership(&leader, &change).await;
+        }
+        let id = node_id_of(&master);
+        let membership = metrics.membership_config.membership().clone();
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        match change {
+            MembershipChange::Add(_) if is_voter => Ok(self.members_view(false)),
+            MembershipChange::Add(_) => {
+                let node = BasicNode { addr: master.to_string() };
+                tracing::info!(master = %master, "adding a master: learner first");
+                tokio::time::timeout(CATCH_UP_TIMEOUT, self.raft.add_learner(id, node, true))
+                    .await
+                    .map_err(|_| {
+                        ClusterError::NoQuorum(format!(
+                            "{master} did not catch up within {CATCH_UP_TIMEOUT:?}; is it running?"
+                        ))
+                    })?
+                    .map_err(error_text)?;
+                tracing::info!(master = %master, "learner caught up; promoting it to voter");
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(error_text)?;
+                Ok(self.members_view(true))
+            }
+            MembershipChange::Remove(_) => {
+                let is_member = is_voter || membership.get_node(&id).is_some();
+                if !is_member {
+                    return Ok(self.members_view(false));
+                }
+                if is_voter && membership.voter_ids().count() == 1 {
+                    return Err(ClusterError::BadRequest(format!(
+                        "{master} is the last master; it cannot be removed"
+                    )));
+                }
+                tracing::info!(master = %master, "removing a master");
+                let change = if is_voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                match self.raft.change_membership(change, false).await {
+                    Ok(_) => Ok(self.members_view(true)),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        Err(ClusterError::NoQuorum("leadership moved during the change; retry".into()))
+                    }
+                    Err(e) => Err(error_text(e)),
+                }
+            }
+        }
+    }
+
+    async fn forward_membership(
+        &self,
+        leader: &str,
+        change: &MembershipChange,
+    ) -> Result<MembersView, ClusterError> {
+        let response = self
+            .peer_post(leader, MEMBERS)
+            .json(change)
+            .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| ClusterError::NoQuorum(format!("leader {leader} is not answering: {e}")))?;
+        let answer: Result<MembersView, String> = response
+            .json()
+            .await
+            .map_err(|e| ClusterError::NoQuorum(format!("leader {leader} sent an unreadable answer: {e}")))?;
+        answer.map_err(ClusterError::BadRequest)
+    }
+}
