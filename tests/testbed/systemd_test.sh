@@ -120,7 +120,10 @@ done
 rpm_files=$(rpm -qpil "$rpm" 2>/dev/null || true)
 for f in /usr/bin/gearpump-master /usr/bin/gear /usr/share/gearpump/bin/master /usr/share/gearpump/bin/gear \
     /etc/gearpump/gear.conf /usr/lib/systemd/system/gearpump-master.service \
-    /usr/lib/sysusers.d/gearpump-master.conf /usr/lib/tmpfiles.d/gearpump-master.conf; do
+    /usr/lib/sysusers.d/gearpump-master.conf /usr/lib/tmpfiles.d/gearpump-master.conf \
+    /usr/share/man/man1/gearpump-master.1 /usr/share/man/man1/gear.1 \
+    /usr/share/bash-completion/completions/gearpump-master /usr/share/bash-completion/completions/gear \
+    /usr/share/zsh/site-functions/_gearpump-master /usr/share/zsh/site-functions/_gear; do
     check "rpm -qpil lists $f" grep -qx -- "$f" <<<"$rpm_files"
 done
 check "rpm: gear.conf is %config(noreplace)" bash -c \
@@ -151,6 +154,12 @@ check "unit not started by install" on node1 "! systemctl is-active --quiet $UNI
 check "user gearpump exists" on node1 "id gearpump"
 check "state and log dirs owned by gearpump" on node1 \
     "[ \"\$(stat -c %U:%a /var/lib/gearpump /var/log/gearpump | sort -u)\" = gearpump:750 ]"
+for f in /usr/share/man/man1/gearpump-master.1.gz /usr/share/man/man1/gear.1.gz \
+    /usr/share/bash-completion/completions/gearpump-master /usr/share/bash-completion/completions/gear \
+    /usr/share/zsh/vendor-completions/_gearpump-master /usr/share/zsh/vendor-completions/_gear \
+    /usr/share/gearpump/bin/master /usr/share/gearpump/bin/gear /usr/bin/gear; do
+    check "deb installed $f" on node1 "test -s $f"
+done
 check "gear.conf is a conffile" on node1 "dpkg-query -W -f='\${Conffiles}' gearpump-master | grep -q $CONF"
 check "systemd-analyze verify clean" on node1 "out=\$(systemd-analyze verify $UNIT 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 score=$(on node1 "systemd-analyze security $UNIT" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
