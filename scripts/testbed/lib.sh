@@ -253,13 +253,20 @@ testbed_lock() {
         return 1
     fi
     printf '%s\n' "$$" >"$TESTBED_LOCK.pid"
-    TESTBED_LOCKED=1
+    # exported: the test's own children (e.g. the testbed command) act under this lock
+    export TESTBED_LOCKED=1
 }
 
-# True unless some other process holds the testbed lock.
+# True unless some other run holds the testbed lock.
 tb_lock_free() {
     [[ ${TESTBED_LOCKED:-0} == 1 || ! -e $TESTBED_LOCK ]] && return 0
     (flock -n 8) 8>>"$TESTBED_LOCK"
+}
+
+# Refuses (returns 1) when another run holds the lock: changing its nodes under it would break it.
+tb_require_lock_free() {
+    tb_lock_free && return 0
+    tb_die "a testbed run (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')) holds $TESTBED_LOCK: not touching its nodes"
 }
 
 # One-time preparation of the host for this run: packages, image, bridge, names, ssh key.
@@ -508,10 +515,7 @@ testbed_status() {
 testbed_cleanup() {
     local n c pids nspawn start=$SECONDS
     tb_require_root || return 1
-    if ! tb_lock_free; then
-        tb_die "a testbed run (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')) holds $TESTBED_LOCK: not cleaning up under it"
-        return 1
-    fi
+    tb_require_lock_free || return 1
     for n in $(testbed_nodes); do
         if nspawn=$(testbed_nspawn_pid "$n"); then
             kill -TERM "$nspawn" 2>/dev/null || true
