@@ -49,6 +49,8 @@ TESTBED_INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # global): a test run holds this lock from start to end.
 TESTBED_LOCK=${TESTBED_LOCK:-/run/lock/gearpump-testbed.lock}
 TESTBED_LOCK_FD=209
+# Seconds a run waits for another run to finish (0: fail at once).
+TESTBED_LOCK_WAIT=${TESTBED_LOCK_WAIT:-0}
 
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { tb_log "ERROR: $*"; return 1; }
@@ -249,8 +251,15 @@ testbed_lock() {
     mkdir -p "$(dirname "$TESTBED_LOCK")"
     eval "exec $TESTBED_LOCK_FD>>\"\$TESTBED_LOCK\""
     if ! flock -n "$TESTBED_LOCK_FD"; then
-        tb_die "another testbed run holds $TESTBED_LOCK (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?'))"
-        return 1
+        local holder
+        holder=$(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')
+        if ((TESTBED_LOCK_WAIT > 0)); then
+            tb_log "waiting up to $TESTBED_LOCK_WAIT s for the testbed run of pid $holder to finish"
+        fi
+        if ((TESTBED_LOCK_WAIT <= 0)) || ! flock -w "$TESTBED_LOCK_WAIT" "$TESTBED_LOCK_FD"; then
+            tb_die "another testbed run holds $TESTBED_LOCK (pid $holder)"
+            return 1
+        fi
     fi
     printf '%s\n' "$$" >"$TESTBED_LOCK.pid"
     # exported: the test's own children (e.g. the testbed command) act under this lock
