@@ -18,7 +18,13 @@ impl Drop for Master {
     }
 }
 
-fn start(dir: &std::path::Path, masters: &[u16], port: u16, socket: &std::path::Path, watchdog_usec: Option<u64>) -> Master {
+fn start(
+    dir: &std::path::Path,
+    masters: &[u16],
+    port: u16,
+    socket: &std::path::Path,
+    watchdog_usec: Option<u64>,
+) -> Master {
     let list: Vec<String> = masters.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     let conf = dir.join(format!("gear-{port}.conf"));
     std::fs::write(&conf, format!("gearpump.cluster.masters = [{}]\n", list.join(", "))).expect("conf");
@@ -69,7 +75,10 @@ fn single_master_is_ready_at_once_and_says_stopping_on_sigterm() {
     let port = free_ports(1)[0];
     let mut master = start(dir.path(), &[port], port, &path, None);
     let messages = receive_until(&socket, Duration::from_secs(10), |m| m.contains("READY=1"));
-    let ready = messages.iter().find(|m| m.contains("READY=1")).unwrap_or_else(|| panic!("no READY=1 in {messages:?}"));
+    let ready = messages
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1 in {messages:?}"));
     assert!(ready.contains("STATUS=leader, term"), "{ready}");
 
     let pid = nix::unistd::Pid::from_raw(master.0.id() as i32);
