@@ -2,13 +2,8 @@
 // helpers would only add conversions at every trait boundary.
 #![allow(clippy::result_large_err)]
 
-//! The Raft log and vote, durable in redb: an append is reported flushed to openraft only after an
-//! fsync covers it, so an acknowledged write survives a crash of every master.
-//!
-//! Group commit: openraft 0.9 hands the store one append per client write. Each append is
-//! committed at once without fsync (readers see it), and a flusher thread then makes everything
-//! committed so far durable with one fsync and reports all those appends flushed together.
-//! redb guarantees a durable commit persists the non-durable commits before it.
+//! The Raft log and vote, durable in redb: every append is committed (fsync) before openraft is
+//! told it is flushed, so an acknowledged write survives a crash of every master.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -16,7 +11,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -28,39 +23,10 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
-const KEY_FLUSH: &str = "flush";
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
-}
-
-/// Makes every commit before it durable with one fsync, then completes the waiting appends.
-fn run_flusher(db: Arc<Database>, pending: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Ok(first) = pending.recv() {
-        let mut batch = vec![first];
-        batch.extend(pending.try_iter());
-        let result = (|| -> Result<(), redb::Error> {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate);
-            {
-                // redb skips the fsync of a commit that wrote nothing.
-                let mut meta = txn.open_table(META)?;
-                meta.insert(KEY_FLUSH, [].as_slice())?;
-            }
-            txn.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "making the Raft log durable failed");
-        }
-        for callback in batch {
-            callback.log_io_completed(
-                result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())),
-            );
-        }
-    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -77,13 +43,7 @@ impl LogStore {
         txn.open_table(LOGS)?;
         txn.open_table(META)?;
         txn.commit()?;
-        let (flusher, pending) = std::sync::mpsc::channel();
-        let flush_db = db.clone();
-        std::thread::Builder::new()
-            .name("raft-log-flush".into())
-            .spawn(move || run_flusher(flush_db, pending))
-            .map_err(redb::Error::Io)?;
-        Ok(LogStore { db, flusher })
+        Ok(LogStore { db })
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -162,8 +122,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::None);
+        let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(LOGS).map_err(write_err)?;
             for entry in entries {
@@ -171,11 +130,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
             }
         }
-        txn.commit().map_err(write_err)?;
-        // Not acknowledged yet: the flusher reports it once an fsync covers this commit.
-        self.flusher
-            .send(callback)
-            .map_err(|_| write_err(std::io::Error::other("the log flusher thread stopped")))
+        // redb's default durability fsyncs on commit: only then is the entry acknowledged.
+        match txn.commit() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
