@@ -11,3 +11,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 # Two test threads: each cluster test runs three to five masters, and the machine has 2 cores.
 cargo test --lib --bins --tests -- --test-threads=2
+
+# systemd container test (tests/testbed): needs root and installs its own tools (mmdebstrap,
+# systemd-container, rpm, lintian, cargo-deb, cargo-generate-rpm) on a fresh machine.
+# GEARPUMP_SKIP_TESTBED=1 skips it.
+if [[ $(id -u) -eq 0 && ${GEARPUMP_SKIP_TESTBED:-0} != 1 ]]; then
+  echo "== systemd container test (packages under systemd, 3 masters in containers)"
+  tests/testbed/systemd_test.sh
+fi
