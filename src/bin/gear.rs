@@ -127,21 +127,5 @@ fn print_apps(answer: &Value) {
 }
 
 fn print_masters(answer: &Value) {
-    let description = &answer["masterDescription"];
-    println!("{:<22} {:<12} {:>5} {:>13} {:>6} HEALTHY", "MASTER", "ROLE", "TERM", "COMMIT INDEX", "LAG");
-    for master in description["cluster"].as_array().cloned().unwrap_or_default() {
-        println!(
-            "{:<22} {:<12} {:>5} {:>13} {:>6} {}",
-            text(&master["address"]),
-            text(&master["role"]),
-            text(&master["term"]),
-            text(&master["commitIndex"]),
-            text(&master["lag"]),
-            if master["healthy"].as_bool() == Some(true) { "yes" } else { "no" }
-        );
-    }
-    println!("leader: {}    jar store: {}", text(&description["leader"]), text(&description["jarStore"]));
-    for warning in description["warnings"].as_array().cloned().unwrap_or_default() {
-        println!("warning: {}", text(&warning));
-    }
+    print!("{}", gearpump_master::client::masters_table(answer));
 }
