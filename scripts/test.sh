@@ -18,4 +18,6 @@ cargo test --lib --bins --tests -- --test-threads=2
 if [[ $(id -u) -eq 0 && ${GEARPUMP_SKIP_TESTBED:-0} != 1 ]]; then
   echo "== systemd container test (packages under systemd, 3 masters in containers)"
   tests/testbed/systemd_test.sh
+  echo "== gearpump-setup container test (install, re-run, add, remove, dry run, failures, leader loss)"
+  tests/testbed/setup_test.sh --packages target/packages
 fi

@@ -243,11 +243,6 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
                 if f.ntp_synchronized.is_empty() { "unknown" } else { &f.ntp_synchronized }
             ));
         }
-        if let JarStore::Nfs { .. } = inv.jar_store {
-            if !f.nfs_client {
-                // not a failure: the plan installs it
-            }
-        }
     }
     (failures, warnings)
 }

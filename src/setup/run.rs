@@ -364,7 +364,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         run_checked(transport, &p.node, &plan::restart_script(), &[], COMMAND_TIMEOUT).map_err(|cause| {
             SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Start, cause }])
         })?;
-        wait_ready(inv, &http, &[p.node.clone()], inv.ready_timeout, out)?;
+        wait_ready(inv, &http, std::slice::from_ref(&p.node), inv.ready_timeout, out)?;
     }
 
     // 8. membership: add the new masters (learner, then voter), then take out the removed ones
