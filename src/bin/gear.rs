@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand};
-use gearpump_master::client::MasterClient;
+use gearpump_master::client::{table_text as text, MasterClient};
 use gearpump_master::config;
 use serde_json::Value;
 
@@ -97,14 +97,6 @@ async fn run(args: GearArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
 }
 
 fn print_apps(answer: &Value) {

@@ -212,7 +212,8 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn table_text(value: &Value) -> String {
+/// A JSON value as a table cell: strings bare, null as "-".
+pub fn table_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),

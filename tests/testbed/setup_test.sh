@@ -109,10 +109,14 @@ for n in node1 node2 node3 node4 node5; do testbed_boot "$n"; done
 prepare_nfs_client() {
     local n=$1 f
     for f in "$NFS_CACHE"/*.deb; do testbed_copy "$n" "$f" "/root/nfs-debs/$(basename "$f")"; done
-    # twice: dpkg -i takes the files in name order, and python3-minimal pre-depends on
-    # python3.11-minimal, which sorts after it
-    on "$n" 'export DEBIAN_FRONTEND=noninteractive; dpkg -i /root/nfs-debs/*.deb >/dev/null 2>&1 ||
-        dpkg -i /root/nfs-debs/*.deb >/dev/null && rm -rf /root/nfs-debs && command -v mount.nfs'
+    # in rounds: dpkg -i unpacks everything before configuring, and python3 pre-depends on a
+    # configured python3-minimal
+    on "$n" 'export DEBIAN_FRONTEND=noninteractive
+        for round in 1 2 3; do
+            dpkg -i /root/nfs-debs/*.deb >/tmp/nfs-dpkg.log 2>&1 && break
+            dpkg --configure -a >>/tmp/nfs-dpkg.log 2>&1 || true
+        done
+        dpkg -s nfs-common python3 >/dev/null && rm -rf /root/nfs-debs && command -v mount.nfs || { tail /tmp/nfs-dpkg.log; exit 1; }'
 }
 for n in node1 node2 node3 node4 node5; do
     check "$n: nfs-common pre-installed (no mirror in the nodes)" prepare_nfs_client "$n"
