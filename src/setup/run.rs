@@ -500,3 +500,106 @@ fn wait_ready(
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::SetupArgs;
+    use crate::setup::inventory;
+    use crate::setup::ssh::TransportError;
+
+    /// Answers the probes like three plain Debian nodes; node3 optionally unreachable.
+    struct FakeNodes {
+        calls: Mutex<Vec<String>>,
+        down: Option<&'static str>,
+    }
+
+    impl Transport for FakeNodes {
+        fn run(
+            &self,
+            node: &str,
+            script: &str,
+            _stdin: &[u8],
+            _t: Duration,
+        ) -> Result<Output, TransportError> {
+            if self.down == Some(node) {
+                return Err(TransportError::Connect {
+                    node: node.into(),
+                    cause: "ssh: connect to host node3 port 22: Connection timed out".into(),
+                });
+            }
+            let kind = if script.contains("getent hosts") {
+                "probe"
+            } else if script.contains("/dev/tcp") {
+                "reach"
+            } else {
+                "change"
+            };
+            self.calls.lock().map(|mut c| c.push(format!("{node} {kind}"))).ok();
+            let stdout = match kind {
+                "probe" => "arch=x86_64\nfamily=deb\ninstalled=\nactive=inactive\nenabled=\nlistener=\nntp=yes\n\
+                            resolve.node1=10.0.0.11\nresolve.node2=10.0.0.12\nresolve.node3=10.0.0.13\nbash=yes\n"
+                    .to_string(),
+                "reach" => "reach.10.0.0.11=ok\nreach.10.0.0.12=ok\nreach.10.0.0.13=ok\n".to_string(),
+                _ => String::new(),
+            };
+            Ok(Output { status: 0, stdout, stderr: String::new() })
+        }
+
+        fn copy(&self, node: &str, _l: &Path, _r: &str, _t: Duration) -> Result<(), TransportError> {
+            self.calls.lock().map(|mut c| c.push(format!("{node} copy"))).ok();
+            Ok(())
+        }
+    }
+
+    fn inventory(line: &str) -> Inventory {
+        let args = SetupArgs::try_parse_from(line.split_whitespace()).expect("args");
+        let mut inv = inventory::from_args(&args, Path::new("/nonexistent")).expect("valid");
+        inv.packages = vec![inventory::PackageFile {
+            path: "gearpump-master_0.1.0-1_amd64.deb".into(),
+            family: inventory::Family::Deb,
+            arch: "amd64".into(),
+            version: "0.1.0-1".into(),
+        }];
+        inv
+    }
+
+    #[test]
+    fn dry_run_only_reads_and_prints_every_node() {
+        let inv =
+            inventory("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars --dry-run");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: None };
+        let mut out = Vec::new();
+        run(&inv, &nodes, &mut out).expect("dry run succeeds");
+        let text = String::from_utf8_lossy(&out);
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe") || c.ends_with(" reach")), "{calls:?}");
+        for node in ["node1", "node2", "node3"] {
+            assert!(text.contains(&format!(
+                "== {node} (deb amd64; gearpump-master not installed; service inactive)"
+            )));
+            assert!(text.contains(&format!("|   hostname = \"{node}\"")));
+        }
+        assert!(text.contains("|     jarstore {") || text.contains("rootpath = \"hdfs://nn:9000/jars\""));
+        assert!(text.contains(
+            "$ systemctl reset-failed gearpump-master.service 2>/dev/null; systemctl start --no-block"
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_node_stops_the_run_before_any_change() {
+        let inv = inventory("gearpump-setup --masters node1,node2,node3");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: Some("node3") };
+        let mut out = Vec::new();
+        let error = run(&inv, &nodes, &mut out).expect_err("node3 is down");
+        let report = error.to_string();
+        assert!(report.contains("node3  preflight  ssh to node3 failed: ssh: connect to host node3 port 22: Connection timed out"), "{report}");
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe")), "{calls:?}");
+    }
+}
