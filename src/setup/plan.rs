@@ -361,10 +361,18 @@ pub fn plan_node(
     let current = facts.file(GEAR_CONF);
     let base = current.unwrap_or(SHIPPED_GEAR_CONF);
     let rewrite = gearconf::rewrite(base, &owned_keys(inv, node));
-    if let Err(e) =
-        crate::config::load_str(std::path::Path::new(GEAR_CONF), &rewrite.text, &Default::default())
-    {
-        return Err(failure(Step::GearConf, format!("the rewritten gear.conf would not load: {e}")));
+    let load =
+        |text: &str| crate::config::load_str(std::path::Path::new(GEAR_CONF), text, &Default::default());
+    if let Err(e) = load(&rewrite.text) {
+        // Tell a file that was unparsable before this tool touched it from a rewrite gone wrong.
+        let cause = match current.map(load) {
+            Some(Err(before @ crate::config::ConfigError::Syntax { .. })) => format!(
+                "the node's {GEAR_CONF} does not parse as it is: {before}; fix it (or move it away to start \
+                 from the shipped one) and run again"
+            ),
+            _ => format!("the rewritten gear.conf would not load: {e}"),
+        };
+        return Err(failure(Step::GearConf, cause));
     }
     if current != Some(rewrite.text.as_str()) {
         // The masters list only seeds a fresh master (a running cluster's membership lives in its
@@ -655,6 +663,24 @@ mod tests {
         let new = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
         let plan = plan_node(&five, "node4", &new, SECRET, &cluster).expect("plan");
         assert!(plan.start && plan.join);
+    }
+
+    #[test]
+    fn a_broken_gear_conf_is_blamed_on_the_node() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3");
+        let mut facts = plain_node(&["node1", "node2", "node3"]);
+        facts
+            .files
+            .insert(GEAR_CONF.into(), Some("gearpump {\n  cluster.masters = [ \"node1:3000\"\n".into()));
+        let failure = plan_node(&inv, "node1", &facts, SECRET, &ClusterView::default()).expect_err("broken");
+        assert_eq!(failure.step, Step::GearConf);
+        assert!(
+            failure.cause.starts_with(
+                "the node's /etc/gearpump/gear.conf does not parse as it is: /etc/gearpump/gear.conf:3:"
+            ),
+            "{}",
+            failure.cause
+        );
     }
 
     #[test]
