@@ -57,17 +57,18 @@ ensure_host_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Hook for generated documentation. When the project has a generator for man pages and shell
-# completions (from clap), it is run here and writes into target/packages/generated/; the files
-# are then listed as assets in Cargo.toml ([package.metadata.deb] / [package.metadata.generate-rpm]).
+# Man pages and bash/zsh completions, generated from the clap definitions by
+# examples/generate_docs.rs into target/docs/{man,completions}; Cargo.toml's package metadata
+# lists them as assets, so a failure here fails the build (no package without its man pages).
 generate_man_and_completions() {
-    local gen=scripts/generate-man-and-completions.sh
-    if [[ -x $gen ]]; then
-        log "generating man pages and completions with $gen"
-        "$gen" target/packages/generated
-    else
-        log "no $gen yet: packages carry no man pages or completions"
-    fi
+    log "generating man pages and completions (examples/generate_docs.rs) into target/docs"
+    rm -rf target/docs
+    cargo run --release --locked --quiet --example generate_docs -- target/docs >/dev/null
+    local f
+    for f in man/gearpump-master.1 man/gear.1 completions/gearpump-master.bash completions/gear.bash \
+        completions/_gearpump-master completions/_gear; do
+        [[ -s target/docs/$f ]] || { log "generator did not write target/docs/$f"; exit 1; }
+    done
 }
 
 command -v dpkg-query >/dev/null && ensure_host_packages dpkg-dev

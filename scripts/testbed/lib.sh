@@ -49,6 +49,8 @@ TESTBED_INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # global): a test run holds this lock from start to end.
 TESTBED_LOCK=${TESTBED_LOCK:-/run/lock/gearpump-testbed.lock}
 TESTBED_LOCK_FD=209
+# Seconds a run waits for another run to finish (0: fail at once).
+TESTBED_LOCK_WAIT=${TESTBED_LOCK_WAIT:-0}
 
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { tb_log "ERROR: $*"; return 1; }
@@ -249,17 +251,31 @@ testbed_lock() {
     mkdir -p "$(dirname "$TESTBED_LOCK")"
     eval "exec $TESTBED_LOCK_FD>>\"\$TESTBED_LOCK\""
     if ! flock -n "$TESTBED_LOCK_FD"; then
-        tb_die "another testbed run holds $TESTBED_LOCK (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?'))"
-        return 1
+        local holder
+        holder=$(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')
+        if ((TESTBED_LOCK_WAIT > 0)); then
+            tb_log "waiting up to $TESTBED_LOCK_WAIT s for the testbed run of pid $holder to finish"
+        fi
+        if ((TESTBED_LOCK_WAIT <= 0)) || ! flock -w "$TESTBED_LOCK_WAIT" "$TESTBED_LOCK_FD"; then
+            tb_die "another testbed run holds $TESTBED_LOCK (pid $holder)"
+            return 1
+        fi
     fi
     printf '%s\n' "$$" >"$TESTBED_LOCK.pid"
-    TESTBED_LOCKED=1
+    # exported: the test's own children (e.g. the testbed command) act under this lock
+    export TESTBED_LOCKED=1
 }
 
-# True unless some other process holds the testbed lock.
+# True unless some other run holds the testbed lock.
 tb_lock_free() {
     [[ ${TESTBED_LOCKED:-0} == 1 || ! -e $TESTBED_LOCK ]] && return 0
     (flock -n 8) 8>>"$TESTBED_LOCK"
+}
+
+# Refuses (returns 1) when another run holds the lock: changing its nodes under it would break it.
+tb_require_lock_free() {
+    tb_lock_free && return 0
+    tb_die "a testbed run (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')) holds $TESTBED_LOCK: not touching its nodes"
 }
 
 # One-time preparation of the host for this run: packages, image, bridge, names, ssh key.
@@ -508,10 +524,7 @@ testbed_status() {
 testbed_cleanup() {
     local n c pids nspawn start=$SECONDS
     tb_require_root || return 1
-    if ! tb_lock_free; then
-        tb_die "a testbed run (pid $(cat "$TESTBED_LOCK.pid" 2>/dev/null || echo '?')) holds $TESTBED_LOCK: not cleaning up under it"
-        return 1
-    fi
+    tb_require_lock_free || return 1
     for n in $(testbed_nodes); do
         if nspawn=$(testbed_nspawn_pid "$n"); then
             kill -TERM "$nspawn" 2>/dev/null || true

@@ -120,7 +120,10 @@ done
 rpm_files=$(rpm -qpil "$rpm" 2>/dev/null || true)
 for f in /usr/bin/gearpump-master /usr/bin/gear /usr/share/gearpump/bin/master /usr/share/gearpump/bin/gear \
     /etc/gearpump/gear.conf /usr/lib/systemd/system/gearpump-master.service \
-    /usr/lib/sysusers.d/gearpump-master.conf /usr/lib/tmpfiles.d/gearpump-master.conf; do
+    /usr/lib/sysusers.d/gearpump-master.conf /usr/lib/tmpfiles.d/gearpump-master.conf \
+    /usr/share/man/man1/gearpump-master.1 /usr/share/man/man1/gear.1 \
+    /usr/share/bash-completion/completions/gearpump-master /usr/share/bash-completion/completions/gear \
+    /usr/share/zsh/site-functions/_gearpump-master /usr/share/zsh/site-functions/_gear; do
     check "rpm -qpil lists $f" grep -qx -- "$f" <<<"$rpm_files"
 done
 check "rpm: gear.conf is %config(noreplace)" bash -c \
@@ -151,6 +154,12 @@ check "unit not started by install" on node1 "! systemctl is-active --quiet $UNI
 check "user gearpump exists" on node1 "id gearpump"
 check "state and log dirs owned by gearpump" on node1 \
     "[ \"\$(stat -c %U:%a /var/lib/gearpump /var/log/gearpump | sort -u)\" = gearpump:750 ]"
+for f in /usr/share/man/man1/gearpump-master.1.gz /usr/share/man/man1/gear.1.gz \
+    /usr/share/bash-completion/completions/gearpump-master /usr/share/bash-completion/completions/gear \
+    /usr/share/zsh/vendor-completions/_gearpump-master /usr/share/zsh/vendor-completions/_gear \
+    /usr/share/gearpump/bin/master /usr/share/gearpump/bin/gear /usr/bin/gear; do
+    check "deb installed $f" on node1 "test -s $f"
+done
 check "gear.conf is a conffile" on node1 "dpkg-query -W -f='\${Conffiles}' gearpump-master | grep -q $CONF"
 check "systemd-analyze verify clean" on node1 "out=\$(systemd-analyze verify $UNIT 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 score=$(on node1 "systemd-analyze security $UNIT" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
@@ -173,6 +182,8 @@ check "GET /health/ready from the host" wait_for 10 ready node1
 check "GET /api/v1.0/master" curl -sf --max-time 2 -o /dev/null "http://node1:$PORT/api/v1.0/master"
 check "journal has the master's own lines" on node1 \
     "[ \$(journalctl -q _SYSTEMD_UNIT=$UNIT -o cat | wc -l) -gt 0 ]"
+check "journal entries sent natively (structured fields, _TRANSPORT=journal)" on node1 \
+    "[ \$(journalctl -q _SYSTEMD_UNIT=$UNIT _TRANSPORT=journal -o cat | wc -l) -gt 0 ]"
 check "STATUS= set by the daemon ($(prop node1 StatusText))" test -n "$(prop node1 StatusText)"
 check "systemctl reload (SIGHUP) keeps it running" on node1 \
     "p=\$(systemctl show -p MainPID --value $UNIT); systemctl reload $UNIT && sleep 1 && systemctl is-active --quiet $UNIT && [ \"\$(systemctl show -p MainPID --value $UNIT)\" = \"\$p\" ]"
@@ -216,6 +227,11 @@ tb_log "stop: $stop_ms ms"
 check "stop is quick (${stop_ms} ms < 10 s)" test "$stop_ms" -lt 10000
 check "stop is clean (Result=success)" test "$(prop node1 Result)" = success
 check "stopping left no process" on node1 "! pgrep -u gearpump"
+
+# an upgrade (here: reinstalling the same version) leaves a stopped master stopped
+check "reinstall while stopped" on node1 \
+    "cd /root && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y --reinstall ./$(basename "$deb")"
+check "a stopped master stays stopped across an upgrade" on node1 "! systemctl is-active --quiet $UNIT"
 
 # upgrade keeps an edited gear.conf and the state, restarts a running master
 on node1 "echo '# edited by the admin' >>$CONF"
