@@ -33,6 +33,8 @@ while (($# > 0)); do
 done
 
 export TESTBED_NODES=5
+# one testbed per machine: wait for another run rather than fail at once
+export TESTBED_LOCK_WAIT=${TESTBED_LOCK_WAIT:-1200}
 PORT=3000
 UNIT=gearpump-master.service
 MOUNT=/mnt/gearpump-jars
@@ -106,6 +108,14 @@ if [[ ! -f $NFS_CACHE/ok ]]; then
 fi
 
 for n in node1 node2 node3 node4 node5; do testbed_boot "$n"; done
+# Plain nodes or nothing: a node carrying another run's state would make every result meaningless.
+for n in node1 node2 node3 node4 node5; do
+    if on "$n" 'dpkg -s gearpump-master >/dev/null 2>&1 || test -e /etc/gearpump'; then
+        fail "$n is not a plain node (gearpump-master or /etc/gearpump present): another run's leftovers?"
+        summary || true
+        exit 1
+    fi
+done
 prepare_nfs_client() {
     local n=$1 f
     for f in "$NFS_CACHE"/*.deb; do testbed_copy "$n" "$f" "/root/nfs-debs/$(basename "$f")"; done
