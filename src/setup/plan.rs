@@ -387,7 +387,8 @@ pub fn plan_node(
             owner: "root:root".into(),
             content: rewrite.text,
             secret: false,
-            backup: current.is_some(),
+            // also on a first install: the previous file is then the package's own
+            backup: true,
         });
     }
 
@@ -611,7 +612,7 @@ mod tests {
         else {
             panic!("no gear.conf write")
         };
-        assert!(!backup);
+        assert!(backup);
         assert!(content.contains("hostname = \"node2\""));
         assert!(content.contains("masters = [\"node1:3000\", \"node2:3000\", \"node3:3000\"]"));
         assert!(content.contains("rootpath = \"file:///mnt/gearpump-jars\""));

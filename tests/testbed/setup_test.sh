@@ -137,9 +137,17 @@ done
 tree_of() {
     on "$1" "find /etc /usr /opt /root /var/lib /srv $MOUNT -xdev \
         \\( -path /var/lib/systemd -o -path /var/lib/gearpump -o -path /root/.ssh -o -path /etc/machine-id \\) -prune \
-        -o -printf '%p %m %u:%g %s %T@\\n' 2>/dev/null | sort | sha256sum"
+        -o -printf '%p %m %u:%g %s %T@\\n' 2>/dev/null | sort" | sed "s|^|$1 |"
 }
-trees() { local n; for n in "$@"; do printf '%s ' "$(tree_of "$n")"; done; }
+# trees NAME NODE...: the listing of every node, kept as $work/trees.NAME; prints its digest
+trees() {
+    local name=$1 n
+    shift
+    for n in "$@"; do tree_of "$n"; done >"$work/trees.$name"
+    sha256sum <"$work/trees.$name"
+}
+# same_trees A B: PASS when two listings agree, else shows what differs
+same_trees() { diff "$work/trees.$1" "$work/trees.$2" | head -n 12 && cmp -s "$work/trees.$1" "$work/trees.$2"; }
 
 # ---------------------------------------------------------------- refused before anything
 
@@ -154,12 +162,12 @@ check "even count: a warning, not a refusal" test "$rc" = 0 -a -n "$(grep -F '4 
 
 # ---------------------------------------------------------------- dry run on plain nodes
 
-before=$(trees node1 node2 node3)
+trees dry1-before node1 node2 node3 >/dev/null
 out=$(setup --masters node1,node2,node3 --nfs "$NFS_EXPORT" --package "$deb" --dry-run 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/dry-run.txt"
-after=$(trees node1 node2 node3)
+trees dry1-after node1 node2 node3 >/dev/null
 check "dry run exits 0" test "$rc" = 0
-check "dry run changed no file on the nodes" test "$before" = "$after"
+check "dry run changed no file on the nodes ($(wc -l <"$work/trees.dry1-after") files compared)" same_trees dry1-before dry1-after
 check "dry run prints the package copy and install per node" \
     bash -c "[[ \$(grep -c 'apt-get install -y -q -o Dpkg::Options::=--force-confold' '$work/dry-run.txt') == 3 ]]"
 check "dry run prints each gear.conf (hostname rewritten in place)" grep -qF '|   hostname = "node3"' "$work/dry-run.txt"
@@ -213,7 +221,8 @@ check "one secret on every node" test "$s1" = "$s2" -a "$s2" = "$s3"
 # --nfs: the unit, the drop-in, the ordering
 check "mount unit passes systemd-analyze verify" on node1 "systemd-analyze verify '/etc/systemd/system/$MOUNT_UNIT'"
 check "service requires and is ordered after the mount" on node1 \
-    "systemctl show -p After --value $UNIT | grep -qF '$MOUNT_UNIT' && systemctl show -p Requires --value $UNIT | grep -qF '$MOUNT_UNIT'"
+    "systemctl list-dependencies --plain --no-pager $UNIT | grep -qF '$MOUNT_UNIT' &&
+     systemctl list-dependencies --after --plain --no-pager $UNIT | grep -qF '$MOUNT_UNIT'"
 check "mount unit enabled, active over the stand-in bind mount" on node2 \
     "systemctl is-enabled --quiet '$MOUNT_UNIT' && systemctl is-active --quiet '$MOUNT_UNIT'"
 check "masters use the shared store (file://$MOUNT)" on node3 "grep -qF 'rootpath = \"file://$MOUNT\"' /etc/gearpump/gear.conf"
@@ -222,12 +231,12 @@ check "masters use the shared store (file://$MOUNT)" on node3 "grep -qF 'rootpat
 
 on node1 "printf '\n# an operator note\ngearpump.application.total-retries = 7\n' >>/etc/gearpump/gear.conf"
 pid_before=$(on node1 "systemctl show -p MainPID --value $UNIT" || true)
-before=$(trees node1 node2 node3)
+trees rerun-before node1 node2 node3 >/dev/null
 out=$(setup --masters node1,node2,node3 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/rerun.txt"
-after=$(trees node1 node2 node3)
+trees rerun-after node1 node2 node3 >/dev/null
 check "re-run exits 0 and says nothing changed" grep -q '^Nothing changed' "$work/rerun.txt"
-check "re-run changed no file" test "$before" = "$after"
+check "re-run changed no file" same_trees rerun-before rerun-after
 check "re-run kept the operator's edit and did not restart" on node1 \
     "grep -qF 'total-retries = 7' /etc/gearpump/gear.conf && test \"\$(systemctl show -p MainPID --value $UNIT)\" = '$pid_before'"
 
@@ -286,10 +295,11 @@ check "exactly one leader of 4" test "$(leaders node5)" = 1
 
 # ---------------------------------------------------------------- dry run on the running cluster
 
-before=$(trees node1 node2 node4 node5)
+trees dry2-before node1 node2 node4 node5 >/dev/null
 out=$(setup --masters node1,node2,node4,node5 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s --dry-run 2>&1) && rc=0 || rc=$?
-after=$(trees node1 node2 node4 node5)
-check "dry run on the running cluster: nothing to change, no file changed" \
-    test "$rc" = 0 -a "$before" = "$after" -a "$(grep -c '  nothing to change' <<<"$out")" = 4
+trees dry2-after node1 node2 node4 node5 >/dev/null
+check "dry run on the running cluster: exit 0, 'nothing to change' for all 4" \
+    test "$rc" = 0 -a "$(grep -c '  nothing to change' <<<"$out")" = 4
+check "dry run on the running cluster changed no file" same_trees dry2-before dry2-after
 
 summary
