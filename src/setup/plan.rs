@@ -94,6 +94,8 @@ impl ClusterView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePlan {
     pub node: String,
+    /// host:port in the masters list.
+    pub address: String,
     pub actions: Vec<Action>,
     /// A running master whose configuration changed in a way only a restart applies.
     pub restart: bool,
@@ -460,7 +462,7 @@ pub fn plan_node(
             script: format!("systemctl enable {SERVICE}"),
         });
     }
-    Ok(NodePlan { node: node.to_string(), actions, restart: restart && !start, start, join })
+    Ok(NodePlan { node: node.to_string(), address, actions, restart: restart && !start, start, join })
 }
 
 /// The command that starts a master without waiting for READY (Type=notify would block until
@@ -531,7 +533,7 @@ pub fn render(plan: &NodePlan, facts: &NodeFacts, cluster: &ClusterView) -> Stri
         let _ = writeln!(
             out,
             "  [join] POST /api/v1.0/master/members {{\"add\": \"{}\"}} to the running cluster ({})",
-            plan.node,
+            plan.address,
             cluster.voters.join(", ")
         );
     }
@@ -664,6 +666,9 @@ mod tests {
         let new = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
         let plan = plan_node(&five, "node4", &new, SECRET, &cluster).expect("plan");
         assert!(plan.start && plan.join);
+        assert!(render(&plan, &new, &cluster).contains(
+            "[join] POST /api/v1.0/master/members {\"add\": \"node4:3000\"} to the running cluster (node1:3000"
+        ));
     }
 
     #[test]

@@ -242,10 +242,19 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     if cluster.exists() {
         let wanted: Vec<String> = inv.master_addresses();
         let removed: Vec<String> = inv.removed.iter().map(|r| inv.master_address(r)).collect();
-        for voter in &cluster.voters {
-            if !wanted.contains(voter) && !removed.contains(voter) {
-                say(out, format!("warning: {voter} is a master of the running cluster but neither in --masters nor --remove; it stays a member"));
-            }
+        // A member left out of --masters is most likely a typo or a stale command line; taking
+        // it out silently could cost the quorum, and keeping it would never match the request.
+        let unlisted: Vec<&String> =
+            cluster.voters.iter().filter(|v| !wanted.contains(v) && !removed.contains(v)).collect();
+        if !unlisted.is_empty() {
+            let names: Vec<String> = unlisted.iter().map(|v| v.to_string()).collect();
+            return Err(SetupError::Arguments(format!(
+                "{} of the running cluster {} not in --masters: list {}, or take {} out with --remove",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            )));
         }
         if !cluster.voters.iter().any(|v| wanted.contains(v)) {
             return Err(SetupError::Cluster(format!(

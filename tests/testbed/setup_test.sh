@@ -308,4 +308,9 @@ check "dry run on the running cluster: exit 0, 'nothing to change' for all 4" \
     test "$rc" = 0 -a "$(grep -c '  nothing to change' <<<"$out")" = 4
 check "dry run on the running cluster changed no file" same_trees dry2-before dry2-after
 
+out=$(setup --masters node1,node2,node4 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
+check "a member missing from --masters is refused, not silently dropped (exit $rc)" \
+    test "$rc" = 2 -a -n "$(grep -F 'node5:3000 of the running cluster is not in --masters' <<<"$out")"
+check "... and the cluster still has 4 voters" test "$(voters node1)" = "node1:3000,node2:3000,node4:3000,node5:3000"
+
 summary
