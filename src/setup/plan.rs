@@ -471,8 +471,11 @@ pub fn start_script() -> String {
     format!("systemctl reset-failed {SERVICE} 2>/dev/null; systemctl start --no-block {SERVICE}")
 }
 
+/// Restarts a member of a running cluster. Unlike a start, this waits for READY: the other
+/// masters are up, so READY comes as soon as this one is back in the quorum, and the next master
+/// must not go down before that.
 pub fn restart_script() -> String {
-    format!("systemctl reset-failed {SERVICE} 2>/dev/null; systemctl restart --no-block {SERVICE}")
+    format!("systemctl reset-failed {SERVICE} 2>/dev/null; systemctl restart {SERVICE}")
 }
 
 pub fn stop_script() -> String {

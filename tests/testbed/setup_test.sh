@@ -308,6 +308,16 @@ check "dry run on the running cluster: exit 0, 'nothing to change' for all 4" \
     test "$rc" = 0 -a "$(grep -c '  nothing to change' <<<"$out")" = 4
 check "dry run on the running cluster changed no file" same_trees dry2-before dry2-after
 
+# a setting that needs a restart: the masters restart one at a time, the cluster stays up
+out=$(setup --masters node1,node2,node4,node5 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 2s 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/restart.txt"
+check "new failover-timeout: exit 0, the 4 masters restarted one at a time" \
+    test "$rc" = 0 -a "$(grep -c 'restarting to apply the new settings' "$work/restart.txt")" = 4
+[[ $rc == 0 ]] || sed 's/^/    | /' "$work/restart.txt" | tail -n 30
+check "new failover-timeout written on every master" bash -c \
+    "for n in node1 node2 node4 node5; do grep -q 'failover-timeout = 2s' $TESTBED_RUN/nodes/\$n/merged/etc/gearpump/gear.conf || exit 1; done"
+check "exactly one leader after the rolling restart" wait_for 10 one_leader node1
+
 out=$(setup --masters node1,node2,node4 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
 check "a member missing from --masters is refused, not silently dropped (exit $rc)" \
     test "$rc" = 2 -a -n "$(grep -F 'node5:3000 of the running cluster is not in --masters' <<<"$out")"
