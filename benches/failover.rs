@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-async fn measure(mut target: Target, rounds: usize) -> Vec<Duration> {
+async fn measure(mut target: Target, rounds: usize, request_timeout: Duration) -> Vec<Duration> {
     // A short per-request timeout and an immediate retry, as a client with a deadline does: a
-    // request stuck on the dead leader must not hide a new leader that already answers.
-    let http = http_client(Duration::from_millis(1000));
+    // request stuck on the dead leader must not hide a new leader that already answers. It
+    // also sets the resolution of the measurement (etcd answers a stuck request only after
+    // its own internal timeouts).
+    let http = http_client(request_timeout);
     target.leader(&http, Duration::from_secs(30)).await.expect("a first leader");
-    target.prepare(&http).await;
+    target.prepare(&http_client(Duration::from_secs(10))).await;
     let mut samples = Vec::new();
     let mut key = 0u64;
     for round in 0..rounds {
@@ -62,11 +64,14 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rounds: usize = arg_value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(25);
-    println!("machine: {}", machine_line());
-    let master = measure(Target::Master(TestCluster::start(Options::default())), rounds).await;
+    let timeout_ms: u64 = arg_value("--request-timeout-ms").and_then(|r| r.parse().ok()).unwrap_or(200);
+    let request_timeout = Duration::from_millis(timeout_ms);
+    println!("machine: {}; client request timeout {timeout_ms} ms, retried at once", machine_line());
+    let master =
+        measure(Target::Master(TestCluster::start(Options::default())), rounds, request_timeout).await;
     report("gearpump-master", master);
     if has_flag("--etcd") {
-        let etcd = measure(Target::Etcd(EtcdCluster::start(3)), rounds).await;
+        let etcd = measure(Target::Etcd(EtcdCluster::start(3)), rounds, request_timeout).await;
         report("etcd", etcd);
     }
 }

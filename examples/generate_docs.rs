@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
-use gearpump_master::cli::{GearArgs, MasterArgs};
+use gearpump_master::cli::{GearArgs, MasterArgs, SetupArgs};
 
 fn main() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/docs".into()));
     std::fs::create_dir_all(out.join("man"))?;
     std::fs::create_dir_all(out.join("completions"))?;
-    for mut command in [MasterArgs::command(), GearArgs::command()] {
+    for mut command in [MasterArgs::command(), GearArgs::command(), SetupArgs::command()] {
         let name = command.get_name().to_string();
         let mut page = Vec::new();
         clap_mangen::Man::new(command.clone()).render(&mut page)?;

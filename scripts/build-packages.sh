@@ -79,7 +79,7 @@ if ((build)); then
     log "cargo build --release"
     cargo build --release --locked --bins
 fi
-for b in gearpump-master gear; do
+for b in gearpump-master gear gearpump-setup; do
     [[ -x target/release/$b ]] || { log "target/release/$b missing (build first or drop --no-build)"; exit 1; }
 done
 generate_man_and_completions

@@ -18,6 +18,8 @@ cargo test --lib --bins --tests -- --test-threads=2
 if [[ $(id -u) -eq 0 && ${GEARPUMP_SKIP_TESTBED:-0} != 1 ]]; then
   echo "== systemd container test (packages under systemd, 3 masters in containers)"
   tests/testbed/systemd_test.sh
+  echo "== gearpump-setup container test (install, re-run, add, remove, dry run, failures, leader loss)"
+  tests/testbed/setup_test.sh --packages target/packages
 else
-  echo "== NOT RUN: the systemd container test needs root (and GEARPUMP_SKIP_TESTBED unset)" >&2
+  echo "== NOT RUN: the container tests (systemd, gearpump-setup) need root (and GEARPUMP_SKIP_TESTBED unset)" >&2
 fi

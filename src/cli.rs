@@ -89,6 +89,73 @@ pub enum GearCommand {
     },
 }
 
+/// `gearpump-setup`: installs and configures a master cluster over ssh.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gearpump-setup",
+    version,
+    about = "Install, configure and start a gearpump-master cluster on Debian or RPM hosts over ssh",
+    after_help = "Examples:\n  gearpump-setup --masters node1,node2,node3 --nfs filer:/export/gearpump\n  \
+gearpump-setup --masters node1,node2,node3,node4,node5 --nfs filer:/export/gearpump   # add two\n  \
+gearpump-setup --masters node1,node2,node4,node5 --remove node3 --nfs filer:/export/gearpump\n  \
+gearpump-setup --masters node1,node2,node3 --dry-run"
+)]
+pub struct SetupArgs {
+    /// Every master node, comma-separated, as the nodes and ssh know them (NAME[,NAME...])
+    #[arg(long, value_name = "NAME,...", required = true)]
+    pub masters: String,
+    /// Take a master out of the running cluster (repeatable); it is stopped and disabled
+    #[arg(long, value_name = "NAME")]
+    pub remove: Vec<String>,
+    /// The masters' port (REST and Raft)
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// A package to install (repeatable; each node takes the one for its family and
+    /// architecture). Default: target/packages/*.deb and *.rpm
+    #[arg(long, value_name = "FILE")]
+    pub package: Vec<PathBuf>,
+    /// Jar store URI written as is: hdfs://namenode:9000/path, hdfs://nameservice/path, or
+    /// file:///path for a shared folder already mounted on every node
+    #[arg(long, value_name = "URI", conflicts_with = "nfs")]
+    pub jar_store: Option<String>,
+    /// NFS export for the jar store, SERVER:/export: mounted on every node by a systemd unit
+    #[arg(long, value_name = "SERVER:/EXPORT")]
+    pub nfs: Option<String>,
+    /// Mount options of the NFS jar store
+    #[arg(long, value_name = "OPTS", default_value = "hard,noatime", requires = "nfs")]
+    pub nfs_options: String,
+    /// Where every node mounts the NFS jar store
+    #[arg(long, value_name = "DIR", default_value = "/mnt/gearpump-jars", requires = "nfs")]
+    pub nfs_mount: PathBuf,
+    /// gearpump.master.failover-timeout for every master (200ms to 10m), e.g. 2s
+    #[arg(long, value_name = "DURATION")]
+    pub failover_timeout: Option<String>,
+    /// ssh login user (default: ssh's own, from ~/.ssh/config)
+    #[arg(long, value_name = "USER")]
+    pub ssh_user: Option<String>,
+    /// ssh identity file
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// ssh port (default: ssh's own, from ~/.ssh/config)
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// ssh configuration file instead of ~/.ssh/config
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Run the commands on the nodes through `sudo -n` (for a non-root login)
+    #[arg(long)]
+    pub sudo: bool,
+    /// Seconds to wait for an ssh connection
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds to wait for every master to be READY with one leader
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+    /// Print, per node, every command and file it would run or write; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Gearpump's single-dash long flags and their GNU spelling.
 const GEARPUMP_FLAGS: &[(&str, &str)] = &[
     ("-ip", "--ip"),

@@ -5,4 +5,5 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod jarstore;
+pub mod setup;
 pub mod state;

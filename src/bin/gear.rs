@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand};
-use gearpump_master::client::MasterClient;
+use gearpump_master::client::{table_text as text, MasterClient};
 use gearpump_master::config;
 use serde_json::Value;
 
@@ -99,14 +99,6 @@ async fn run(args: GearArgs) -> Result<()> {
     Ok(())
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 fn print_apps(answer: &Value) {
     let apps = answer["appMasters"].as_array().cloned().unwrap_or_default();
     println!("{:<6} {:<28} {:<11} {:<10} {:<14} JAR", "APPID", "NAME", "STATUS", "USER", "SUBMITTED(ms)");
@@ -127,21 +119,5 @@ fn print_apps(answer: &Value) {
 }
 
 fn print_masters(answer: &Value) {
-    let description = &answer["masterDescription"];
-    println!("{:<22} {:<12} {:>5} {:>13} {:>6} HEALTHY", "MASTER", "ROLE", "TERM", "COMMIT INDEX", "LAG");
-    for master in description["cluster"].as_array().cloned().unwrap_or_default() {
-        println!(
-            "{:<22} {:<12} {:>5} {:>13} {:>6} {}",
-            text(&master["address"]),
-            text(&master["role"]),
-            text(&master["term"]),
-            text(&master["commitIndex"]),
-            text(&master["lag"]),
-            if master["healthy"].as_bool() == Some(true) { "yes" } else { "no" }
-        );
-    }
-    println!("leader: {}    jar store: {}", text(&description["leader"]), text(&description["jarStore"]));
-    for warning in description["warnings"].as_array().cloned().unwrap_or_default() {
-        println!("warning: {}", text(&warning));
-    }
+    print!("{}", gearpump_master::client::masters_table(answer));
 }

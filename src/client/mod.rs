@@ -88,6 +88,11 @@ impl MasterClient {
         self.json(answer).await
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let answer = self.send(|http, base| Ok(http.post(format!("{base}{path}")).json(body))).await?;
+        self.json(answer).await
+    }
+
     /// Streams the jar from disk (reopened for each master tried) and registers the application.
     pub async fn submit(
         &self,
@@ -205,4 +210,42 @@ fn percent_encode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// A JSON value as a table cell: strings bare, null as "-".
+pub fn table_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The masters table of `GET /api/v1.0/master`, as `gear masters` and `gearpump-setup` print it.
+pub fn masters_table(answer: &Value) -> String {
+    let description = &answer["masterDescription"];
+    let mut out = format!(
+        "{:<22} {:<12} {:>5} {:>13} {:>6} HEALTHY\n",
+        "MASTER", "ROLE", "TERM", "COMMIT INDEX", "LAG"
+    );
+    for master in description["cluster"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!(
+            "{:<22} {:<12} {:>5} {:>13} {:>6} {}\n",
+            table_text(&master["address"]),
+            table_text(&master["role"]),
+            table_text(&master["term"]),
+            table_text(&master["commitIndex"]),
+            table_text(&master["lag"]),
+            if master["healthy"].as_bool() == Some(true) { "yes" } else { "no" }
+        ));
+    }
+    out.push_str(&format!(
+        "leader: {}    jar store: {}\n",
+        table_text(&description["leader"]),
+        table_text(&description["jarStore"])
+    ));
+    for warning in description["warnings"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!("warning: {}\n", table_text(&warning)));
+    }
+    out
 }

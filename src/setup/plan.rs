@@ -1,0 +1,719 @@
+//! From the request and the nodes' facts to what must happen on each node: preflight verdicts
+//! and a list of actions, computed without touching anything, so `--dry-run` prints exactly what
+//! a real run executes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::gearconf::{self, OwnedKey};
+use super::inventory::{Family, Inventory, JarStore, PackageFile};
+use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE};
+use super::ssh::shell_quote;
+
+/// The gear.conf the package ships: what a node will have once the package is installed.
+pub const SHIPPED_GEAR_CONF: &str = include_str!("../../conf/gear.conf");
+
+/// Where packages are copied to on a node before installing.
+pub const REMOTE_PACKAGE_DIR: &str = "/tmp/gearpump-setup";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Preflight,
+    Package,
+    GearConf,
+    Secret,
+    JarStore,
+    Start,
+    Join,
+    Remove,
+    Ready,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Preflight => "preflight",
+            Step::Package => "package",
+            Step::GearConf => "gear.conf",
+            Step::Secret => "secret",
+            Step::JarStore => "jar store",
+            Step::Start => "start",
+            Step::Join => "join",
+            Step::Remove => "remove",
+            Step::Ready => "ready",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Copy { step: Step, local: PathBuf, remote: String },
+    Run { step: Step, what: String, script: String },
+    Write { step: Step, path: String, mode: u32, owner: String, content: String, secret: bool, backup: bool },
+}
+
+impl Action {
+    pub fn step(&self) -> Step {
+        match self {
+            Action::Copy { step, .. } | Action::Run { step, .. } | Action::Write { step, .. } => *step,
+        }
+    }
+
+    /// The shell script a Write runs on the node, the content arriving on stdin. The file is
+    /// replaced atomically (rename in the same folder), the previous one kept as a dated backup.
+    pub fn write_script(path: &str, mode: u32, owner: &str, backup: bool) -> String {
+        let backup_line = if backup {
+            "if [ -f \"$f\" ]; then cp -p \"$f\" \"$f.bak-$(date -u +%Y%m%dT%H%M%SZ)\"; fi\n"
+        } else {
+            ""
+        };
+        format!(
+            "set -e\nf={path}\nd=$(dirname \"$f\")\nmkdir -p \"$d\"\ntmp=$(mktemp \"$d/.gearpump-setup.XXXXXX\")\n\
+             trap 'rm -f \"$tmp\"' EXIT\ncat >\"$tmp\"\nchown {owner} \"$tmp\"\nchmod {mode:04o} \"$tmp\"\n{backup_line}\
+             mv -f \"$tmp\" \"$f\"\ntrap - EXIT\n",
+            path = shell_quote(path),
+            owner = shell_quote(owner),
+        )
+    }
+}
+
+/// What the plan knows of the running cluster (from the master API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// host:port of the voters; empty when no cluster runs yet.
+    pub voters: Vec<String>,
+}
+
+impl ClusterView {
+    pub fn exists(&self) -> bool {
+        !self.voters.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePlan {
+    pub node: String,
+    /// host:port in the masters list.
+    pub address: String,
+    pub actions: Vec<Action>,
+    /// A running master whose configuration changed in a way only a restart applies.
+    pub restart: bool,
+    /// Needs `systemctl start` (not running now).
+    pub start: bool,
+    /// Not yet a voter of a running cluster: must be added through the API once started.
+    pub join: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFailure {
+    pub node: String,
+    pub step: Step,
+    pub cause: String,
+}
+
+/// Systemd's path escaping (`systemd-escape --path`), for the mount unit's name.
+pub fn mount_unit_name(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    let mut out = String::new();
+    for (i, b) in trimmed.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b':' => out.push(b as char),
+            b => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('-');
+    }
+    format!("{out}.mount")
+}
+
+pub fn mount_unit(export: &str, mount: &str, options: &str) -> String {
+    format!(
+        "# Written by gearpump-setup: the NFS jar store of gearpump-master, mounted at the same\n\
+         # path on every master. gearpump-master requires it (RequiresMountsFor= in its drop-in).\n\
+         [Unit]\n\
+         Description=Gearpump jar store (NFS {export})\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Mount]\n\
+         What={export}\n\
+         Where={mount}\n\
+         Type=nfs\n\
+         Options={options}\n\
+         TimeoutSec=60\n\
+         \n\
+         [Install]\n\
+         WantedBy=remote-fs.target\n"
+    )
+}
+
+pub fn drop_in(mount: &str) -> String {
+    format!(
+        "# Written by gearpump-setup: never start without the NFS jar store, and let the sandboxed\n\
+         # service (ProtectSystem=strict) write to it.\n\
+         [Unit]\n\
+         RequiresMountsFor={mount}\n\
+         \n\
+         [Service]\n\
+         ReadWritePaths={mount}\n"
+    )
+}
+
+/// The package a node takes, by family and architecture (an `all` package fits any).
+pub fn package_for<'a>(inv: &'a Inventory, facts: &NodeFacts) -> Option<&'a PackageFile> {
+    let family = facts.family?;
+    inv.packages
+        .iter()
+        .find(|p| p.family == family && p.arch == facts.arch)
+        .or_else(|| inv.packages.iter().find(|p| p.family == family && p.arch == "all"))
+}
+
+fn is_loopback(address: &str) -> bool {
+    address.starts_with("127.") || address == "::1"
+}
+
+/// Preflight verdicts from every node's facts: errors per node, and warnings.
+pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<NodeFailure>, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut warnings = Vec::new();
+    let fail = |failures: &mut Vec<NodeFailure>, node: &str, cause: String| {
+        failures.push(NodeFailure { node: node.to_string(), step: Step::Preflight, cause })
+    };
+    for node in &inv.masters {
+        let Some(f) = facts.get(node) else { continue };
+        let Some(family) = f.family else {
+            fail(
+                &mut failures,
+                node,
+                "neither dpkg nor rpm is installed: not a Debian or RPM-based host".into(),
+            );
+            continue;
+        };
+        let wanted = package_for(inv, f);
+        match (&f.installed, wanted) {
+            (None, None) => fail(
+                &mut failures,
+                node,
+                format!(
+                    "gearpump-master is not installed and no {family} package for {} was given (have: {})",
+                    f.arch,
+                    describe_packages(&inv.packages)
+                ),
+            ),
+            (Some(have), None) if !inv.packages.is_empty() => warnings.push(format!(
+                "{node}: keeps gearpump-master {have}: no {family} package for {} among the packages given",
+                f.arch
+            )),
+            _ => {}
+        }
+        if let Some(listener) = &f.listener {
+            if !f.is_active() {
+                fail(
+                    &mut failures,
+                    node,
+                    format!("port {} is in use by another program: {listener}", inv.port),
+                );
+            }
+        }
+        for name in &inv.masters {
+            match f.resolved.get(name) {
+                None => fail(
+                    &mut failures,
+                    node,
+                    format!("{name} does not resolve on {node}: add it to DNS or /etc/hosts of every node"),
+                ),
+                Some(address) if is_loopback(address) => fail(
+                    &mut failures,
+                    node,
+                    format!(
+                        "{name} resolves to the loopback address {address} on {node}, which the other \
+                         masters cannot reach: map it to the node's network address in /etc/hosts"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        if f.ntp_synchronized != "yes" {
+            warnings.push(format!(
+                "{node}: the clock is not NTP-synchronized ({}): log times will disagree between masters",
+                if f.ntp_synchronized.is_empty() { "unknown" } else { &f.ntp_synchronized }
+            ));
+        }
+    }
+    (failures, warnings)
+}
+
+fn describe_packages(packages: &[PackageFile]) -> String {
+    if packages.is_empty() {
+        return "none".into();
+    }
+    packages
+        .iter()
+        .map(|p| {
+            p.path
+                .file_name()
+                .map_or_else(|| p.path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn install_script(family: Family, remote: &str) -> String {
+    match family {
+        // force-confold: a gear.conf this tool (or the operator) wrote is kept on upgrades
+        Family::Deb => format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold {r} && rm -f {r}",
+            r = shell_quote(remote)
+        ),
+        Family::Rpm => format!(
+            "if command -v dnf >/dev/null 2>&1; then dnf install -y {r}; elif command -v yum >/dev/null 2>&1; \
+             then yum install -y {r}; else rpm -U --replacepkgs {r}; fi && rm -f {r}",
+            r = shell_quote(remote)
+        ),
+    }
+}
+
+fn nfs_client_script(family: Family) -> String {
+    match family {
+        Family::Deb => "DEBIAN_FRONTEND=noninteractive apt-get install -y -q nfs-common".into(),
+        Family::Rpm => "if command -v dnf >/dev/null 2>&1; then dnf install -y nfs-utils; else yum install -y nfs-utils; fi".into(),
+    }
+}
+
+/// The gear.conf keys this node gets.
+pub fn owned_keys(inv: &Inventory, node: &str) -> Vec<OwnedKey> {
+    let mut keys = vec![
+        OwnedKey { path: gearconf::HOSTNAME, aliases: &[], value: gearconf::quoted(node) },
+        OwnedKey {
+            path: gearconf::MASTERS,
+            aliases: &[],
+            value: gearconf::quoted_list(&inv.master_addresses()),
+        },
+        OwnedKey {
+            path: gearconf::JAR_ROOT,
+            aliases: &["gearpump.jarstore.rootPath"],
+            value: gearconf::quoted(&inv.jar_store.root_path()),
+        },
+        OwnedKey { path: gearconf::SECRET_FILE, aliases: &[], value: gearconf::quoted(SECRET_FILE) },
+    ];
+    if let Some(timeout) = &inv.failover_timeout {
+        keys.push(OwnedKey { path: gearconf::FAILOVER, aliases: &[], value: timeout.clone() });
+    }
+    keys
+}
+
+/// The actions that bring one master node to the requested state.
+pub fn plan_node(
+    inv: &Inventory,
+    node: &str,
+    facts: &NodeFacts,
+    secret: &str,
+    cluster: &ClusterView,
+) -> Result<NodePlan, NodeFailure> {
+    let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
+    let family =
+        facts.family.ok_or_else(|| failure(Step::Preflight, "neither dpkg nor rpm is installed".into()))?;
+    let mut actions = Vec::new();
+    let mut restart = false;
+
+    // 1. package: install when missing or of another version than the one given
+    if let Some(package) = package_for(inv, facts) {
+        if facts.installed.as_deref() != Some(package.version.as_str()) {
+            let file_name =
+                package.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let remote = format!("{REMOTE_PACKAGE_DIR}/{file_name}");
+            actions.push(Action::Run {
+                step: Step::Package,
+                what: "make the upload folder".into(),
+                script: format!("mkdir -p {REMOTE_PACKAGE_DIR} && chmod 1777 {REMOTE_PACKAGE_DIR}"),
+            });
+            actions.push(Action::Copy {
+                step: Step::Package,
+                local: package.path.clone(),
+                remote: remote.clone(),
+            });
+            actions.push(Action::Run {
+                step: Step::Package,
+                what: format!(
+                    "install gearpump-master {} (was {})",
+                    package.version,
+                    facts.installed.as_deref().unwrap_or("not installed")
+                ),
+                script: install_script(family, &remote),
+            });
+        }
+    } else if facts.installed.is_none() {
+        return Err(failure(
+            Step::Package,
+            format!(
+                "gearpump-master is not installed and no {family} package for {} was given (have: {})",
+                facts.arch,
+                describe_packages(&inv.packages)
+            ),
+        ));
+    }
+
+    // 2. gear.conf: only the owned keys change
+    let current = facts.file(GEAR_CONF);
+    let base = current.unwrap_or(SHIPPED_GEAR_CONF);
+    let rewrite = gearconf::rewrite(base, &owned_keys(inv, node));
+    let load =
+        |text: &str| crate::config::load_str(std::path::Path::new(GEAR_CONF), text, &Default::default());
+    if let Err(e) = load(&rewrite.text) {
+        // Tell a file that was unparsable before this tool touched it from a rewrite gone wrong.
+        let cause = match current.map(load) {
+            Some(Err(before @ crate::config::ConfigError::Syntax { .. })) => format!(
+                "the node's {GEAR_CONF} does not parse as it is: {before}; fix it (or move it away to start \
+                 from the shipped one) and run again"
+            ),
+            _ => format!("the rewritten gear.conf would not load: {e}"),
+        };
+        return Err(failure(Step::GearConf, cause));
+    }
+    if current != Some(rewrite.text.as_str()) {
+        // The masters list only seeds a fresh master (a running cluster's membership lives in its
+        // Raft log), so a running master needs no restart for it; every other key does.
+        if facts.is_active() && rewrite.changes.keys().any(|k| k != gearconf::MASTERS) {
+            restart = true;
+        }
+        actions.push(Action::Write {
+            step: Step::GearConf,
+            path: GEAR_CONF.into(),
+            mode: 0o644,
+            owner: "root:root".into(),
+            content: rewrite.text,
+            secret: false,
+            // also on a first install: the previous file is then the package's own
+            backup: true,
+        });
+    }
+
+    // 3. the cluster secret
+    let secret_line = format!("{secret}\n");
+    if facts.file(SECRET_FILE) != Some(secret_line.as_str()) {
+        restart |= facts.is_active();
+        actions.push(Action::Write {
+            step: Step::Secret,
+            path: SECRET_FILE.into(),
+            mode: 0o600,
+            owner: "gearpump:gearpump".into(),
+            content: secret_line,
+            secret: true,
+            backup: false,
+        });
+    }
+
+    // 4. the NFS jar store: client, mount unit, drop-in
+    if let JarStore::Nfs { export, options, mount } = &inv.jar_store {
+        if !facts.nfs_client {
+            actions.push(Action::Run {
+                step: Step::JarStore,
+                what: "install the NFS client".into(),
+                script: nfs_client_script(family),
+            });
+        }
+        let unit = mount_unit_name(mount);
+        let unit_path = format!("/etc/systemd/system/{unit}");
+        let mut changed = false;
+        for (path, content) in
+            [(unit_path, mount_unit(export, mount, options)), (DROP_IN.to_string(), drop_in(mount))]
+        {
+            if facts.file(&path) != Some(content.as_str()) {
+                changed = true;
+                actions.push(Action::Write {
+                    step: Step::JarStore,
+                    path,
+                    mode: 0o644,
+                    owner: "root:root".into(),
+                    content,
+                    secret: false,
+                    backup: false,
+                });
+            }
+        }
+        let enabled = facts.unit_enabled.get(&unit).map(String::as_str) == Some("enabled");
+        if changed || !enabled {
+            restart |= facts.is_active();
+            actions.push(Action::Run {
+                step: Step::JarStore,
+                what: format!("enable and mount {unit}"),
+                script: format!(
+                    "mkdir -p {m} && systemctl daemon-reload && systemctl enable --now {u}",
+                    m = shell_quote(mount),
+                    u = shell_quote(&unit)
+                ),
+            });
+        }
+    }
+
+    let address = inv.master_address(node);
+    let join = cluster.exists() && !cluster.voters.contains(&address);
+    let start = !facts.is_active();
+    if facts.enabled != "enabled" {
+        actions.push(Action::Run {
+            step: Step::Start,
+            what: "enable the service".into(),
+            script: format!("systemctl enable {SERVICE}"),
+        });
+    }
+    Ok(NodePlan { node: node.to_string(), address, actions, restart: restart && !start, start, join })
+}
+
+/// The command that starts a master without waiting for READY (Type=notify would block until
+/// a quorum exists, which needs the other masters started too, or this one added).
+pub fn start_script() -> String {
+    format!("systemctl reset-failed {SERVICE} 2>/dev/null; systemctl start --no-block {SERVICE}")
+}
+
+/// Restarts a member of a running cluster. Unlike a start, this waits for READY: the other
+/// masters are up, so READY comes as soon as this one is back in the quorum, and the next master
+/// must not go down before that.
+pub fn restart_script() -> String {
+    format!("systemctl reset-failed {SERVICE} 2>/dev/null; systemctl restart {SERVICE}")
+}
+
+pub fn stop_script() -> String {
+    format!("systemctl disable --now {SERVICE}")
+}
+
+/// Renders a node's plan for `--dry-run`: every command and every file's content.
+pub fn render(plan: &NodePlan, facts: &NodeFacts, cluster: &ClusterView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {} ({} {}; gearpump-master {}; service {})",
+        plan.node,
+        facts.family.map_or_else(|| "?".to_string(), |f| f.to_string()),
+        facts.arch,
+        facts.installed.as_deref().unwrap_or("not installed"),
+        if facts.active.is_empty() { "unknown" } else { &facts.active }
+    );
+    for action in &plan.actions {
+        match action {
+            Action::Copy { step, local, remote } => {
+                let _ = writeln!(out, "  [{step}] scp {} {}:{remote}", local.display(), plan.node);
+            }
+            Action::Run { step, what, script } => {
+                let _ = writeln!(out, "  [{step}] {what}:");
+                for line in script.lines() {
+                    let _ = writeln!(out, "      $ {line}");
+                }
+            }
+            Action::Write { step, path, mode, owner, content, secret, backup } => {
+                let _ = writeln!(
+                    out,
+                    "  [{step}] write {path} (mode {mode:04o}, owner {owner}{})",
+                    if *backup { ", previous file kept as a dated .bak" } else { "" }
+                );
+                if *secret {
+                    let _ = writeln!(
+                        out,
+                        "      | <the cluster secret, {} characters, not shown>",
+                        content.trim_end().len()
+                    );
+                } else {
+                    for line in content.lines() {
+                        let _ = writeln!(out, "      | {line}");
+                    }
+                }
+            }
+        }
+    }
+    if plan.restart {
+        let _ = writeln!(out, "  [start] restart (one master at a time), then wait until READY:");
+        let _ = writeln!(out, "      $ {}", restart_script());
+    } else if plan.start {
+        let _ = writeln!(out, "  [start] start without waiting for READY:");
+        let _ = writeln!(out, "      $ {}", start_script());
+    }
+    if plan.join {
+        let _ = writeln!(
+            out,
+            "  [join] POST /api/v1.0/master/members {{\"add\": \"{}\"}} to the running cluster ({})",
+            plan.address,
+            cluster.voters.join(", ")
+        );
+    }
+    if plan.actions.is_empty() && !plan.start && !plan.restart && !plan.join {
+        let _ = writeln!(out, "  nothing to change");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::SetupArgs;
+    use crate::setup::inventory;
+    use clap::Parser;
+
+    fn inv(line: &str) -> Inventory {
+        let args = SetupArgs::try_parse_from(line.split_whitespace()).expect("args");
+        let mut inv = inventory::from_args(&args, std::path::Path::new("/nonexistent")).expect("valid");
+        inv.packages = vec![PackageFile {
+            path: "target/packages/gearpump-master_0.1.0-1_amd64.deb".into(),
+            family: Family::Deb,
+            arch: "amd64".into(),
+            version: "0.1.0-1".into(),
+        }];
+        inv
+    }
+
+    fn plain_node(names: &[&str]) -> NodeFacts {
+        NodeFacts {
+            family: Some(Family::Deb),
+            arch: "amd64".into(),
+            active: "inactive".into(),
+            enabled: "enabled".into(),
+            ntp_synchronized: "yes".into(),
+            resolved: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.to_string(), format!("10.0.0.{}", i + 11)))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn escapes_mount_unit_names_like_systemd() {
+        assert_eq!(mount_unit_name("/mnt/gearpump-jars"), "mnt-gearpump\\x2djars.mount");
+        assert_eq!(mount_unit_name("/srv/jars/"), "srv-jars.mount");
+        assert_eq!(mount_unit_name("/var/lib/a b"), "var-lib-a\\x20b.mount");
+    }
+
+    #[test]
+    fn fresh_node_gets_package_config_secret_and_nfs() {
+        let inv =
+            inv("gearpump-setup --masters node1,node2,node3 --nfs filer:/export/gp --failover-timeout 2s");
+        let facts = plain_node(&["node1", "node2", "node3"]);
+        let plan = plan_node(&inv, "node2", &facts, SECRET, &ClusterView::default()).expect("plan");
+        let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
+        assert_eq!(
+            steps,
+            [
+                Step::Package,
+                Step::Package,
+                Step::Package,
+                Step::GearConf,
+                Step::Secret,
+                Step::JarStore,
+                Step::JarStore,
+                Step::JarStore,
+                Step::JarStore
+            ]
+        );
+        assert!(plan.start && !plan.join && !plan.restart);
+        let Some(Action::Write { content, backup, .. }) =
+            plan.actions.iter().find(|a| a.step() == Step::GearConf)
+        else {
+            panic!("no gear.conf write")
+        };
+        assert!(backup);
+        assert!(content.contains("hostname = \"node2\""));
+        assert!(content.contains("masters = [\"node1:3000\", \"node2:3000\", \"node3:3000\"]"));
+        assert!(content.contains("rootpath = \"file:///mnt/gearpump-jars\""));
+        assert!(content.contains("failover-timeout = 2s"));
+        let rendered = render(&plan, &facts, &ClusterView::default());
+        assert!(rendered.contains("apt-get install -y -q -o Dpkg::Options::=--force-confold /tmp/gearpump-setup/gearpump-master_0.1.0-1_amd64.deb"));
+        assert!(rendered.contains("| RequiresMountsFor=/mnt/gearpump-jars"));
+        assert!(rendered.contains("| Where=/mnt/gearpump-jars"));
+        assert!(rendered.contains("systemctl start --no-block gearpump-master.service"));
+        assert!(!rendered.contains(SECRET), "the secret must never be printed");
+    }
+
+    #[test]
+    fn configured_node_plans_nothing() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
+        let mut facts = plain_node(&["node1", "node2", "node3"]);
+        let first = plan_node(&inv, "node1", &facts, SECRET, &ClusterView::default()).expect("plan");
+        for action in &first.actions {
+            if let Action::Write { path, content, .. } = action {
+                facts.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        facts.installed = Some("0.1.0-1".into());
+        facts.active = "active".into();
+        let cluster = ClusterView { voters: inv.master_addresses() };
+        let again = plan_node(&inv, "node1", &facts, SECRET, &cluster).expect("plan");
+        assert_eq!(again.actions, []);
+        assert!(!again.start && !again.join && !again.restart);
+        assert!(render(&again, &facts, &cluster).contains("nothing to change"));
+    }
+
+    #[test]
+    fn a_longer_list_joins_new_nodes_and_does_not_restart_old_ones() {
+        let three = inv("gearpump-setup --masters node1,node2,node3");
+        let five = inv("gearpump-setup --masters node1,node2,node3,node4,node5");
+        let mut old = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
+        let first = plan_node(&three, "node1", &old, SECRET, &ClusterView::default()).expect("plan");
+        for action in &first.actions {
+            if let Action::Write { path, content, .. } = action {
+                old.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        old.installed = Some("0.1.0-1".into());
+        old.active = "active".into();
+        let cluster = ClusterView { voters: three.master_addresses() };
+        let plan = plan_node(&five, "node1", &old, SECRET, &cluster).expect("plan");
+        assert_eq!(plan.actions.len(), 1, "only gear.conf's masters list changes");
+        assert!(!plan.restart && !plan.join && !plan.start);
+        let new = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
+        let plan = plan_node(&five, "node4", &new, SECRET, &cluster).expect("plan");
+        assert!(plan.start && plan.join);
+        assert!(render(&plan, &new, &cluster).contains(
+            "[join] POST /api/v1.0/master/members {\"add\": \"node4:3000\"} to the running cluster (node1:3000"
+        ));
+    }
+
+    #[test]
+    fn a_broken_gear_conf_is_blamed_on_the_node() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3");
+        let mut facts = plain_node(&["node1", "node2", "node3"]);
+        facts
+            .files
+            .insert(GEAR_CONF.into(), Some("gearpump {\n  cluster.masters = [ \"node1:3000\"\n".into()));
+        let failure = plan_node(&inv, "node1", &facts, SECRET, &ClusterView::default()).expect_err("broken");
+        assert_eq!(failure.step, Step::GearConf);
+        assert!(
+            failure.cause.starts_with(
+                "the node's /etc/gearpump/gear.conf does not parse as it is: /etc/gearpump/gear.conf:3:"
+            ),
+            "{}",
+            failure.cause
+        );
+    }
+
+    #[test]
+    fn preflight_names_node_and_cause() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3");
+        let mut facts = BTreeMap::new();
+        let mut bad = plain_node(&["node1", "node2", "node3"]);
+        bad.resolved.insert("node2".into(), "127.0.1.1".into());
+        bad.resolved.remove("node3");
+        bad.listener = Some("LISTEN 0 128 *:3000 users:((\"java\",pid=7))".into());
+        bad.ntp_synchronized = "no".into();
+        facts.insert("node2".to_string(), bad);
+        let mut rpm = plain_node(&["node1", "node2", "node3"]);
+        rpm.family = Some(Family::Rpm);
+        facts.insert("node3".to_string(), rpm);
+        let (failures, warnings) = preflight(&inv, &facts);
+        let text: Vec<String> =
+            failures.iter().map(|f| format!("{} {}: {}", f.node, f.step, f.cause)).collect();
+        assert!(text.iter().any(|t| t.starts_with("node2 preflight: port 3000 is in use")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("node2 resolves to the loopback address 127.0.1.1 on node2")));
+        assert!(text.iter().any(|t| t.contains("node3 does not resolve on node2")));
+        assert!(text
+            .iter()
+            .any(|t| t.starts_with("node3 preflight: gearpump-master is not installed and no rpm package")));
+        assert!(warnings.iter().any(|w| w.contains("NTP")));
+    }
+}

@@ -1,0 +1,614 @@
+//! Executes a setup: probe, preflight, plan, then (unless dry-run) the per-node actions in
+//! parallel, the start or the membership changes, and the wait for one leader.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::inventory::{Inventory, JarStore};
+use super::plan::{self, Action, ClusterView, NodeFailure, NodePlan, Step};
+use super::probe::{self, NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE};
+use super::ssh::{Output, Transport};
+use super::SetupError;
+use crate::client::{masters_table, MasterClient};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+const COPY_TIMEOUT: Duration = Duration::from_secs(600);
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// A new master's catch-up as a learner may take up to 120 s on the master's side.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Runs `work` for every item on its own thread and returns the results in the items' order.
+fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.iter().map(|item| scope.spawn(|| work(item))).collect();
+        handles.into_iter().map(|h| h.join()).collect::<Result<Vec<R>, _>>()
+    })
+    .unwrap_or_else(|_| std::process::abort())
+}
+
+fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
+    let mut files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
+    let mut units = Vec::new();
+    if let JarStore::Nfs { mount, .. } = &inv.jar_store {
+        let unit = plan::mount_unit_name(mount);
+        files.push(format!("/etc/systemd/system/{unit}"));
+        files.push(DROP_IN.to_string());
+        units.push(unit);
+    }
+    (files, units)
+}
+
+fn run_checked(
+    transport: &dyn Transport,
+    node: &str,
+    script: &str,
+    stdin: &[u8],
+    timeout: Duration,
+) -> Result<Output, String> {
+    let output = transport.run(node, script, stdin, timeout).map_err(|e| e.to_string())?;
+    if output.status != 0 {
+        return Err(output.cause());
+    }
+    Ok(output)
+}
+
+fn execute(transport: &dyn Transport, node: &str, action: &Action) -> Result<String, String> {
+    match action {
+        Action::Copy { local, remote, .. } => {
+            transport.copy(node, local, remote, COPY_TIMEOUT).map_err(|e| e.to_string())?;
+            Ok(format!("copied {} to {remote}", local.display()))
+        }
+        Action::Run { what, script, step } => {
+            let timeout = if *step == Step::Package || *step == Step::JarStore {
+                INSTALL_TIMEOUT
+            } else {
+                COMMAND_TIMEOUT
+            };
+            run_checked(transport, node, script, &[], timeout).map_err(|cause| format!("{what}: {cause}"))?;
+            Ok(what.clone())
+        }
+        Action::Write { path, mode, owner, content, backup, .. } => {
+            let script = Action::write_script(path, *mode, owner, *backup);
+            run_checked(transport, node, &script, content.as_bytes(), COMMAND_TIMEOUT)
+                .map_err(|cause| format!("writing {path}: {cause}"))?;
+            Ok(format!("wrote {path}"))
+        }
+    }
+}
+
+struct Http {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Http {
+    fn new() -> Result<Http, SetupError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SetupError::Runtime(e.to_string()))?;
+        Ok(Http { runtime })
+    }
+
+    fn client(&self, masters: Vec<String>, timeout: Duration) -> Result<MasterClient, String> {
+        MasterClient::new(masters, timeout).map_err(|e| e.to_string())
+    }
+
+    fn get(&self, masters: Vec<String>, path: &str) -> Result<Value, String> {
+        let client = self.client(masters, Duration::from_secs(5))?;
+        self.runtime.block_on(client.get(path)).map_err(|e| e.to_string())
+    }
+
+    fn post(
+        &self,
+        masters: Vec<String>,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let client = self.client(masters, timeout)?;
+        self.runtime.block_on(client.post_json(path, body)).map_err(|e| e.to_string())
+    }
+}
+
+fn voters_of(answer: &Value) -> Vec<String> {
+    answer["voters"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The whole installation. Output goes to `out`; the error carries the per-node report.
+pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> Result<(), SetupError> {
+    let say = |out: &mut dyn Write, text: String| {
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    for warning in &inv.warnings {
+        say(out, format!("warning: {warning}"));
+    }
+    let http = Http::new()?;
+
+    // 1. probe every node, read-only
+    let nodes = inv.all_nodes();
+    let (files, units) = files_to_read(inv);
+    let script = probe::probe_script(inv.port, &inv.masters, &files, &units);
+    say(out, format!("preflight: probing {} node(s) over ssh", nodes.len()));
+    let probed = parallel(&nodes, |node| {
+        run_checked(transport, node, &script, &[], PROBE_TIMEOUT)
+            .and_then(|o| probe::parse_probe(&o.stdout, &files))
+    });
+    let mut facts: BTreeMap<String, NodeFacts> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (node, result) in nodes.iter().zip(probed) {
+        match result {
+            Ok(f) => {
+                facts.insert(node.clone(), f);
+            }
+            Err(cause) if inv.removed.contains(node) => {
+                say(out, format!("warning: {node} (to be removed) is unreachable: {cause}; it is taken out of the membership only"));
+            }
+            Err(cause) => failures.push(NodeFailure { node: node.clone(), step: Step::Preflight, cause }),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(SetupError::Nodes(failures));
+    }
+
+    // 2. preflight verdicts, then whether the nodes reach each other
+    let (mut failures, warnings) = plan::preflight(inv, &facts);
+    for warning in warnings {
+        say(out, format!("warning: {warning}"));
+    }
+    if failures.is_empty() {
+        let reach = parallel(&inv.masters, |node| {
+            let f = &facts[node];
+            let targets: Vec<(String, String)> = inv
+                .masters
+                .iter()
+                .filter(|m| *m != node)
+                .filter_map(|m| f.resolved.get(m).map(|a| (m.clone(), a.clone())))
+                .collect();
+            let addresses: Vec<String> = targets.iter().map(|(_, a)| a.clone()).collect();
+            let answer =
+                run_checked(transport, node, &probe::reach_script(&addresses, inv.port), &[], PROBE_TIMEOUT);
+            (targets, answer)
+        });
+        for (node, (targets, answer)) in inv.masters.iter().zip(reach) {
+            match answer {
+                Err(cause) => failures.push(NodeFailure { node: node.clone(), step: Step::Preflight, cause }),
+                Ok(output) => {
+                    for (name, address) in targets {
+                        if output.stdout.lines().any(|l| l == format!("reach.{address}=fail")) {
+                            failures.push(NodeFailure {
+                                node: node.clone(),
+                                step: Step::Preflight,
+                                cause: format!("cannot reach {name} ({address}) on port {}: a firewall or route in the way", inv.port),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Err(SetupError::Nodes(failures));
+    }
+
+    // 3. the cluster secret: the one the nodes already share, else a new one
+    let mut secrets: Vec<String> = inv
+        .masters
+        .iter()
+        .filter_map(|n| facts[n].file(SECRET_FILE))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort();
+    secrets.dedup();
+    let secret = match secrets.as_slice() {
+        [] => hex::encode(rand::random::<[u8; 32]>()),
+        [one] => one.clone(),
+        _ => {
+            let holders: Vec<String> =
+                inv.masters.iter().filter(|n| facts[*n].file(SECRET_FILE).is_some()).cloned().collect();
+            return Err(SetupError::Cluster(format!(
+                "the nodes hold different cluster secrets in {SECRET_FILE} ({}): remove the wrong ones, \
+                 then run again",
+                holders.join(", ")
+            )));
+        }
+    };
+
+    // 4. the running cluster, if any
+    let active: Vec<String> = nodes
+        .iter()
+        .filter(|n| facts.get(*n).is_some_and(NodeFacts::is_active))
+        .map(|n| inv.master_address(n))
+        .collect();
+    let cluster = if active.is_empty() {
+        ClusterView::default()
+    } else {
+        match http.get(active.clone(), "/api/v1.0/master/members") {
+            Ok(answer) => ClusterView { voters: voters_of(&answer) },
+            Err(cause) => {
+                say(out, format!("warning: masters run on {} but none answers with a membership ({cause}); treating the cluster as forming", active.join(", ")));
+                ClusterView::default()
+            }
+        }
+    };
+    if cluster.exists() {
+        let wanted: Vec<String> = inv.master_addresses();
+        let removed: Vec<String> = inv.removed.iter().map(|r| inv.master_address(r)).collect();
+        // A member left out of --masters is most likely a typo or a stale command line; taking
+        // it out silently could cost the quorum, and keeping it would never match the request.
+        let unlisted: Vec<&String> =
+            cluster.voters.iter().filter(|v| !wanted.contains(v) && !removed.contains(v)).collect();
+        if !unlisted.is_empty() {
+            let names: Vec<String> = unlisted.iter().map(|v| v.to_string()).collect();
+            return Err(SetupError::Arguments(format!(
+                "{} of the running cluster {} not in --masters: list {}, or take {} out with --remove",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        if !cluster.voters.iter().any(|v| wanted.contains(v)) {
+            return Err(SetupError::Cluster(format!(
+                "none of --masters is a member of the running cluster [{}]: refusing to build a second cluster next to it",
+                cluster.voters.join(", ")
+            )));
+        }
+    }
+
+    // 5. the plan
+    let mut plans: Vec<NodePlan> = Vec::new();
+    for node in &inv.masters {
+        match plan::plan_node(inv, node, &facts[node], &secret, &cluster) {
+            Ok(p) => plans.push(p),
+            Err(f) => failures.push(f),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(SetupError::Nodes(failures));
+    }
+    let to_remove: Vec<&String> =
+        inv.removed.iter().filter(|r| cluster.voters.contains(&inv.master_address(r))).collect();
+    let to_stop: Vec<&String> = inv
+        .removed
+        .iter()
+        .filter(|r| facts.get(*r).is_some_and(|f| f.is_active() || f.enabled == "enabled"))
+        .collect();
+
+    if inv.dry_run {
+        say(out, "dry run: nothing is changed; this is what a run would do:".into());
+        for p in &plans {
+            let _ = write!(out, "{}", plan::render(p, &facts[&p.node], &cluster));
+        }
+        for node in &inv.removed {
+            say(out, format!("== {node} (to be removed)"));
+            if to_remove.contains(&node) {
+                say(
+                    out,
+                    format!(
+                        "  [remove] POST /api/v1.0/master/members {{\"remove\": \"{}\"}}",
+                        inv.master_address(node)
+                    ),
+                );
+            }
+            if to_stop.contains(&node) {
+                say(
+                    out,
+                    format!("  [remove] stop and disable the service:\n      $ {}", plan::stop_script()),
+                );
+            }
+            if !to_remove.contains(&node) && !to_stop.contains(&node) {
+                say(out, "  nothing to change".into());
+            }
+        }
+        say(out, format!("== cluster\n  wait until all {} masters are READY with one leader, then print the masters table", inv.masters.len()));
+        return Ok(());
+    }
+
+    // 6. packages, gear.conf, secret, jar store: every node in parallel
+    let mut changes = 0usize;
+    let busy: Vec<&NodePlan> = plans.iter().filter(|p| !p.actions.is_empty()).collect();
+    if !busy.is_empty() {
+        say(
+            out,
+            format!("configuring {}", busy.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")),
+        );
+    }
+    let results = parallel(&busy, |p| {
+        let mut log = Vec::new();
+        for action in &p.actions {
+            match execute(transport, &p.node, action) {
+                Ok(line) => log.push(format!("{}: [{}] {line}", p.node, action.step())),
+                Err(cause) => {
+                    return (log, Some(NodeFailure { node: p.node.clone(), step: action.step(), cause }))
+                }
+            }
+        }
+        (log, None)
+    });
+    for (log, failure) in results {
+        changes += log.len();
+        for line in log {
+            say(out, line);
+        }
+        failures.extend(failure);
+    }
+    if !failures.is_empty() {
+        say(out, "no master was started or restarted because of these failures".into());
+        return Err(SetupError::Nodes(failures));
+    }
+
+    // 7. start: all at once for a new cluster (the quorum forms only with a majority up)
+    let starting: Vec<&NodePlan> = plans.iter().filter(|p| p.start).collect();
+    if !starting.is_empty() {
+        say(
+            out,
+            format!("starting {}", starting.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")),
+        );
+        let started = parallel(&starting, |p| {
+            run_checked(transport, &p.node, &plan::start_script(), &[], COMMAND_TIMEOUT)
+        });
+        for (p, result) in starting.iter().zip(started) {
+            changes += 1;
+            if let Err(cause) = result {
+                failures.push(NodeFailure { node: p.node.clone(), step: Step::Start, cause });
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return Err(SetupError::Nodes(failures));
+    }
+    // a running master whose settings changed: one at a time, so the quorum stays
+    for p in plans.iter().filter(|p| p.restart) {
+        say(out, format!("{}: restarting to apply the new settings", p.node));
+        changes += 1;
+        run_checked(transport, &p.node, &plan::restart_script(), &[], COMMAND_TIMEOUT).map_err(|cause| {
+            SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Start, cause }])
+        })?;
+        wait_ready(inv, &http, std::slice::from_ref(&p.node), inv.ready_timeout, out)?;
+    }
+
+    // 8. membership: add the new masters (learner, then voter), then take out the removed ones
+    let mut members: Vec<String> = cluster.voters.clone();
+    for p in plans.iter().filter(|p| p.join) {
+        let address = inv.master_address(&p.node);
+        say(
+            out,
+            format!("{}: adding {address} to the cluster (learner first, voter once caught up)", p.node),
+        );
+        let answer = http
+            .post(members.clone(), "/api/v1.0/master/members", &json!({ "add": address }), JOIN_TIMEOUT)
+            .map_err(|cause| {
+                SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Join, cause }])
+            })?;
+        changes += 1;
+        members = voters_of(&answer);
+    }
+    for node in &to_remove {
+        let address = inv.master_address(node);
+        say(out, format!("{node}: removing {address} from the cluster"));
+        let remaining: Vec<String> = members.iter().filter(|m| **m != address).cloned().collect();
+        let answer = http
+            .post(remaining, "/api/v1.0/master/members", &json!({ "remove": address }), JOIN_TIMEOUT)
+            .map_err(|cause| {
+                SetupError::Nodes(vec![NodeFailure { node: (*node).clone(), step: Step::Remove, cause }])
+            })?;
+        changes += 1;
+        members = voters_of(&answer);
+    }
+    for node in &to_stop {
+        say(out, format!("{node}: stopping and disabling gearpump-master"));
+        changes += 1;
+        if let Err(cause) = run_checked(transport, node, &plan::stop_script(), &[], COMMAND_TIMEOUT) {
+            say(out, format!("warning: {node}: could not stop the removed master: {cause}"));
+        }
+    }
+
+    // 9. every master READY, one leader, the membership as asked
+    wait_ready(inv, &http, &inv.masters, inv.ready_timeout, out)?;
+    match http.get(inv.master_addresses(), "/api/v1.0/master") {
+        Ok(answer) => {
+            let _ = write!(out, "{}", masters_table(&answer));
+        }
+        Err(cause) => say(out, format!("warning: the masters table is unavailable: {cause}")),
+    }
+    if changes == 0 {
+        say(
+            out,
+            format!(
+                "Nothing changed: all {} masters were already installed, configured and running.",
+                inv.masters.len()
+            ),
+        );
+    } else {
+        say(out, format!("Done: {changes} change(s); {} masters READY with one leader.", inv.masters.len()));
+    }
+    Ok(())
+}
+
+/// Waits until every listed master answers READY, all name the same leader, and the membership's
+/// voters are exactly the requested masters.
+fn wait_ready(
+    inv: &Inventory,
+    http: &Http,
+    nodes: &[String],
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), SetupError> {
+    let deadline = Instant::now() + timeout;
+    let _ = writeln!(
+        out,
+        "waiting until {} READY with one leader (up to {} s)",
+        nodes.join(", "),
+        timeout.as_secs()
+    );
+    let mut wanted = inv.master_addresses();
+    wanted.sort();
+    loop {
+        let mut problems: Vec<NodeFailure> = Vec::new();
+        let mut leaders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for node in nodes {
+            match http.get(vec![inv.master_address(node)], "/health/ready") {
+                Ok(answer) => {
+                    let leader = match &answer["leader"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    leaders.entry(leader).or_default().push(node.clone());
+                }
+                Err(cause) => problems.push(NodeFailure { node: node.clone(), step: Step::Ready, cause }),
+            }
+        }
+        if problems.is_empty() && leaders.len() > 1 {
+            problems.push(NodeFailure {
+                node: nodes.join(","),
+                step: Step::Ready,
+                cause: format!("the masters name different leaders: {leaders:?}"),
+            });
+        }
+        if problems.is_empty() && nodes.len() == inv.masters.len() {
+            match http.get(inv.master_addresses(), "/api/v1.0/master/members") {
+                Ok(answer) => {
+                    let mut voters = voters_of(&answer);
+                    voters.sort();
+                    if voters != wanted {
+                        problems.push(NodeFailure {
+                            node: "cluster".into(),
+                            step: Step::Ready,
+                            cause: format!(
+                                "voters are [{}], expected [{}]",
+                                voters.join(", "),
+                                wanted.join(", ")
+                            ),
+                        });
+                    }
+                }
+                Err(cause) => problems.push(NodeFailure { node: "cluster".into(), step: Step::Ready, cause }),
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            for p in &mut problems {
+                p.cause = format!(
+                    "{} (see `journalctl -u gearpump-master` on the node)",
+                    p.cause.replace('\n', " ")
+                );
+            }
+            return Err(SetupError::Nodes(problems));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::SetupArgs;
+    use crate::setup::inventory;
+    use crate::setup::ssh::TransportError;
+
+    /// Answers the probes like three plain Debian nodes; node3 optionally unreachable.
+    struct FakeNodes {
+        calls: Mutex<Vec<String>>,
+        down: Option<&'static str>,
+    }
+
+    impl Transport for FakeNodes {
+        fn run(
+            &self,
+            node: &str,
+            script: &str,
+            _stdin: &[u8],
+            _t: Duration,
+        ) -> Result<Output, TransportError> {
+            if self.down == Some(node) {
+                return Err(TransportError::Connect {
+                    node: node.into(),
+                    cause: "ssh: connect to host node3 port 22: Connection timed out".into(),
+                });
+            }
+            let kind = if script.contains("getent hosts") {
+                "probe"
+            } else if script.contains("/dev/tcp") {
+                "reach"
+            } else {
+                "change"
+            };
+            self.calls.lock().map(|mut c| c.push(format!("{node} {kind}"))).ok();
+            let stdout = match kind {
+                "probe" => "arch=x86_64\nfamily=deb\ninstalled=\nactive=inactive\nenabled=\nlistener=\nntp=yes\n\
+                            resolve.node1=10.0.0.11\nresolve.node2=10.0.0.12\nresolve.node3=10.0.0.13\nbash=yes\n"
+                    .to_string(),
+                "reach" => "reach.10.0.0.11=ok\nreach.10.0.0.12=ok\nreach.10.0.0.13=ok\n".to_string(),
+                _ => String::new(),
+            };
+            Ok(Output { status: 0, stdout, stderr: String::new() })
+        }
+
+        fn copy(&self, node: &str, _l: &Path, _r: &str, _t: Duration) -> Result<(), TransportError> {
+            self.calls.lock().map(|mut c| c.push(format!("{node} copy"))).ok();
+            Ok(())
+        }
+    }
+
+    fn inventory(line: &str) -> Inventory {
+        let args = SetupArgs::try_parse_from(line.split_whitespace()).expect("args");
+        let mut inv = inventory::from_args(&args, Path::new("/nonexistent")).expect("valid");
+        inv.packages = vec![inventory::PackageFile {
+            path: "gearpump-master_0.1.0-1_amd64.deb".into(),
+            family: inventory::Family::Deb,
+            arch: "amd64".into(),
+            version: "0.1.0-1".into(),
+        }];
+        inv
+    }
+
+    #[test]
+    fn dry_run_only_reads_and_prints_every_node() {
+        let inv =
+            inventory("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars --dry-run");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: None };
+        let mut out = Vec::new();
+        run(&inv, &nodes, &mut out).expect("dry run succeeds");
+        let text = String::from_utf8_lossy(&out);
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe") || c.ends_with(" reach")), "{calls:?}");
+        for node in ["node1", "node2", "node3"] {
+            assert!(text.contains(&format!(
+                "== {node} (deb amd64; gearpump-master not installed; service inactive)"
+            )));
+            assert!(text.contains(&format!("|   hostname = \"{node}\"")));
+        }
+        assert!(text.contains("|     jarstore {") || text.contains("rootpath = \"hdfs://nn:9000/jars\""));
+        assert!(text.contains(
+            "$ systemctl reset-failed gearpump-master.service 2>/dev/null; systemctl start --no-block"
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_node_stops_the_run_before_any_change() {
+        let inv = inventory("gearpump-setup --masters node1,node2,node3");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: Some("node3") };
+        let mut out = Vec::new();
+        let error = run(&inv, &nodes, &mut out).expect_err("node3 is down");
+        let report = error.to_string();
+        assert!(report.contains("node3  preflight  ssh to node3 failed: ssh: connect to host node3 port 22: Connection timed out"), "{report}");
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe")), "{calls:?}");
+    }
+}
