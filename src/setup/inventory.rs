@@ -268,7 +268,7 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
     if masters.is_empty() {
         return Err(SetupError::Arguments("no master would be left: --remove names every master".into()));
     }
-    if masters.len() % 2 == 0 {
+    if masters.len().is_multiple_of(2) {
         warnings.push(format!(
             "{} masters tolerate no more failures than {}: an odd count (3 or 5) is the useful size",
             masters.len(),
