@@ -76,3 +76,40 @@ async fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     assert_eq!(response.status().as_u16(), 200);
     cluster.kill(0);
 }
+
+#[tokio::test]
+async fn a_read_only_store_is_a_clear_error() {
+    let mut cluster = TestCluster::start(Options { masters: 1, ..Options::default() });
+    let jars = cluster.dir.path().join("jars");
+    let _tmpfs = Tmpfs::mount(&jars, "1m");
+    let status = Command::new("mount").args(["-o", "remount,ro"]).arg(&jars).status().expect("remount");
+    assert!(status.success(), "remounting read-only failed");
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+
+    let form = multipart::Form::new()
+        .text("mainClass", "Main")
+        .part("jar", multipart::Part::bytes(vec![1u8; 1024]).file_name("ro.jar"));
+    let response = cluster
+        .http
+        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.expect("JSON error");
+    let error = body["error"].as_str().expect("error text");
+    assert!(error.contains("file://") && error.contains("read-only"), "{error}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, ready) = cluster.get(0, "/health/ready").await.expect("ready");
+        if ready["jarStore"]["ok"] == false {
+            assert_eq!(status, 200, "the master keeps its quorum: {ready}");
+            assert!(ready["jarStore"]["error"].as_str().is_some_and(|e| e.contains("read-only")), "{ready}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the probe never saw the read-only store: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.kill(0);
+}
