@@ -30,15 +30,7 @@ async fn upload(
         form = form.text("mainClass", main_class.to_string());
     }
     let form = form.part("jar", multipart::Part::bytes(bytes).file_name(file_name.to_string()));
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    cluster.submit_form(0, form).await
 }
 
 fn stored_jars(cluster: &TestCluster) -> Vec<String> {
@@ -89,14 +81,7 @@ async fn incomplete_forms_are_explained() {
     assert_json_error(status, &body, 400, "no `mainClass` field");
     assert!(stored_jars(&cluster).is_empty(), "the jar of a refused submission is removed");
     let form = multipart::Form::new().text("mainClass", "Main");
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(cluster.submit_form(0, form).await.0, 400);
     let response = cluster
         .http
         .post(cluster.url(0, "/api/v1.0/master/submitapp"))
@@ -112,14 +97,7 @@ async fn incomplete_forms_are_explained() {
         .text("mainClass", "Main")
         .text("args", "not json")
         .part("jar", multipart::Part::bytes(b"x".to_vec()).file_name("x.jar"));
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(cluster.submit_form(0, form).await.0, 400);
 }
 
 #[tokio::test]

@@ -17,15 +17,7 @@ async fn submit(cluster: &TestCluster, index: usize, jar: &std::path::Path, pref
         .text("namePrefix", prefix.to_string())
         .text("args", "[\"-split\",\"2\"]")
         .part("jar", multipart::Part::bytes(bytes).file_name(name));
-    let response = cluster
-        .http
-        .post(cluster.url(index, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("submit request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    cluster.submit_form(index, form).await
 }
 
 /// PUTs `key` on app 1 through master `index`; true when acknowledged.

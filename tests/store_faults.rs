@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::{Options, TestCluster};
 use reqwest::multipart;
-use serde_json::Value;
 
 struct Tmpfs(PathBuf);
 
@@ -44,15 +43,8 @@ async fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     let form = multipart::Form::new()
         .text("mainClass", "Main")
         .part("jar", multipart::Part::bytes(vec![1u8; 1 << 20]).file_name("big.jar"));
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 503);
-    let body: Value = response.json().await.expect("JSON error");
+    let (status, body) = cluster.submit_form(0, form).await;
+    assert_eq!(status, 503);
     let error = body["error"].as_str().expect("error text");
     assert!(error.contains("file://") && error.contains("the disk is full"), "{error}");
 
@@ -66,14 +58,7 @@ async fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     let form = multipart::Form::new()
         .text("mainClass", "Main")
         .part("jar", multipart::Part::bytes(vec![2u8; 1024]).file_name("small.jar"));
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(cluster.submit_form(0, form).await.0, 200);
     cluster.kill(0);
 }
 
@@ -89,15 +74,8 @@ async fn a_read_only_store_is_a_clear_error() {
     let form = multipart::Form::new()
         .text("mainClass", "Main")
         .part("jar", multipart::Part::bytes(vec![1u8; 1024]).file_name("ro.jar"));
-    let response = cluster
-        .http
-        .post(cluster.url(0, "/api/v1.0/master/submitapp"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 503);
-    let body: Value = response.json().await.expect("JSON error");
+    let (status, body) = cluster.submit_form(0, form).await;
+    assert_eq!(status, 503);
     let error = body["error"].as_str().expect("error text");
     assert!(error.contains("file://") && error.contains("read-only"), "{error}");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

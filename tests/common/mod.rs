@@ -161,6 +161,19 @@ impl TestCluster {
         Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
     }
 
+    /// POSTs a multipart form to `submitapp` on master `index`: (status, JSON body or Null).
+    pub async fn submit_form(&self, index: usize, form: reqwest::multipart::Form) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(index, "/api/v1.0/master/submitapp"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("send submitapp");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn ready(&self, index: usize) -> bool {
         matches!(self.get(index, "/health/ready").await, Ok((200, _)))
     }
