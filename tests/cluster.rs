@@ -78,6 +78,13 @@ async fn leader_killed_under_a_continuous_writer_loses_no_acknowledged_write() {
     assert!(failover < Duration::from_secs(6), "fail-over took {failover:?}\n{}", cluster.logs());
 
     for index in running(&cluster) {
+        let metrics = cluster.http.get(cluster.url(index, "/metrics")).send().await.expect("metrics");
+        let text = metrics.text().await.expect("metrics text");
+        let changes = text
+            .lines()
+            .find_map(|l| l.strip_prefix("gearpump_master_leader_changes_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(changes.is_some_and(|n| n >= 1), "the leader change is counted: {changes:?}");
         let keys = app_data_keys(&cluster, index).await;
         let lost: Vec<&String> = acknowledged.difference(&keys).collect();
         assert!(lost.is_empty(), "master {} lost acknowledged writes {lost:?}", cluster.address(index));

@@ -209,8 +209,9 @@ impl Cluster {
         metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= self.failover_timeout.as_millis())
     }
 
-    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
-        self.raft.metrics().borrow().clone()
+    /// Wakes on every change of Raft's metrics (role, leader, indexes).
+    pub fn watch_metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
     }
 
     pub fn hello(&self) -> Hello {

@@ -195,9 +195,10 @@ fn reload(config_path: &Option<PathBuf>, overrides: &Overrides, log_control: &lo
 }
 
 async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
+    let mut watch = cluster.watch_metrics();
     let mut last = None;
     loop {
-        let leader = cluster.raft_metrics().current_leader;
+        let leader = watch.borrow_and_update().current_leader;
         if leader.is_some() && leader != last {
             if last.is_some() {
                 metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +206,9 @@ async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
             }
             last = leader;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if watch.changed().await.is_err() {
+            return; // the Raft core stopped
+        }
     }
 }
 
