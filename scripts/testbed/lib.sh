@@ -31,7 +31,7 @@ TESTBED_BOOT_TIMEOUT=${TESTBED_BOOT_TIMEOUT:-90}
 # Packages of the node image. Changing this list (or the recipe below) changes the cache key.
 TESTBED_PACKAGES=(
     systemd systemd-sysv dbus libpam-systemd openssh-server iproute2 iputils-ping procps
-    curl ca-certificates jq less rpm
+    curl ca-certificates jq less rpm sudo
 )
 # Host tools the harness needs; installed when missing (CI starts from a fresh machine).
 TESTBED_HOST_PACKAGES=(

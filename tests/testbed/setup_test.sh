@@ -276,11 +276,20 @@ check "$leader rejoins after its reboot (service enabled at boot)" \
 
 # ---------------------------------------------------------------- add two masters, remove one
 
+# This step logs in as an unprivileged user and works through sudo (--ssh-user/--sudo): a full
+# install on the two new nodes and the probes of the running ones all go through `sudo -n`.
+for n in node1 node2 node3 node4 node5; do
+    on "$n" 'id admin >/dev/null 2>&1 || useradd -m -s /bin/sh admin
+        install -d -m 700 -o admin -g admin /home/admin/.ssh
+        install -m 600 -o admin -g admin /root/.ssh/authorized_keys /home/admin/.ssh/authorized_keys
+        echo "admin ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/admin && chmod 440 /etc/sudoers.d/admin'
+done
+check "admin logs in and is not root" bash -c "u=\$(ssh -F '$SSHCONF' -o User=admin node4 id -u) && test -n \"\$u\" -a \"\$u\" != 0"
 pids_before=$(for n in node1 node2 node3; do on "$n" "systemctl show -p MainPID --value $UNIT" || true; done | tr '\n' ' ')
-out=$(setup --masters node1,node2,node3,node4,node5 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
+out=$(setup --ssh-user admin --sudo --masters node1,node2,node3,node4,node5 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/add.txt"
 pids_after=$(for n in node1 node2 node3; do on "$n" "systemctl show -p MainPID --value $UNIT" || true; done | tr '\n' ' ')
-check "add node4 and node5: exit 0" test "$rc" = 0
+check "add node4 and node5 as admin through sudo: exit 0" test "$rc" = 0
 [[ $rc == 0 ]] || sed 's/^/    | /' "$work/add.txt" | tail -n 30
 voters() { curl -sf --max-time 3 "http://$1:$PORT/api/v1.0/master/members" | jq -r '.voters | sort | join(",")'; }
 check "5 voters" test "$(voters node1)" = "node1:3000,node2:3000,node3:3000,node4:3000,node5:3000"
