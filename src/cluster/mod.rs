@@ -243,14 +243,22 @@ impl Cluster {
                 Err(ClusterError::NoQuorum(why)) => why,
                 Err(other) => return Err(other),
             };
-            if Instant::now() + Duration::from_millis(20) >= deadline {
-                return Err(ClusterError::NoQuorum(format!(
-                    "{retry_reason}; gave up after {:?} (gearpump.master.request-timeout)",
-                    self.request_timeout
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.pause_before_retry(deadline, retry_reason).await?;
         }
+    }
+
+    /// Between attempts of a request that needs a quorum: a short pause, or the final 503 once
+    /// the request timeout is spent.
+    async fn pause_before_retry(&self, deadline: Instant, reason: String) -> Result<(), ClusterError> {
+        const PAUSE: Duration = Duration::from_millis(20);
+        if Instant::now() + PAUSE >= deadline {
+            return Err(ClusterError::NoQuorum(format!(
+                "{reason}; gave up after {:?} (gearpump.master.request-timeout)",
+                self.request_timeout
+            )));
+        }
+        tokio::time::sleep(PAUSE).await;
+        Ok(())
     }
 
     /// One attempt: `Ok(NotLeader/NoQuorum)` and `Err(NoQuorum)` are worth retrying.
@@ -348,13 +356,7 @@ impl Cluster {
                 Err(ClusterError::NoQuorum(reason)) => reason,
                 Err(other) => return Err(other),
             };
-            if Instant::now() + Duration::from_millis(20) >= deadline {
-                return Err(ClusterError::NoQuorum(format!(
-                    "{reason}; gave up after {:?}",
-                    self.request_timeout
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.pause_before_retry(deadline, reason).await?;
         }
     }
 
