@@ -68,8 +68,15 @@ impl TestCluster {
             ),
         )
         .expect("write gear.conf");
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().build().expect("client");
+        // No idle pooling: after an early error (413, a failed upload) the master closes the
+        // connection without reading the rest of the body, and a pooled client can race that
+        // close on its next request. A fresh loopback connection per request costs nothing here.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
         let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http };
         for index in 0..options.masters {
             let child = cluster.spawn(index);
