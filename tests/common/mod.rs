@@ -17,12 +17,18 @@ use serde_json::Value;
 pub const MASTER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-master");
 pub const GEAR_BIN: &str = env!("CARGO_BIN_EXE_gear");
 
-/// Ports that were free a moment ago (the OS picks them; nothing else on loopback races us
-/// in practice).
+/// Ports that were free a moment ago, picked at random below Linux's ephemeral range
+/// (32768-60999): a port the kernel hands out for bind(0) can be taken by any outgoing
+/// connection before the master listens on it, one picked down here only by another test.
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 pub struct TestCluster {
