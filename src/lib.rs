@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod jarstore;
 pub mod setup;
 pub mod state;
+pub mod wire;

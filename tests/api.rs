@@ -251,3 +251,48 @@ async fn unused_jars_are_removed_after_retention_and_live_ones_never() {
     let path = format!("/api/v1.0/jarstore/download?file={}", live["jar"].as_str().expect("jar"));
     assert_eq!(cluster.get(0, &path).await.expect("answer").0, 200);
 }
+
+/// A client retrying with its `Idempotency-Key` gets the first answer, not a second
+/// application; the same key with a different request is refused with 422; a bad key is a 400.
+#[tokio::test]
+async fn idempotency_keys_make_retries_safe() {
+    let cluster = single().await;
+    let form = |main_class: &str| {
+        multipart::Form::new()
+            .text("mainClass", main_class.to_string())
+            .part("jar", multipart::Part::bytes(vec![1u8; 512]).file_name("idem.jar"))
+    };
+    let send = |key: &'static str, main_class: &str| {
+        cluster
+            .http
+            .post(cluster.url(0, "/api/v1.0/master/submitapp"))
+            .header("Idempotency-Key", key)
+            .multipart(form(main_class))
+            .send()
+    };
+    let first = send("client-retry-1", "io.x.Main").await.expect("submit");
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["idempotency-key"], "client-retry-1");
+    let first: Value = first.json().await.expect("json");
+    let again: Value = send("client-retry-1", "io.x.Main").await.expect("submit").json().await.expect("json");
+    assert_eq!(again["appId"], first["appId"], "{again}");
+    assert_eq!(again["jar"], first["jar"], "the answer names the first upload's jar: {again}");
+    let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("applist");
+    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(1), "{list}");
+    // The repeated upload is not left behind in the store.
+    assert_eq!(stored_jars(&cluster).len(), 1, "{:?}", stored_jars(&cluster));
+
+    let other = send("client-retry-1", "io.x.Other").await.expect("submit");
+    assert_eq!(other.status(), 422);
+    let body: Value = other.json().await.expect("json");
+    assert_json_error(422, &body, 422, "Idempotency-Key");
+
+    let bad = send("has a space", "io.x.Main").await.expect("submit");
+    assert_eq!(bad.status(), 400);
+
+    // A write without a key gets one assigned and learns it.
+    let put =
+        cluster.http.put(cluster.url(0, "/api/v1.0/appmaster/1/data/k")).body("v").send().await.expect("put");
+    assert_eq!(put.status(), 200);
+    assert_eq!(put.headers()["idempotency-key"].len(), 32);
+}

@@ -1,24 +1,34 @@
 //! Gearpump's REST paths under `/api/v1.0/`. Reads are linearizable unless `?stale=true`.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::{ApiError, Context};
+pub use crate::cluster::now_ms;
 use crate::cluster::MembershipChange;
-use crate::state::{AppId, AppStatus, Application, Command, CommandResult};
+use crate::state::{new_id, validate_id, AppId, AppStatus, Application, Command, CommandResult, RequestId};
+use crate::wire::IDEMPOTENCY_KEY;
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// A write's request id: the client's `Idempotency-Key`, or a fresh one.
+pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(new_id()) };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII characters"))?;
+    validate_id(text).map_err(|why| ApiError::bad_request(format!("Idempotency-Key: {why}")))?;
+    Ok(text.to_string())
+}
+
+/// A write's JSON answer with its request id in the `Idempotency-Key` header.
+pub fn write_answer(id: RequestId, body: Value) -> impl IntoResponse {
+    ([(IDEMPOTENCY_KEY, id)], Json(body))
 }
 
 /// Waits for a linearizable view unless the query says `stale=true`.
@@ -154,10 +164,12 @@ pub async fn app_detail(
 pub async fn kill_app(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = request_id(&headers)?;
     let id = parse_app_id(&id)?;
-    context.cluster.write(Command::KillApp { app_id: id, now_ms: now_ms() }).await?;
-    Ok(Json(json!({ "success": true, "appId": id, "status": "terminated" })))
+    context.cluster.write_request(request.clone(), Command::KillApp { app_id: id, now_ms: now_ms() }).await?;
+    Ok(write_answer(request, json!({ "success": true, "appId": id, "status": "terminated" })))
 }
 
 pub async fn get_app_data(
@@ -183,8 +195,10 @@ pub async fn get_app_data(
 pub async fn put_app_data(
     State(context): State<Arc<Context>>,
     Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
+    let request = request_id(&headers)?;
     let body = body.map_err(|e| {
         ApiError::new(e.status(), format!("request body refused (the limit is 1 MiB): {}", e.body_text()))
     })?;
@@ -194,8 +208,9 @@ pub async fn put_app_data(
     }
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
-    match context.cluster.write(Command::PutAppData { app_id: id, key: key.clone(), value }).await? {
-        CommandResult::Done => Ok(Json(json!({ "success": true, "appId": id, "key": key }))),
+    let command = Command::PutAppData { app_id: id, key: key.clone(), value };
+    match context.cluster.write_request(request.clone(), command).await? {
+        CommandResult::Done => Ok(write_answer(request, json!({ "success": true, "appId": id, "key": key }))),
         other => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}")))
         }

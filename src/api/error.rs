@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, PeerFailure};
 use crate::jarstore::JarStoreError;
 use crate::state::Rejection;
 
@@ -39,16 +39,41 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one mapping of cluster errors to HTTP statuses, for clients and for peers alike.
+pub fn cluster_status(error: &ClusterError) -> StatusCode {
+    match error {
+        ClusterError::NoQuorum(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::Rejected(Rejection::UnknownApp(_)) => StatusCode::NOT_FOUND,
+        ClusterError::Rejected(Rejection::RequestIdReused(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        ClusterError::Rejected(_) => StatusCode::CONFLICT,
+        ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ClusterError::PeerRefused { .. } => StatusCode::BAD_GATEWAY,
+        ClusterError::StateDir { .. } | ClusterError::Fatal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<ClusterError> for ApiError {
     fn from(error: ClusterError) -> ApiError {
-        let status = match &error {
-            ClusterError::NoQuorum(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ClusterError::Rejected(Rejection::UnknownApp(_)) => StatusCode::NOT_FOUND,
-            ClusterError::Rejected(_) => StatusCode::CONFLICT,
-            ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ClusterError::StateDir { .. } | ClusterError::Fatal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, error.to_string())
+        ApiError::new(cluster_status(&error), error.to_string())
+    }
+}
+
+/// A peer route's failure: the status a client would get, and the typed error for the master
+/// that called (decoded by `cluster::Peers`).
+#[derive(Debug)]
+pub struct PeerRouteError(pub ClusterError);
+
+impl From<ClusterError> for PeerRouteError {
+    fn from(error: ClusterError) -> PeerRouteError {
+        PeerRouteError(error)
+    }
+}
+
+impl IntoResponse for PeerRouteError {
+    fn into_response(self) -> Response {
+        let status = cluster_status(&self.0);
+        let body = PeerFailure { error: self.0.to_string(), status: status.as_u16(), cause: self.0 };
+        (status, Json(body)).into_response()
     }
 }
 

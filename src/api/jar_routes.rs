@@ -7,12 +7,11 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::{Multipart, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::client_routes::{consistent_read, now_ms};
+use super::client_routes::{consistent_read, now_ms, request_id, write_answer};
 use super::{ApiError, Context};
 use crate::jarstore::verify::VerifyingStream;
 use crate::jarstore::{name, ByteStream, JarStoreError, StoredJar};
@@ -74,8 +73,10 @@ async fn store_jar(context: &Context, mut field: Field<'_>, key: String) -> Resu
 /// `mainClass` (required), `args` (a JSON array of strings), `namePrefix`, `user`.
 pub async fn submit_app(
     State(context): State<Arc<Context>>,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
+    let request = request_id(&headers)?;
     let mut multipart = multipart.map_err(|e| multipart_error(e.body_text(), e.status()))?;
     let mut jar: Option<(StoredJar, String)> = None;
     let mut fields: HashMap<String, String> = HashMap::new();
@@ -119,7 +120,8 @@ pub async fn submit_app(
         }
     };
     let started = std::time::Instant::now();
-    let written = context.cluster.write(Command::SubmitApp { app: application, now_ms: now_ms() }).await;
+    let command = Command::SubmitApp { app: application, now_ms: now_ms() };
+    let written = context.cluster.write_request(request.clone(), command).await;
     context.metrics.client_writes.observe(started.elapsed());
     // On failure the jar stays: the write may still commit, and the retention sweep removes
     // jars no application ever referenced.
@@ -127,9 +129,28 @@ pub async fn submit_app(
         context.metrics.client_write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     })? {
         CommandResult::Submitted { app_id } => {
-            tracing::info!(app_id, jar = %stored.key, size = stored.size, "application submitted");
-            Ok(Json(
-                json!({ "success": true, "appId": app_id, "jar": stored.key, "sha256": stored.sha256, "size": stored.size }),
+            // A repeated request (same Idempotency-Key) answers the first submission's
+            // application, whose jar is the first upload; this upload then belongs to nobody.
+            let recorded = context.cluster.read(|state| state.apps.get(&app_id).map(|app| app.jar.clone()));
+            let jar = match recorded {
+                Some(first) if first.key != stored.key => {
+                    tracing::info!(app_id, request = %request, "repeated submission answered with its first result");
+                    let _ = context.jars.delete(&stored.key).await;
+                    first
+                }
+                _ => {
+                    tracing::info!(app_id, jar = %stored.key, size = stored.size, "application submitted");
+                    JarRef {
+                        key: stored.key,
+                        file_name: String::new(),
+                        size: stored.size,
+                        sha256: stored.sha256,
+                    }
+                }
+            };
+            Ok(write_answer(
+                request,
+                json!({ "success": true, "appId": app_id, "jar": jar.key, "sha256": jar.sha256, "size": jar.size }),
             ))
         }
         other => {

@@ -105,6 +105,12 @@ impl Metrics {
             "gearpump_master_leader_changes_total {}",
             self.leader_changes.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# HELP gearpump_master_repeated_requests_total writes answered from the request-id window instead of being applied again (cluster-wide, replicated)\n# TYPE gearpump_master_repeated_requests_total counter");
+        let _ = writeln!(
+            out,
+            "gearpump_master_repeated_requests_total {}",
+            cluster.read(|s| s.requests.repeats_answered)
+        );
         let _ = writeln!(out, "# HELP gearpump_master_client_write_errors_total client writes that failed\n# TYPE gearpump_master_client_write_errors_total counter");
         let _ = writeln!(
             out,

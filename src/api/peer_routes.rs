@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::error::PeerRouteError;
 use super::{ApiError, Context};
 use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, WriteRequest};
-use crate::cluster::{ClusterError, MembersView, MembershipChange, RaftRpc};
+use crate::cluster::{ClusterError, MembersView, MembershipChange, RaftRpc, SECRET_HEADER};
 
 pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
@@ -32,7 +33,7 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
 
 async fn require_secret(State(context): State<Arc<Context>>, request: Request, next: Next) -> Response {
     if let Some(secret) = &context.secret {
-        let given = request.headers().get(protocol::SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        let given = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, secret.as_bytes()) {
             tracing::warn!(path = %request.uri().path(), "refused a peer request without the cluster secret");
             return ApiError::new(StatusCode::UNAUTHORIZED, "peer request without a valid cluster secret")
@@ -46,7 +47,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn raft_rpc(context: &Context, rpc: RaftRpc, body: &[u8]) -> Result<Response, ApiError> {
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PeerRouteError> {
+    serde_json::from_slice(body).map_err(|e| PeerRouteError(ClusterError::BadRequest(e.to_string())))
+}
+
+async fn raft_rpc(context: &Context, rpc: RaftRpc, body: &[u8]) -> Result<Response, PeerRouteError> {
     let started = Instant::now();
     let answer = context.cluster.handle_raft_rpc(rpc, body).await?;
     let histogram = match rpc {
@@ -58,15 +63,15 @@ async fn raft_rpc(context: &Context, rpc: RaftRpc, body: &[u8]) -> Result<Respon
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
-async fn append(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, ApiError> {
+async fn append(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, PeerRouteError> {
     raft_rpc(&context, RaftRpc::Append, &body).await
 }
 
-async fn vote(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, ApiError> {
+async fn vote(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, PeerRouteError> {
     raft_rpc(&context, RaftRpc::Vote, &body).await
 }
 
-async fn snapshot(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, ApiError> {
+async fn snapshot(State(context): State<Arc<Context>>, body: Bytes) -> Result<Response, PeerRouteError> {
     raft_rpc(&context, RaftRpc::Snapshot, &body).await
 }
 
@@ -78,35 +83,110 @@ async fn status(State(context): State<Arc<Context>>) -> impl IntoResponse {
     Json(context.cluster.status())
 }
 
-async fn write(State(context): State<Arc<Context>>, body: Bytes) -> Result<Json<WriteOutcome>, ApiError> {
-    let request: WriteRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+async fn write(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<WriteOutcome>, PeerRouteError> {
+    let request: WriteRequest = decode(&body)?;
     // The forwarding master keeps its own deadline; this bound only stops work nobody waits for.
     let deadline = Instant::now() + context.config.request_timeout + Duration::from_secs(1);
-    match context.cluster.write_as_leader(request.command, deadline).await {
-        Ok(outcome) => Ok(Json(outcome)),
-        Err(ClusterError::NoQuorum(why)) => Ok(Json(WriteOutcome::NoQuorum(why))),
-        Err(other) => Err(other.into()),
-    }
+    Ok(Json(context.cluster.write_as_leader(request.proposal, deadline).await?))
 }
 
-async fn read_index(State(context): State<Arc<Context>>) -> Result<Json<ReadIndex>, ApiError> {
+async fn read_index(State(context): State<Arc<Context>>) -> Result<Json<ReadIndex>, PeerRouteError> {
     let index = context.cluster.read_index().await?;
     Ok(Json(ReadIndex { index }))
 }
 
-async fn take_over(State(context): State<Arc<Context>>) -> Result<StatusCode, ApiError> {
+async fn take_over(State(context): State<Arc<Context>>) -> Result<Json<()>, PeerRouteError> {
     tracing::info!("the leader is stopping and asked this master to take over");
     context.cluster.take_over().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(()))
 }
 
-/// A membership change forwarded by a follower; the answer carries the leader's verdict.
+/// A membership change forwarded by a follower; a failure carries the leader's typed error.
 async fn members(
     State(context): State<Arc<Context>>,
     body: Bytes,
-) -> Result<Json<Result<MembersView, String>>, ApiError> {
-    let change: MembershipChange =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(context.cluster.change_members(change).await.map_err(|e| e.to_string())))
+) -> Result<Json<MembersView>, PeerRouteError> {
+    let change: MembershipChange = decode(&body)?;
+    Ok(Json(context.cluster.change_members(change).await?))
+}
+
+/// The peer transport end to end over real HTTP: a typed failure on one master reaches the
+/// master that called with its type, so the caller answers its client with the same status.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::{Json, Router};
+
+    use super::PeerRouteError;
+    use crate::api::error::cluster_status;
+    use crate::cluster::{ClusterError, PeerError, Peers};
+    use crate::state::Rejection;
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    fn failing(error: ClusterError) -> Router {
+        Router::new().route("/peer/x", post(move || async move { Err::<Json<()>, _>(PeerRouteError(error)) }))
+    }
+
+    #[tokio::test]
+    async fn typed_failures_keep_their_type_and_status_across_a_forward() {
+        let peers = Peers::new(Duration::from_secs(1), None).expect("client");
+        let cases = [
+            ClusterError::NoQuorum("catch-up timed out".into()),
+            ClusterError::BadRequest("the last master".into()),
+            ClusterError::Rejected(Rejection::UnknownApp(7)),
+            ClusterError::Rejected(Rejection::RequestIdReused("r".into())),
+        ];
+        for error in cases {
+            let expected = cluster_status(&error);
+            let address = serve(failing(error.clone())).await;
+            let answer: Result<(), PeerError> =
+                peers.post(&address, "/peer/x", &(), Duration::from_secs(5)).await;
+            let Err(PeerError::Refused(received)) = answer else { panic!("{error:?}: got {answer:?}") };
+            assert_eq!(cluster_status(&received), expected, "{error:?} became {received:?}");
+            assert_eq!(received.to_string(), error.to_string());
+        }
+        assert_eq!(cluster_status(&ClusterError::NoQuorum(String::new())), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn undelivered_unanswered_and_refused_calls_are_told_apart() {
+        let peers = Peers::new(Duration::from_secs(1), Some("s".repeat(16))).expect("client");
+        // Nothing listens: never delivered, safe to send elsewhere.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").to_string()
+        };
+        let answer: Result<(), _> = peers.post(&closed, "/peer/x", &(), Duration::from_secs(1)).await;
+        assert!(matches!(answer, Err(PeerError::NotDelivered { .. })), "{answer:?}");
+        // Received, never answered: the outcome is unknown.
+        let slow = serve(Router::new().route(
+            "/peer/x",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Json(())
+            }),
+        ))
+        .await;
+        let answer: Result<(), _> = peers.post(&slow, "/peer/x", &(), Duration::from_millis(200)).await;
+        assert!(matches!(answer, Err(PeerError::NoAnswer { .. })), "{answer:?}");
+        // A refusal that is not a route's typed failure (the secret check, an unknown route).
+        let plain = serve(Router::new()).await;
+        let answer: Result<(), _> = peers.post(&plain, "/peer/x", &(), Duration::from_secs(1)).await;
+        assert!(
+            matches!(answer, Err(PeerError::Refused(ClusterError::PeerRefused { status: 404, .. }))),
+            "{answer:?}"
+        );
+    }
 }

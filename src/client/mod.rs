@@ -10,6 +10,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::state::new_id;
+use crate::wire::IDEMPOTENCY_KEY;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no master answered:\n{}", .tried.iter().map(|(m, why)| format!("  {m}: {why}")).collect::<Vec<_>>().join("\n"))]
@@ -77,19 +80,35 @@ impl MasterClient {
         self.json(answer).await
     }
 
+    // Every write carries one Idempotency-Key, the same on each master tried: a master that
+    // applied the request but did not answer in time makes the next one answer the same result
+    // instead of applying it again.
+
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        let answer = self.send(|http, base| Ok(http.delete(format!("{base}{path}")))).await?;
+        let key = new_id();
+        let answer = self
+            .send(|http, base| Ok(http.delete(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key)))
+            .await?;
         self.json(answer).await
     }
 
     pub async fn put_text(&self, path: &str, body: &str) -> Result<Value, ClientError> {
-        let answer =
-            self.send(|http, base| Ok(http.put(format!("{base}{path}")).body(body.to_string()))).await?;
+        let key = new_id();
+        let answer = self
+            .send(|http, base| {
+                Ok(http.put(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key).body(body.to_string()))
+            })
+            .await?;
         self.json(answer).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let answer = self.send(|http, base| Ok(http.post(format!("{base}{path}")).json(body))).await?;
+        let key = new_id();
+        let answer = self
+            .send(|http, base| {
+                Ok(http.post(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key).json(body))
+            })
+            .await?;
         self.json(answer).await
     }
 
@@ -113,6 +132,7 @@ impl MasterClient {
         }
         let file_name = jar.file_name().and_then(|n| n.to_str()).unwrap_or("application.jar").to_string();
         let args_json = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
+        let key = new_id();
         let mut tried = Vec::new();
         for master in &self.masters {
             let file = tokio::fs::File::open(jar).await.map_err(file_error)?;
@@ -131,7 +151,7 @@ impl MasterClient {
             }
             let form = form.part("jar", part);
             let url = format!("http://{master}/api/v1.0/master/submitapp");
-            match self.http.post(url).multipart(form).send().await {
+            match self.http.post(url).header(IDEMPOTENCY_KEY, &key).multipart(form).send().await {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     tried.push((master.clone(), error_message(response).await));
                 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use openraft::BasicNode;
 
 use super::peer_protocol::{Hello, HELLO};
-use super::{node_id_of, Cluster};
+use super::{node_id_of, Cluster, ClusterError, PeerError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootstrapState {
@@ -120,15 +120,15 @@ async fn step(cluster: &Cluster) -> BootstrapState {
 }
 
 async fn ask_hello(cluster: &Cluster, peer: &str) -> Option<Hello> {
-    let response = cluster.peer_get(peer, HELLO).timeout(Duration::from_millis(500)).send().await.ok()?;
-    if !response.status().is_success() {
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+    match cluster.peers.get(peer, HELLO, Duration::from_millis(500)).await {
+        Ok(hello) => Some(hello),
+        Err(PeerError::Refused(ClusterError::PeerRefused { status: 401, .. })) => {
             tracing::warn!(
                 peer,
                 "peer refused our cluster secret; check gearpump.master.secret-file on both"
             );
+            None
         }
-        return None;
+        Err(_) => None,
     }
-    response.json().await.ok()
 }

@@ -124,17 +124,6 @@ impl Cluster {
         leader: &str,
         change: &MembershipChange,
     ) -> Result<MembersView, ClusterError> {
-        let response = self
-            .peer_post(leader, MEMBERS)
-            .json(change)
-            .timeout(CATCH_UP_TIMEOUT + Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| ClusterError::NoQuorum(format!("leader {leader} is not answering: {e}")))?;
-        let answer: Result<MembersView, String> = response
-            .json()
-            .await
-            .map_err(|e| ClusterError::NoQuorum(format!("leader {leader} sent an unreadable answer: {e}")))?;
-        answer.map_err(ClusterError::BadRequest)
+        Ok(self.peers.post(leader, MEMBERS, change, CATCH_UP_TIMEOUT + Duration::from_secs(10)).await?)
     }
 }

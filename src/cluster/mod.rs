@@ -6,27 +6,31 @@ mod log_store;
 mod membership;
 mod network;
 pub mod peer_protocol;
+mod peers;
 mod state_machine;
 mod types;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
 use crate::config::{HostPort, MasterConfig};
-use crate::state::{Command, CommandResult, MasterState, Rejection};
+use crate::state::{new_id, Command, CommandResult, MasterState, Proposal, Rejection, RequestId};
 pub use bootstrap::BootstrapState;
 pub use membership::{MembersView, MembershipChange};
-use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest, SECRET_HEADER};
+use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest};
+pub use peers::{PeerError, PeerFailure, Peers, SECRET_HEADER};
 pub use state_machine::AppliedState;
 use state_machine::{SharedState, StateMachineStore};
 use types::Raft;
 pub use types::{masters_fingerprint, node_id_of, NodeId};
 
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong with a request to the cluster. Serializable: peer routes send it to the
+/// master that called them, so a forwarded request fails exactly as it would have locally.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ClusterError {
     #[error("no quorum: {0}")]
     NoQuorum(String),
@@ -38,6 +42,16 @@ pub enum ClusterError {
     Fatal(String),
     #[error("bad peer request: {0}")]
     BadRequest(String),
+    /// A peer refused the call itself (the cluster secret, a body limit, a route it lacks).
+    #[error("master {address} refused the call ({status}): {message}")]
+    PeerRefused { address: String, status: u16, message: String },
+}
+
+/// Milliseconds since the Unix epoch: the time a master stamps on what it proposes.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Which Raft RPC a peer sent; the API layer only moves bytes, this module decodes them.
@@ -55,8 +69,7 @@ pub struct Cluster {
     masters: Vec<HostPort>,
     fingerprint: String,
     applied: SharedState,
-    http: reqwest::Client,
-    secret: Option<String>,
+    peers: Peers,
     failover_timeout: Duration,
     request_timeout: Duration,
     bootstrap: Arc<std::sync::Mutex<BootstrapState>>,
@@ -78,9 +91,9 @@ impl Cluster {
         let applied = state_machine.shared();
 
         let raft_config = raft_config(config).map_err(ClusterError::Fatal)?;
-        let http =
-            peer_http_client(config.failover_timeout).map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let network = network::PeerNetwork::new(http.clone(), secret.clone(), config.failover_timeout / 4);
+        let peers = Peers::new(config.failover_timeout.min(Duration::from_secs(1)), secret)
+            .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let network = network::PeerNetwork::new(peers.clone(), config.failover_timeout / 4);
         let node_id = node_id_of(&config.this_master);
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
@@ -105,8 +118,7 @@ impl Cluster {
             masters: config.masters.clone(),
             fingerprint: masters_fingerprint(&config.masters),
             applied,
-            http,
-            secret,
+            peers,
             failover_timeout: config.failover_timeout,
             request_timeout: config.request_timeout,
             bootstrap: Arc::new(std::sync::Mutex::new(BootstrapState::Starting)),
@@ -225,13 +237,25 @@ impl Cluster {
         }
     }
 
-    /// Proposes a command and waits for it to be committed and applied, forwarding to the
-    /// leader when this master is not it. Bounded by `request_timeout`: without a quorum the
-    /// caller gets `NoQuorum`, never a hang.
+    /// Proposes a command under a fresh request id (for writes the master starts itself).
     pub async fn write(&self, command: Command) -> Result<CommandResult, ClusterError> {
+        self.write_request(new_id(), command).await
+    }
+
+    /// Proposes a command and waits for it to be committed and applied, forwarding to the
+    /// leader when this master is not it. Every retry carries the same request id, so a write
+    /// whose first attempt did commit (a leader that died before answering) is applied once.
+    /// Bounded by `request_timeout`: without a quorum the caller gets `NoQuorum`, never a hang.
+    pub async fn write_request(
+        &self,
+        id: RequestId,
+        command: Command,
+    ) -> Result<CommandResult, ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
+        let proposal = Proposal { id, at_ms: now_ms(), command };
+        let mut outcome_unknown = false;
         loop {
-            let outcome = self.try_write_once(&command, deadline).await;
+            let outcome = self.try_write_once(&proposal, deadline).await;
             let retry_reason = match outcome {
                 Ok(WriteOutcome::Applied(result)) => return Ok(result),
                 Ok(WriteOutcome::Rejected(rejection)) => return Err(ClusterError::Rejected(rejection)),
@@ -242,8 +266,20 @@ impl Cluster {
                 Ok(WriteOutcome::NoQuorum(why)) => why,
                 Err(ClusterError::NoQuorum(why)) => why,
                 Err(other) => return Err(other),
+                Ok(WriteOutcome::Unknown(why)) => {
+                    outcome_unknown = true;
+                    why
+                }
             };
-            self.pause_before_retry(deadline, retry_reason).await?;
+            if let Err(gave_up) = self.pause_before_retry(deadline, retry_reason).await {
+                return Err(match gave_up {
+                    ClusterError::NoQuorum(why) if outcome_unknown => ClusterError::NoQuorum(format!(
+                        "{why}; the write may still be applied: retry with Idempotency-Key {} to apply it at most once",
+                        proposal.id
+                    )),
+                    other => other,
+                });
+            }
         }
     }
 
@@ -261,15 +297,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// One attempt: `Ok(NotLeader/NoQuorum)` and `Err(NoQuorum)` are worth retrying.
+    /// One attempt; anything but `Applied`, `Rejected` and a non-`NoQuorum` error is retried.
     async fn try_write_once(
         &self,
-        command: &Command,
+        proposal: &Proposal,
         deadline: Instant,
     ) -> Result<WriteOutcome, ClusterError> {
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.state == ServerState::Leader {
-            return self.write_as_leader(command.clone(), deadline).await;
+            return self.write_as_leader(proposal.clone(), deadline).await;
         }
         let Some(leader) = metrics.current_leader.filter(|id| *id != self.node_id) else {
             return Ok(WriteOutcome::NotLeader { leader: None });
@@ -277,13 +313,13 @@ impl Cluster {
         let Some(address) = self.leader_address(leader) else {
             return Ok(WriteOutcome::NotLeader { leader: None });
         };
-        self.forward_write(&address, command, deadline).await
+        self.forward_write(&address, proposal, deadline).await
     }
 
     /// Called for local proposals and for writes forwarded by other masters.
     pub async fn write_as_leader(
         &self,
-        command: Command,
+        proposal: Proposal,
         deadline: Instant,
     ) -> Result<WriteOutcome, ClusterError> {
         let metrics = self.raft.metrics().borrow().clone();
@@ -298,8 +334,9 @@ impl Cluster {
             )));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.raft.client_write(command)).await {
-            Err(_) => Ok(WriteOutcome::NoQuorum("the write was not committed by a majority in time".into())),
+        match tokio::time::timeout(remaining, self.raft.client_write(proposal)).await {
+            // Appended to the log, perhaps replicated: it may still commit.
+            Err(_) => Ok(WriteOutcome::Unknown("the write was not committed by a majority in time".into())),
             Ok(Ok(response)) => Ok(match response.data {
                 CommandResult::Rejected(rejection) => WriteOutcome::Rejected(rejection),
                 result => WriteOutcome::Applied(result),
@@ -314,35 +351,24 @@ impl Cluster {
         }
     }
 
+    /// Sends a proposal to the leader. What the transport could not deliver is safe to send
+    /// anywhere; what it delivered without an answer may have been applied, and is only ever
+    /// retried as the same proposal (same request id), which `apply` recognises.
     async fn forward_write(
         &self,
         address: &str,
-        command: &Command,
+        proposal: &Proposal,
         deadline: Instant,
     ) -> Result<WriteOutcome, ClusterError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let request = WriteRequest { command: command.clone() };
-        let response = self
-            .peer_post(address, peer_protocol::WRITE)
-            .json(&request)
-            .timeout(remaining.max(Duration::from_millis(1)))
-            .send()
-            .await;
-        match response {
-            Ok(response) if response.status().is_success() => {
-                response.json::<WriteOutcome>().await.map_err(|e| {
-                    ClusterError::NoQuorum(format!("leader {address} sent an unreadable answer: {e}"))
-                })
+        let request = WriteRequest { proposal: proposal.clone() };
+        match self.peers.post(address, peer_protocol::WRITE, &request, remaining).await {
+            Ok(outcome) => Ok(outcome),
+            Err(PeerError::NotDelivered { .. }) => {
+                Ok(WriteOutcome::NotLeader { leader: Some(address.to_string()) })
             }
-            Ok(response) => {
-                Err(ClusterError::NoQuorum(format!("leader {address} answered {}", response.status())))
-            }
-            // Not connected means the request never reached the leader: safe to retry.
-            Err(e) if e.is_connect() => Ok(WriteOutcome::NotLeader { leader: Some(address.to_string()) }),
-            Err(e) if e.is_timeout() => Err(ClusterError::NoQuorum(format!(
-                "leader {address} did not confirm the write in time (outcome unknown)"
-            ))),
-            Err(e) => Err(ClusterError::NoQuorum(format!("forwarding to leader {address} failed: {e}"))),
+            Err(unknown @ PeerError::NoAnswer { .. }) => Ok(WriteOutcome::Unknown(unknown.to_string())),
+            Err(PeerError::Refused(error)) => Err(error),
         }
     }
 
@@ -372,23 +398,9 @@ impl Cluster {
             else {
                 return Err(ClusterError::NoQuorum("no leader is elected".into()));
             };
-            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let response = self
-                .peer_post(&address, peer_protocol::READ_INDEX)
-                .timeout(remaining)
-                .send()
-                .await
-                .map_err(|e| ClusterError::NoQuorum(format!("leader {address} is not answering: {e}")))?;
-            if !response.status().is_success() {
-                return Err(ClusterError::NoQuorum(format!(
-                    "leader {address} answered {}",
-                    response.status()
-                )));
-            }
-            let read_index: ReadIndex = response
-                .json()
-                .await
-                .map_err(|e| ClusterError::NoQuorum(format!("leader {address}: {e}")))?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let read_index: ReadIndex =
+                self.peers.post(&address, peer_protocol::READ_INDEX, &(), remaining).await?;
             read_index.index
         };
         let Some(index) = index else { return Ok(()) };
@@ -454,12 +466,9 @@ impl Cluster {
                 continue;
             }
             let Some(address) = self.leader_address(id) else { continue };
-            let response = self
-                .peer_post(&address, peer_protocol::TAKE_OVER)
-                .timeout(self.failover_timeout)
-                .send()
-                .await;
-            if matches!(response, Ok(ref r) if r.status().is_success()) {
+            let answer: Result<(), _> =
+                self.peers.post(&address, peer_protocol::TAKE_OVER, &(), self.failover_timeout).await;
+            if answer.is_ok() {
                 return Some(address);
             }
         }
@@ -471,23 +480,6 @@ impl Cluster {
         self.raft.trigger().elect().await.map_err(|e| ClusterError::Fatal(e.to_string()))
     }
 
-    /// A POST to a peer's route, with the cluster secret.
-    fn peer_post(&self, address: &str, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.post(format!("http://{address}{path}"));
-        match &self.secret {
-            Some(secret) => builder.header(SECRET_HEADER, secret),
-            None => builder,
-        }
-    }
-
-    fn peer_get(&self, address: &str, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.get(format!("http://{address}{path}"));
-        match &self.secret {
-            Some(secret) => builder.header(SECRET_HEADER, secret),
-            None => builder,
-        }
-    }
-
     /// Every member's own status, asked concurrently; `None` for a master that did not answer.
     pub async fn all_statuses(&self) -> Vec<(NodeId, String, Option<PeerStatus>)> {
         let members = self.member_addresses();
@@ -495,16 +487,11 @@ impl Cluster {
             if id == self.node_id {
                 return (id, address, Some(self.status()));
             }
-            let answer = self
-                .peer_get(&address, peer_protocol::STATUS)
-                .timeout(Duration::from_millis(500))
-                .send()
+            let status = self
+                .peers
+                .get::<PeerStatus>(&address, peer_protocol::STATUS, Duration::from_millis(500))
                 .await;
-            let status = match answer {
-                Ok(response) if response.status().is_success() => response.json::<PeerStatus>().await.ok(),
-                _ => None,
-            };
-            (id, address, status)
+            (id, address, status.ok())
         });
         futures::future::join_all(asks).await
     }
@@ -550,13 +537,4 @@ fn raft_config(config: &MasterConfig) -> Result<openraft::Config, String> {
         ..Default::default()
     };
     raft_config.validate().map_err(|e| e.to_string())
-}
-
-fn peer_http_client(failover_timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(failover_timeout.min(Duration::from_secs(1)))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .no_proxy()
-        .build()
 }

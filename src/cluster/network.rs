@@ -12,28 +12,27 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::peer_protocol::{RAFT_APPEND, RAFT_SNAPSHOT, RAFT_VOTE, SECRET_HEADER};
+use super::peer_protocol::{RAFT_APPEND, RAFT_SNAPSHOT, RAFT_VOTE};
+use super::peers::{PeerError, Peers};
 use super::types::{NodeId, TypeConfig};
 
 #[derive(Clone)]
 pub struct PeerNetwork {
-    http: reqwest::Client,
-    secret: Option<String>,
+    peers: Peers,
     retry_after: Duration,
 }
 
 impl PeerNetwork {
     /// `retry_after`: how long to wait before contacting an unreachable peer again.
-    pub fn new(http: reqwest::Client, secret: Option<String>, retry_after: Duration) -> PeerNetwork {
-        PeerNetwork { http, secret, retry_after }
+    pub fn new(peers: Peers, retry_after: Duration) -> PeerNetwork {
+        PeerNetwork { peers, retry_after }
     }
 }
 
 pub struct PeerConnection {
-    http: reqwest::Client,
-    secret: Option<String>,
+    peers: Peers,
     target: NodeId,
-    base_url: String,
+    address: String,
     retry_after: Duration,
 }
 
@@ -42,10 +41,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         PeerConnection {
-            http: self.http.clone(),
-            secret: self.secret.clone(),
+            peers: self.peers.clone(),
             target,
-            base_url: format!("http://{}", node.addr),
+            address: node.addr.clone(),
             retry_after: self.retry_after,
         }
     }
@@ -63,27 +61,14 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut builder = self.http.post(format!("{}{path}", self.base_url)).json(request).timeout(ttl);
-        if let Some(secret) = &self.secret {
-            builder = builder.header(SECRET_HEADER, secret);
+        let answer: Result<Result<Resp, RaftError<NodeId, E>>, PeerError> =
+            self.peers.post(&self.address, path, request, ttl).await;
+        match answer {
+            Ok(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            // Unreachable makes openraft back off instead of hammering a dead peer.
+            Err(e @ PeerError::NotDelivered { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
-        let response = builder.send().await.map_err(|e| {
-            if e.is_connect() {
-                // Unreachable makes openraft back off instead of hammering a dead peer.
-                RPCError::Unreachable(Unreachable::new(&e))
-            } else {
-                RPCError::Network(NetworkError::new(&e))
-            }
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let error = std::io::Error::other(format!("peer {} answered {status}: {body}", self.base_url));
-            return Err(RPCError::Network(NetworkError::new(&error)));
-        }
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            response.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::types::NodeId;
-use crate::state::{Command, CommandResult, Rejection};
+use crate::state::{CommandResult, Proposal, Rejection};
 
 pub const RAFT_APPEND: &str = "/peer/raft/append";
 pub const RAFT_VOTE: &str = "/peer/raft/vote";
@@ -14,9 +14,6 @@ pub const WRITE: &str = "/peer/write";
 pub const READ_INDEX: &str = "/peer/read-index";
 pub const TAKE_OVER: &str = "/peer/take-over";
 pub const MEMBERS: &str = "/peer/members";
-
-/// The header carrying the cluster secret on every peer request.
-pub const SECRET_HEADER: &str = "x-gearpump-cluster-secret";
 
 /// Answer to `hello`, used before bootstrap to agree on the masters list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,7 +42,7 @@ pub struct PeerStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteRequest {
-    pub command: Command,
+    pub proposal: Proposal,
 }
 
 /// A forwarded write's outcome, as the leader saw it.
@@ -57,6 +54,8 @@ pub enum WriteOutcome {
         leader: Option<String>,
     },
     NoQuorum(String),
+    /// Proposed but not known to be committed: retried only as the same proposal.
+    Unknown(String),
     Rejected(Rejection),
 }
 

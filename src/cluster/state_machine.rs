@@ -139,7 +139,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(command) => applied.state.apply(command),
+                EntryPayload::Normal(proposal) => applied.state.apply_proposal(proposal),
                 EntryPayload::Membership(membership) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResult::Done

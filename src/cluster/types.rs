@@ -5,13 +5,13 @@ use std::io::Cursor;
 use sha2::{Digest, Sha256};
 
 use crate::config::HostPort;
-use crate::state::{Command, CommandResult};
+use crate::state::{CommandResult, Proposal};
 
 openraft::declare_raft_types!(
     /// Commands of the master state through Raft; snapshots are small (jar bytes never go
     /// through Raft, only their names and checksums), so an in-memory cursor is enough.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResult,
         NodeId = u64,
         Node = openraft::BasicNode,

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod requests;
+use requests::Seen;
+pub use requests::{new_id, validate_id, Proposal, RequestId, RequestWindow, MAX_AGE_MS, MAX_REMEMBERED};
+
 pub type AppId = u32;
 pub type WorkerId = u32;
 
@@ -142,6 +146,10 @@ pub enum Rejection {
     JarInUse(String),
     #[error("application ids are exhausted")]
     IdsExhausted,
+    #[error(
+        "request id {0:?} was already used for a different request; send a new Idempotency-Key for a new request"
+    )]
+    RequestIdReused(RequestId),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,9 +162,33 @@ pub struct MasterState {
     /// application reaches a terminal status.
     pub app_data: BTreeMap<AppId, BTreeMap<String, String>>,
     pub jars: BTreeMap<String, JarRecord>,
+    /// Recent request ids and their results, so a retried write is applied once.
+    #[serde(default)]
+    pub requests: RequestWindow,
 }
 
 impl MasterState {
+    /// Applies a proposal from the log: a request id seen before answers its first result again
+    /// (or a rejection, if the id came with a different command) and changes nothing else.
+    pub fn apply_proposal(&mut self, proposal: Proposal) -> CommandResult {
+        let Proposal { id, at_ms, command } = proposal;
+        // Entries from before request ids (empty id) apply as they always did.
+        if id.is_empty() {
+            return self.apply(command);
+        }
+        let fingerprint = command.fingerprint();
+        match self.requests.check(&id, fingerprint) {
+            Seen::Repeat(result) => result,
+            Seen::Conflict => CommandResult::Rejected(Rejection::RequestIdReused(id)),
+            Seen::New => {
+                let result = self.apply(command);
+                self.requests.remember(id, fingerprint, result.clone(), at_ms);
+                result
+            }
+        }
+    }
+
+    /// Applies one command; only `apply_proposal` and tests call this directly.
     pub fn apply(&mut self, command: Command) -> CommandResult {
         match command {
             Command::SubmitApp { app, now_ms } => self.submit(app, now_ms),

@@ -124,3 +124,112 @@ fn replaying_the_same_commands_gives_the_same_state() {
     let back: MasterState = serde_json::from_str(&json).expect("state deserializes");
     assert_eq!(back, first);
 }
+
+// ------------------------------------------------------------------ request ids (exactly once)
+
+fn proposal(id: &str, at_ms: u64, command: Command) -> Proposal {
+    Proposal { id: id.into(), at_ms, command }
+}
+
+#[test]
+fn a_repeated_request_id_applies_once_and_answers_the_first_result() {
+    let mut state = MasterState::default();
+    let first = Command::SubmitApp { app: new_app(None, "100-wc.jar"), now_ms: 100 };
+    assert_eq!(state.apply_proposal(proposal("r1", 100, first)), CommandResult::Submitted { app_id: 1 });
+    // The retry went through another master: a new time stamp and a jar uploaded again under
+    // another key. Still the same request.
+    let retry = Command::SubmitApp { app: new_app(None, "250-wc.jar"), now_ms: 250 };
+    assert_eq!(state.apply_proposal(proposal("r1", 250, retry)), CommandResult::Submitted { app_id: 1 });
+    assert_eq!(state.apps.len(), 1, "one application for one request");
+    assert_eq!(state.max_app_id, 1);
+    assert_eq!(state.requests.repeats_answered, 1);
+    // A new request id is a new application.
+    let other = Command::SubmitApp { app: new_app(None, "300-wc.jar"), now_ms: 300 };
+    assert_eq!(state.apply_proposal(proposal("r2", 300, other)), CommandResult::Submitted { app_id: 2 });
+}
+
+#[test]
+fn a_repeated_data_write_does_not_overwrite_a_later_one() {
+    let mut state = MasterState::default();
+    submit(&mut state, None, "j1");
+    let put = |value: &str| Command::PutAppData { app_id: 1, key: "k".into(), value: value.into() };
+    state.apply_proposal(proposal("a", 1, put("a")));
+    state.apply_proposal(proposal("b", 2, put("b")));
+    // The retry of "a" that a leader's death used to apply a second time (a, b, a).
+    assert_eq!(state.apply_proposal(proposal("a", 3, put("a"))), CommandResult::Done);
+    assert_eq!(state.app_data[&1]["k"], "b");
+}
+
+#[test]
+fn a_request_id_reused_for_another_command_is_refused() {
+    let mut state = MasterState::default();
+    submit(&mut state, None, "j1");
+    let put = |value: &str| Command::PutAppData { app_id: 1, key: "k".into(), value: value.into() };
+    state.apply_proposal(proposal("same", 1, put("a")));
+    assert_eq!(
+        state.apply_proposal(proposal("same", 2, put("b"))),
+        CommandResult::Rejected(Rejection::RequestIdReused("same".into()))
+    );
+    assert_eq!(state.app_data[&1]["k"], "a");
+}
+
+#[test]
+fn a_rejection_is_remembered_too() {
+    let mut state = MasterState::default();
+    let kill = Command::KillApp { app_id: 9, now_ms: 1 };
+    let rejected = CommandResult::Rejected(Rejection::UnknownApp(9));
+    assert_eq!(state.apply_proposal(proposal("k", 1, kill.clone())), rejected);
+    submit(&mut state, None, "j1"); // ids move on meanwhile; the answer to "k" does not change
+    assert_eq!(state.apply_proposal(proposal("k", 2, kill)), rejected);
+}
+
+#[test]
+fn the_window_is_bounded_by_count_and_age() {
+    let mut state = MasterState::default();
+    for i in 0..100_000u64 {
+        state.apply_proposal(proposal(&format!("{i:032x}"), 1_000 + i, Command::AllocateWorkerId));
+    }
+    assert_eq!(state.requests.len(), MAX_REMEMBERED);
+    // The oldest ids are forgotten, the newest remembered.
+    let bytes = serde_json::to_vec(&state.requests).expect("serializable");
+    assert!(bytes.len() < 8 << 20, "window of {} ids is {} bytes in a snapshot", MAX_REMEMBERED, bytes.len());
+    let newest = format!("{:032x}", 99_999);
+    let before = state.next_worker_id;
+    state.apply_proposal(proposal(&newest, 200_000, Command::AllocateWorkerId));
+    assert_eq!(state.next_worker_id, before, "a remembered id is not applied again");
+    state.apply_proposal(proposal(&format!("{:032x}", 0), 200_001, Command::AllocateWorkerId));
+    assert_eq!(state.next_worker_id, before + 1, "an evicted id is a new request");
+
+    // Age: one proposal far later evicts everything older than MAX_AGE_MS.
+    state.apply_proposal(proposal("late", 200_002 + MAX_AGE_MS, Command::AllocateWorkerId));
+    assert_eq!(state.requests.len(), 1);
+}
+
+#[test]
+fn log_entries_from_before_request_ids_still_apply() {
+    let legacy = serde_json::to_string(&Command::KillApp { app_id: 3, now_ms: 5 }).expect("json");
+    let decoded: Proposal = serde_json::from_str(&legacy).expect("a bare command decodes");
+    assert_eq!(decoded.id, "");
+    assert_eq!(decoded.command, Command::KillApp { app_id: 3, now_ms: 5 });
+    let unit: Proposal = serde_json::from_str("\"AllocateWorkerId\"").expect("a unit command decodes");
+    assert_eq!(unit.command, Command::AllocateWorkerId);
+    let current = proposal("x", 7, Command::AllocateWorkerId);
+    let round: Proposal =
+        serde_json::from_str(&serde_json::to_string(&current).expect("json")).expect("decodes");
+    assert_eq!(round, current);
+    // Old snapshots have no window.
+    let mut old = serde_json::to_value(MasterState::default()).expect("json");
+    old.as_object_mut().expect("object").remove("requests");
+    let state: MasterState = serde_json::from_value(old).expect("an old snapshot loads");
+    assert!(state.requests.is_empty());
+}
+
+#[test]
+fn request_ids_are_checked() {
+    assert!(validate_id("0f3a-retry-1").is_ok());
+    assert!(validate_id(&new_id()).is_ok());
+    assert!(validate_id("").is_err());
+    assert!(validate_id("has space").is_err());
+    assert!(validate_id(&"x".repeat(129)).is_err());
+    assert_ne!(new_id(), new_id());
+}

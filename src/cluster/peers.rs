@@ -1,0 +1,130 @@
+//! The peer transport: every master-to-master call goes through `Peers`, the way etcd's
+//! `rafthttp` is the one place its members talk. One HTTP client, one place that adds the
+//! cluster secret, and one classification of what went wrong, which is what callers need to
+//! decide whether a retry is safe:
+//!
+//! - `NotDelivered`: the connection was never made, so the peer cannot have acted on it.
+//! - `NoAnswer`: the request may have been received and acted on; only a retry that the peer
+//!   can recognise as the same request (a write's request id) is safe.
+//! - `Refused`: the peer answered with an error of its own. Peer routes send the `ClusterError`
+//!   itself (see `api::peer_routes`), so a follower hands its client the leader's verdict with
+//!   the status the leader would have given — a failed membership change is a 503 or a 400
+//!   wherever the client sent it.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ClusterError;
+
+/// The header carrying the cluster secret on every peer request.
+pub const SECRET_HEADER: &str = "x-gearpump-cluster-secret";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("master {address} is not reachable: {cause}")]
+    NotDelivered { address: String, cause: String },
+    #[error("master {address} did not answer (the outcome is unknown): {cause}")]
+    NoAnswer { address: String, cause: String },
+    #[error("{0}")]
+    Refused(ClusterError),
+}
+
+impl From<PeerError> for ClusterError {
+    /// For callers that only need to know "try again later": a peer that did not answer is a
+    /// cluster without a usable quorum for now.
+    fn from(error: PeerError) -> ClusterError {
+        match error {
+            PeerError::Refused(error) => error,
+            other => ClusterError::NoQuorum(other.to_string()),
+        }
+    }
+}
+
+/// The body of every error a peer route answers: the text and status a client would see, and
+/// the typed error for the calling master.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerFailure {
+    pub error: String,
+    pub status: u16,
+    pub cause: ClusterError,
+}
+
+#[derive(Clone)]
+pub struct Peers {
+    http: reqwest::Client,
+    secret: Option<String>,
+}
+
+impl Peers {
+    /// `connect_timeout` bounds only the TCP connect: a peer that does not accept within it is
+    /// treated as down (the fail-over bound, at most a second).
+    pub fn new(connect_timeout: Duration, secret: Option<String>) -> reqwest::Result<Peers> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        Ok(Peers { http, secret })
+    }
+
+    pub async fn get<Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        self.exchange(address, self.http.get(format!("http://{address}{path}")), timeout).await
+    }
+
+    pub async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let builder = self.http.post(format!("http://{address}{path}")).json(body);
+        self.exchange(address, builder, timeout).await
+    }
+
+    async fn exchange<Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        builder: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let mut builder = builder.timeout(timeout.max(Duration::from_millis(1)));
+        if let Some(secret) = &self.secret {
+            builder = builder.header(SECRET_HEADER, secret);
+        }
+        let no_answer = |cause: String| PeerError::NoAnswer { address: address.to_string(), cause };
+        let response = builder.send().await.map_err(|e| {
+            if e.is_connect() {
+                PeerError::NotDelivered { address: address.to_string(), cause: e.to_string() }
+            } else if e.is_timeout() {
+                no_answer(format!("no answer within {} ms", timeout.as_millis()))
+            } else {
+                no_answer(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| no_answer(format!("answer cut off: {e}")))?;
+        if status.is_success() {
+            let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+            return serde_json::from_slice(body).map_err(|e| no_answer(format!("unreadable answer: {e}")));
+        }
+        // A route's typed failure; anything else (the secret check, a body limit, an unknown
+        // route from another version) is the peer refusing the call itself.
+        Err(PeerError::Refused(match serde_json::from_slice::<PeerFailure>(&body) {
+            Ok(failure) => failure.cause,
+            Err(_) => ClusterError::PeerRefused {
+                address: address.to_string(),
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            },
+        }))
+    }
+}
