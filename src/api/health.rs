@@ -6,9 +6,10 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::Context;
+use super::{Context, JarProbe};
+use crate::jarstore::JarStore;
 
 /// Alive: the runtime answers and the Raft core has not stopped.
 pub async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
@@ -21,28 +22,137 @@ pub async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
 
 /// Ready: in a quorum with a known leader. The jar store's state is reported too: a master
 /// whose store is down still holds the quorum, but operators must see why uploads fail.
+/// The store's state is the background probe's last answer with its age, never a probe made
+/// here: a readiness check must answer at once even when HDFS or an NFS mount hangs.
 pub async fn ready(State(context): State<Arc<Context>>) -> impl IntoResponse {
     let status = context.cluster.status();
     let ready = context.cluster.is_ready();
-    let jar_store = match context.jars.check().await {
-        Ok(()) => {
-            json!({ "store": context.jars.describe(), "ok": true, "ha": context.jars.is_highly_available() })
-        }
-        Err(e) => json!({ "store": context.jars.describe(), "ok": false, "error": e.to_string() }),
-    };
+    let probe = context.jar_health.read().ok().and_then(|probe| probe.clone());
     let body = json!({
         "ready": ready,
         "role": status.role,
         "term": status.term,
         "leader": status.leader,
         "bootstrap": context.cluster.bootstrap_state().to_string(),
-        "jarStore": jar_store,
+        "jarStore": jar_store_report(&*context.jars, probe.as_ref()),
     });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))
 }
 
+/// `ok` is null until the first probe finishes; `probeAgeMs` says how old the answer is.
+fn jar_store_report(jars: &dyn JarStore, probe: Option<&JarProbe>) -> Value {
+    let mut report = json!({ "store": jars.describe(), "ha": jars.is_highly_available() });
+    match probe {
+        None => {
+            report["ok"] = Value::Null;
+            report["probeAgeMs"] = Value::Null;
+        }
+        Some(probe) => {
+            report["ok"] = Value::Bool(probe.result.is_ok());
+            if let Err(error) = &probe.result {
+                report["error"] = Value::String(error.clone());
+            }
+            let age = u64::try_from(probe.at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            report["probeAgeMs"] = Value::from(age);
+        }
+    }
+    report
+}
+
 pub async fn metrics(State(context): State<Arc<Context>>) -> impl IntoResponse {
     let text = context.metrics.render(&context.cluster);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::jarstore::{ByteStream, JarStoreError, StoredJar};
+
+    /// A store whose every call hangs, like HDFS with a stopped NameNode or a dead NFS server.
+    struct HangingStore;
+
+    #[async_trait]
+    impl JarStore for HangingStore {
+        fn describe(&self) -> String {
+            "hdfs://hung:8020/jars".into()
+        }
+        fn is_highly_available(&self) -> bool {
+            true
+        }
+        async fn put(&self, _: &str, _: ByteStream, _: u64) -> Result<StoredJar, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn get(&self, _: &str) -> Result<ByteStream, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn exists(&self, _: &str) -> Result<bool, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: &str) -> Result<(), JarStoreError> {
+            std::future::pending().await
+        }
+        async fn list(&self) -> Result<Vec<String>, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn check(&self) -> Result<(), JarStoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_answers_from_the_cached_probe_when_the_store_hangs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            socket.local_addr().expect("address").port()
+        };
+        let text = format!(
+            "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\ngearpump.master.state-dir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let config = crate::config::load_str(Path::new("gear.conf"), &text, &Default::default())
+            .expect("valid configuration");
+        let cluster = crate::cluster::Cluster::start(&config, None).await.expect("a one-master cluster");
+        let context = Arc::new(Context {
+            cluster: cluster.clone(),
+            jars: Arc::new(HangingStore),
+            config: Arc::new(config),
+            metrics: Default::default(),
+            secret: None,
+            jar_health: std::sync::RwLock::new(Some(JarProbe {
+                result: Err("no answer from HDFS within 10 s".into()),
+                at: Instant::now() - Duration::from_secs(7),
+            })),
+        });
+
+        let started = Instant::now();
+        // Generous bound for a loaded 2-core machine; the answer itself takes microseconds.
+        let answer = tokio::time::timeout(Duration::from_secs(2), ready(State(context)))
+            .await
+            .expect("/health/ready must not wait for the jar store");
+        let elapsed = started.elapsed();
+        let response = answer.into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        eprintln!("/health/ready answered in {elapsed:?} with a hanging store");
+        assert_eq!(body["jarStore"]["ok"], false, "{body}");
+        assert_eq!(body["jarStore"]["error"], "no answer from HDFS within 10 s", "{body}");
+        assert!(body["jarStore"]["probeAgeMs"].as_u64().is_some_and(|age| age >= 7000), "{body}");
+        cluster.shutdown().await;
+    }
+
+    #[test]
+    fn before_the_first_probe_the_store_state_is_unknown() {
+        let report = jar_store_report(&HangingStore, None);
+        assert_eq!(report["ok"], Value::Null, "{report}");
+        assert_eq!(report["probeAgeMs"], Value::Null, "{report}");
+        assert_eq!(report["store"], "hdfs://hung:8020/jars");
+    }
 }

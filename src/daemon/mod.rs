@@ -214,10 +214,20 @@ async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
 
 /// Probes the jar store every few seconds for `/health/ready`; logs when its health changes.
 /// The quorum does not depend on the store: uploads fail with the logged reason meanwhile.
+/// A probe that does not finish within `gearpump.jarstore.timeout` counts as a failure, so a
+/// hung store (a dead NFS server) is reported instead of leaving the last good answer standing.
 async fn probe_jar_store(context: Arc<Context>) {
+    let bound = context.config.jar_timeout;
     loop {
-        let result = context.jars.check().await.map_err(|e| e.to_string());
-        let previous = context.jar_health.read().map(|h| h.clone()).unwrap_or(None);
+        let result = match tokio::time::timeout(bound, context.jars.check()).await {
+            Ok(checked) => checked.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "jar store {} is unavailable: the health probe got no answer within {bound:?} \
+                 (gearpump.jarstore.timeout)",
+                context.jars.describe()
+            )),
+        };
+        let previous = context.jar_health.read().ok().and_then(|h| h.as_ref().map(|p| p.result.clone()));
         if previous.as_ref() != Some(&result) {
             match &result {
                 Ok(()) => tracing::info!(store = %context.jars.describe(), "jar store is available"),
@@ -225,7 +235,7 @@ async fn probe_jar_store(context: Arc<Context>) {
             }
         }
         if let Ok(mut health) = context.jar_health.write() {
-            *health = Some(result);
+            *health = Some(api::JarProbe { result, at: std::time::Instant::now() });
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
