@@ -89,9 +89,7 @@ pub async fn submit_app(
                     return Err(ApiError::bad_request("the upload has more than one `jar` part"));
                 }
                 let file_name = field.file_name().unwrap_or("application.jar").to_string();
-                name::validate(&file_name)?;
-                let key = format!("{}-{file_name}", now_ms());
-                name::validate(&key)?;
+                let key = name::new_key(&file_name, now_ms())?;
                 let stored = store_jar(&context, field, key).await?;
                 jar = Some((stored, file_name));
             } else {

@@ -199,11 +199,16 @@ impl HdfsJarStore {
         };
         self.op(writer.close(), || format!("closing {partial}")).await?;
         let target = self.jar_path(key);
-        // Overwrite: retrying an upload whose rename went through but whose answer was lost
-        // must succeed.
-        self.op(self.client.rename(partial, &target, true), || format!("renaming {partial} to {target}"))
-            .await?;
-        Ok(StoredJar { key: key.to_string(), size, sha256 })
+        // Never overwrite: another upload's jar under this key may already be registered with
+        // its own SHA-256. HDFS's rename without OVERWRITE fails atomically when the target
+        // exists. (Keys are unique per upload, so a retried upload uses a new key.)
+        match self.bounded(self.client.rename(partial, &target, false)).await {
+            Ok(()) => Ok(StoredJar { key: key.to_string(), size, sha256 }),
+            Err(Failure::Hdfs(e)) if is_already_exists(&e) => {
+                Err(JarStoreError::AlreadyExists(key.to_string()))
+            }
+            Err(f) => Err(self.fail(format!("renaming {partial} to {target}"), f).await),
+        }
     }
 
     async fn fill(
@@ -557,6 +562,14 @@ fn is_not_found(e: &HdfsError) -> bool {
     match e {
         HdfsError::FileNotFound(_) => true,
         HdfsError::RPCError(class, _) => class == "java.io.FileNotFoundException",
+        _ => false,
+    }
+}
+
+fn is_already_exists(e: &HdfsError) -> bool {
+    match e {
+        HdfsError::AlreadyExists(_) => true,
+        HdfsError::RPCError(class, _) => class == "org.apache.hadoop.fs.FileAlreadyExistsException",
         _ => false,
     }
 }
