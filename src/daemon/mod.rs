@@ -28,6 +28,8 @@ pub enum DaemonError {
     Listen { address: String, cause: String, fix: String },
     #[error("cluster secret file {path}: {cause}\n  fix: create it with the same secret on every master (mode 0600, owned by the service user), or remove gearpump.master.secret-file")]
     Secret { path: String, cause: String },
+    #[error("{0}\n  fix: check gearpump.jarstore.rootpath and, for hdfs://nameservice/..., the Hadoop configuration (HADOOP_CONF_DIR)")]
+    JarStore(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("the HTTP server failed: {0}")]
@@ -35,10 +37,11 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// sysexits: 78 for configuration, 69 (EX_UNAVAILABLE) when the port or state is unusable.
+    /// sysexits: 78 for configuration (the jar store's client setup included: it only fails
+    /// on configuration, such as a nameservice the Hadoop files do not define), 69 (EX_UNAVAILABLE) when the port or state is unusable.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) | DaemonError::Secret { .. } => 78,
+            DaemonError::Config(_) | DaemonError::Secret { .. } | DaemonError::JarStore(_) => 78,
             DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
             DaemonError::Serve(_) => 1,
         }
@@ -75,7 +78,7 @@ pub async fn run(
         }
     };
     let jars = jarstore::open(&config.jar_store, config.jar_timeout)
-        .map_err(|e| DaemonError::Serve(e.to_string()))?;
+        .map_err(|e| DaemonError::JarStore(e.to_string()))?;
     if !jars.is_highly_available() {
         tracing::warn!(store = %jars.describe(), "the jar store is local to this master and NOT highly available");
     }

@@ -21,6 +21,7 @@ use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use sha2::{Digest, Sha256};
 
 use super::{name, ByteStream, JarStore, JarStoreError, StoredJar};
+use crate::config::parse_hdfs_uri as parse_uri;
 
 /// Hidden from `list` by its leading dot, and jar names may not start with one.
 const PARTIAL_DIR: &str = ".partial";
@@ -508,46 +509,6 @@ fn read_stream(reader: FileReader, store: String, path: String, op_timeout: Dura
         }
     });
     Box::pin(stream)
-}
-
-/// Splits `hdfs://authority/path` into the authority and a normalized absolute path.
-fn parse_uri(uri: &str) -> Result<(String, String), String> {
-    let rest = uri.strip_prefix("hdfs://").ok_or_else(|| {
-        "the URI must start with hdfs:// (hdfs://host:port/path or hdfs://nameservice/path)".to_string()
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err("the URI has no NameNode address or nameservice (hdfs://host:port/path)".to_string());
-    }
-    if authority.contains('@') {
-        return Err("user names in the URI are not supported; set HADOOP_USER_NAME instead".to_string());
-    }
-    if authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{authority:?} is not a host name"));
-    }
-    if let Some((host, port)) = authority.rsplit_once(':') {
-        if host.is_empty() {
-            return Err("the URI has a port but no host".to_string());
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(format!("{port:?} is not a port number")),
-        }
-    }
-    if path.contains(['?', '#']) || path.chars().any(|c| c.is_control()) {
-        return Err(format!("{path:?} is not a plain path (no '?', '#' or control characters)"));
-    }
-    let mut segments = Vec::new();
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." {
-            return Err(format!("the path {path:?} contains '.' or '..'"));
-        }
-        segments.push(segment);
-    }
-    Ok((authority.to_string(), format!("/{}", segments.join("/"))))
 }
 
 fn join(dir: &str, name: &str) -> String {

@@ -136,9 +136,16 @@ pub fn check_failover(text: &str) -> Result<String, String> {
         "m" | "min" => number.checked_mul(60_000),
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
-    match millis {
-        Some(ms) if (200..=600_000).contains(&ms) => Ok(format!("{number}{}", unit.trim())),
-        _ => Err(format!("{text:?} is outside 200ms..10m")),
+    // The same range as the master's own check of gearpump.master.failover-timeout.
+    let (min, max) = crate::config::keys::FAILOVER_RANGE;
+    let (min_ms, max_ms) = (min.as_millis(), max.as_millis());
+    match millis.map(u128::from) {
+        Some(ms) if (min_ms..=max_ms).contains(&ms) => Ok(format!("{number}{}", unit.trim())),
+        _ => Err(format!(
+            "{text:?} is outside {}..{}",
+            crate::config::keys::format_duration(min),
+            crate::config::keys::format_duration(max)
+        )),
     }
 }
 
@@ -147,17 +154,11 @@ pub fn check_jar_store_uri(uri: &str) -> Result<(), String> {
     if uri.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
         return Err(format!("{uri:?} contains blanks, quotes or control characters"));
     }
-    if let Some(rest) = uri.strip_prefix("hdfs://") {
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.is_empty() {
-            return Err(format!("{uri:?} names no NameNode or nameservice (hdfs://namenode:9000/path)"));
-        }
-        if let Some((_, port)) = authority.rsplit_once(':') {
-            if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(format!("{uri:?}: {port:?} is not a port"));
-            }
-        }
-        if path.is_empty() {
+    if uri.starts_with("hdfs://") {
+        // The master's own parser, so setup never writes a root the master would refuse.
+        let (_, path) =
+            crate::config::parse_hdfs_uri(uri).map_err(|problem| format!("{uri:?}: {problem}"))?;
+        if path == "/" {
             return Err(format!("{uri:?} has no path (hdfs://namenode:9000/gearpump/jars)"));
         }
         return Ok(());
