@@ -67,70 +67,19 @@ pub async fn metrics(State(context): State<Arc<Context>>) -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::jarstore::{ByteStream, JarStoreError, StoredJar};
-
-    /// A store whose every call hangs, like HDFS with a stopped NameNode or a dead NFS server.
-    struct HangingStore;
-
-    #[async_trait]
-    impl JarStore for HangingStore {
-        fn describe(&self) -> String {
-            "hdfs://hung:8020/jars".into()
-        }
-        fn is_highly_available(&self) -> bool {
-            true
-        }
-        async fn put(&self, _: &str, _: ByteStream, _: u64) -> Result<StoredJar, JarStoreError> {
-            std::future::pending().await
-        }
-        async fn get(&self, _: &str) -> Result<ByteStream, JarStoreError> {
-            std::future::pending().await
-        }
-        async fn exists(&self, _: &str) -> Result<bool, JarStoreError> {
-            std::future::pending().await
-        }
-        async fn delete(&self, _: &str) -> Result<(), JarStoreError> {
-            std::future::pending().await
-        }
-        async fn list(&self) -> Result<Vec<String>, JarStoreError> {
-            std::future::pending().await
-        }
-        async fn check(&self) -> Result<(), JarStoreError> {
-            std::future::pending().await
-        }
-    }
+    use crate::api::test_support::{one_master_context, HangingStore};
 
     #[tokio::test]
     async fn ready_answers_from_the_cached_probe_when_the_store_hangs() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = {
-            let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            socket.local_addr().expect("address").port()
-        };
-        let text = format!(
-            "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\ngearpump.master.state-dir = {:?}\n",
-            dir.path().display().to_string()
-        );
-        let config = crate::config::load_str(Path::new("gear.conf"), &text, &Default::default())
-            .expect("valid configuration");
-        let cluster = crate::cluster::Cluster::start(&config, None).await.expect("a one-master cluster");
-        let context = Arc::new(Context {
-            cluster: cluster.clone(),
-            jars: Arc::new(HangingStore),
-            config: Arc::new(config),
-            metrics: Default::default(),
-            secret: None,
-            jar_health: std::sync::RwLock::new(Some(JarProbe {
-                result: Err("no answer from HDFS within 10 s".into()),
-                at: Instant::now() - Duration::from_secs(7),
-            })),
+        let (context, _dir) = one_master_context(Arc::new(HangingStore), "").await;
+        *context.jar_health.write().expect("lock") = Some(JarProbe {
+            result: Err("no answer from HDFS within 10 s".into()),
+            at: Instant::now() - Duration::from_secs(7),
         });
+        let cluster = context.cluster.clone();
 
         let started = Instant::now();
         // Generous bound for a loaded 2-core machine; the answer itself takes microseconds.

@@ -7,6 +7,8 @@ mod health;
 mod jar_routes;
 pub mod metrics;
 mod peer_routes;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 

@@ -218,17 +218,25 @@ async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
 /// Probes the jar store every few seconds for `/health/ready`; logs when its health changes.
 /// The quorum does not depend on the store: uploads fail with the logged reason meanwhile.
 /// A probe that does not finish within `gearpump.jarstore.timeout` counts as a failure, so a
-/// hung store (a dead NFS server) is reported instead of leaving the last good answer standing.
+/// hung store (a dead NFS server) is reported instead of leaving the last good answer standing;
+/// no second probe starts while that one hangs (each would hold a blocking thread), so the
+/// answer's age keeps growing until the store answers again.
 async fn probe_jar_store(context: Arc<Context>) {
     let bound = context.config.jar_timeout;
     loop {
-        let result = match tokio::time::timeout(bound, context.jars.check()).await {
-            Ok(checked) => checked.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "jar store {} is unavailable: the health probe got no answer within {bound:?} \
-                 (gearpump.jarstore.timeout)",
-                context.jars.describe()
-            )),
+        let jars = context.jars.clone();
+        let mut check = tokio::spawn(async move { jars.check().await.map_err(|e| e.to_string()) });
+        let (result, hung) = match tokio::time::timeout(bound, &mut check).await {
+            Ok(Ok(result)) => (result, false),
+            Ok(Err(failed)) => (Err(format!("the jar store health probe failed: {failed}")), false),
+            Err(_) => (
+                Err(format!(
+                    "jar store {} is unavailable: the health probe got no answer within {bound:?} \
+                     (gearpump.jarstore.timeout)",
+                    context.jars.describe()
+                )),
+                true,
+            ),
         };
         let previous = context.jar_health.read().ok().and_then(|h| h.as_ref().map(|p| p.result.clone()));
         if previous.as_ref() != Some(&result) {
@@ -240,6 +248,38 @@ async fn probe_jar_store(context: Arc<Context>) {
         if let Ok(mut health) = context.jar_health.write() {
             *health = Some(api::JarProbe { result, at: std::time::Instant::now() });
         }
+        if hung {
+            let _ = check.await;
+        }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::api::test_support::{one_master_context, HangingStore};
+
+    /// A store that never answers is reported as failing within the store timeout (it was
+    /// never reported: the probe loop hung on it with the last answer, or none, standing).
+    #[tokio::test]
+    async fn a_hanging_store_is_reported_within_the_store_timeout() {
+        let (context, _dir) =
+            one_master_context(Arc::new(HangingStore), "gearpump.jarstore.timeout = 200ms").await;
+        let probe = tokio::spawn(super::probe_jar_store(context.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            let health = context.jar_health.read().expect("lock").clone();
+            if let Some(probe) = health {
+                break probe.result.expect_err("a hanging store is not healthy");
+            }
+            assert!(std::time::Instant::now() < deadline, "the probe never reported the hanging store");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(error.contains("no answer within 200ms (gearpump.jarstore.timeout)"), "{error}");
+        probe.abort();
+        context.cluster.shutdown().await;
     }
 }
