@@ -89,10 +89,6 @@ impl HdfsJarStore {
     /// `uri` is `hdfs://host:port/path` or, for NameNode HA, `hdfs://nameservice/path` with the
     /// nameservice defined in the Hadoop configuration. No I/O happens here: an unreachable
     /// HDFS shows up in `check` and in each operation, so a master can start without it.
-    pub fn new(uri: &str) -> Result<Self, JarStoreError> {
-        Self::with_options(uri, HdfsOptions::default())
-    }
-
     /// Call it inside the tokio runtime that will use the store: hdfs-native runs its
     /// background work (lease renewal, write acknowledgements) on the runtime current here.
     pub fn with_options(uri: &str, options: HdfsOptions) -> Result<Self, JarStoreError> {
