@@ -327,7 +327,7 @@ impl Settings {
             let Some(source) = source else { continue };
             if let Some((spelling, value)) = read_key(source, key)? {
                 settings.origins.insert(key.name, source.origin(&spelling));
-                settings.shown.insert(key.name, show(&value));
+                settings.shown.insert(key.name, show(key, &value));
                 if let Some(note) = key.spelling_note.filter(|_| !spelling.ends_with(key.name)) {
                     warnings.push(note.to_string());
                 }
@@ -409,8 +409,9 @@ impl Settings {
     }
 }
 
-fn show(value: &Value) -> String {
+fn show(key: &keys::Key, value: &Value) -> String {
     match value {
+        Value::Number(bytes) if matches!(key.kind, Kind::Size { .. }) => format!("{bytes} bytes"),
         Value::Text(text) => text.clone(),
         Value::Masters(masters) => masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         Value::JarRoot(root) => root.to_string(),

@@ -198,6 +198,11 @@ fn env_substitution_and_overlay() {
 fn sizes_and_numbers() {
     let config = load_text("gearpump.jarstore.max-size = 1 MiB").expect("valid");
     assert_eq!(config.jar_max_size, 1 << 20);
+    assert!(
+        config.explain().contains("gearpump.jarstore.max-size         = 1048576 bytes"),
+        "{}",
+        config.explain()
+    );
     assert!(error_text("gearpump.jarstore.max-size = lots").contains("expected a size"));
     assert!(error_text("gearpump.master.snapshot-every = 1").contains("out of range"));
 }
