@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 use hocon::HoconValue;
 pub use host_port::HostPort;
-pub(crate) use jar_root::parse_hdfs_uri;
+pub(crate) use jar_root::{parse as parse_jar_root, parse_hdfs_uri};
 use keys::Kind;
 use known_keys::KeyKind;
 

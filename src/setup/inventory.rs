@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::ssh::SshOptions;
 use super::SetupError;
 use crate::cli::SetupArgs;
-use crate::config::HostPort;
+use crate::config::{HostPort, JarStoreRoot};
 
 /// Package family of a node: what installs a package there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,22 +154,22 @@ pub fn check_jar_store_uri(uri: &str) -> Result<(), String> {
     if uri.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
         return Err(format!("{uri:?} contains blanks, quotes or control characters"));
     }
-    if uri.starts_with("hdfs://") {
-        // The master's own parser, so setup never writes a root the master would refuse.
-        let (_, path) =
-            crate::config::parse_hdfs_uri(uri).map_err(|problem| format!("{uri:?}: {problem}"))?;
-        if path == "/" {
-            return Err(format!("{uri:?} has no path (hdfs://namenode:9000/gearpump/jars)"));
+    // The master's own parser, so setup never writes a root the master would refuse; setup asks
+    // more of it: a shared store (not a master-local folder) below the file system's root.
+    match crate::config::parse_jar_root(uri) {
+        Err((problem, fix)) => Err(format!("{problem}; {fix}")),
+        Ok(JarStoreRoot::Hdfs(_)) => match crate::config::parse_hdfs_uri(uri) {
+            Ok((_, path)) if path != "/" => Ok(()),
+            _ => Err(format!("{uri:?} has no path (hdfs://namenode:9000/gearpump/jars)")),
+        },
+        Ok(JarStoreRoot::Shared(path)) if path != Path::new("/") => Ok(()),
+        Ok(JarStoreRoot::Shared(_)) => {
+            Err(format!("{uri:?} is not an absolute folder (file:///shared/folder)"))
         }
-        return Ok(());
-    }
-    if let Some(path) = uri.strip_prefix("file://") {
-        if !path.starts_with('/') || path == "/" {
-            return Err(format!("{uri:?} is not an absolute folder (file:///shared/folder)"));
+        Ok(JarStoreRoot::Local(_)) => {
+            Err(format!("{uri:?} is neither hdfs://... nor file:///... (for NFS use --nfs SERVER:/export)"))
         }
-        return Ok(());
     }
-    Err(format!("{uri:?} is neither hdfs://... nor file:///... (for NFS use --nfs SERVER:/export)"))
 }
 
 fn check_nfs(export: &str, options: &str, mount: &Path) -> Result<JarStore, String> {
@@ -431,6 +431,9 @@ mod tests {
             "hdfs:///path",
             "hdfs://nn:99999/p",
             "hdfs://nn:9000",
+            "hdfs://nn:http/x",
+            "hdfs://u@nn:9000/x",
+            "hdfs://nn/a/../b",
             "file://relative",
             "file:///",
             "jars",
