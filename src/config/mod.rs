@@ -3,6 +3,12 @@
 //! Precedence, lowest first: built-in defaults < the file (`/etc/gearpump/gear.conf` or
 //! `--config`) with its `${?ENV}` substitutions < command-line flags. Gearpump's per-daemon
 //! section `gearpump-master { ... }` overlays the base keys, as in Gearpump.
+//!
+//! Which keys exist, how each is spelt, parsed, bounded and documented is `keys.rs`, the one
+//! table everything else derives from; this file reads a file against it (every key a file
+//! sets is parsed and checked once, here, so a bad value is exit 78 at load and never a failure
+//! at start) and derives what the master needs (this master's entry, the jar store root,
+//! the fail-over timeout from Gearpump's auto-down bound).
 
 mod error;
 mod host_port;
