@@ -186,7 +186,11 @@ impl JarStore for FsJarStore {
 async fn publish(partial: &Path, target: &Path) -> std::io::Result<()> {
     let (partial, target) = (partial.to_path_buf(), target.to_path_buf());
     tokio::task::spawn_blocking(move || match std::fs::hard_link(&partial, &target) {
-        Ok(()) => std::fs::remove_file(&partial),
+        Ok(()) => {
+            // The jar is in place; a leftover link in the hidden upload folder harms nobody.
+            let _ = std::fs::remove_file(&partial);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
         Err(_) => {
             nix::fcntl::renameat2(None, &partial, None, &target, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
