@@ -1,4 +1,5 @@
-//! Writes man pages and shell completions generated from the clap definitions, for packaging:
+//! Writes man pages and shell completions generated from the clap definitions, and the table of
+//! gear.conf keys generated from the key table, for packaging:
 //! `cargo run --release --example generate_docs -- OUTPUT_DIR`.
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ fn main() -> std::io::Result<()> {
             clap_complete::generate_to(shell, &mut command, &name, out.join("completions"))?;
         }
     }
-    println!("man pages and completions written to {}", out.display());
+    // The same table the README carries between its marker comments (a test keeps it current).
+    std::fs::write(out.join("gear-conf-keys.md"), gearpump_master::config::key_table_markdown())?;
+    println!("man pages, completions and gear-conf-keys.md written to {}", out.display());
     Ok(())
 }

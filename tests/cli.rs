@@ -182,3 +182,37 @@ fn shipped_gear_conf_is_valid_without_warnings() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!stdout.contains("warning:"), "{stdout}");
 }
+
+/// The case: a jar store URI with a port that is not a number passed `--check-config`,
+/// then the master stopped at start with exit 1, so systemd restarted it in a loop. Both are a
+/// configuration error (78) now, naming the file, line, column and key.
+#[test]
+fn a_bad_jar_store_uri_fails_check_config_and_start_with_78() {
+    let port = common::free_ports(1)[0];
+    let conf = format!(
+        "gearpump.cluster.masters = [\"127.0.0.1:{port}\"]\ngearpump.jarstore.rootpath = \"hdfs://nn:http/x\"\n"
+    );
+    for extra in [&["--check-config"][..], &[][..]] {
+        assert_config_error(
+            &conf,
+            extra,
+            &["gear.conf:2:1: gearpump.jarstore.rootpath:", "\"http\" is not a port number", "fix:"],
+        );
+    }
+}
+
+/// Gearpump's releases on Pekko spell the fail-over bound with `pekko`: it is read, not ignored.
+#[test]
+fn pekko_fail_over_bound_is_read() {
+    let (code, stdout, stderr) = run_master_with(
+        "gearpump.cluster.masters = [\"127.0.0.1:3000\"]\ngearpump-master.pekko.cluster.auto-down-unreachable-after = 300ms\n",
+        &["--check-config"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("gearpump.master.failover-timeout")
+            && stdout.contains("300ms")
+            && stdout.contains("gearpump-master.pekko.cluster.auto-down-unreachable-after"),
+        "{stdout}"
+    );
+}

@@ -353,3 +353,43 @@ async fn masters_are_added_as_learners_then_voters_and_removed() {
     let (status, bad) = change_members(&cluster, 0, serde_json::json!({ "add": "not an address" })).await;
     assert_eq!(status, 400, "{bad}");
 }
+
+/// Fifty clients upload a jar of the same name at once, spread over the three masters that share
+/// one `file://` store: every application must download exactly its own bytes. With keys made
+/// of the upload's millisecond and the name, uploads in the same millisecond shared a key and
+/// the last rename replaced the others' jars (their downloads then failed the SHA-256 check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_one_name_over_three_masters_keep_their_own_bytes() {
+    const UPLOADS: usize = 50;
+    let cluster = TestCluster::start(Options::default());
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let contents: Vec<Vec<u8>> =
+        (0..UPLOADS).map(|n| format!("jar number {n} ").repeat(200 + n).into_bytes()).collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(UPLOADS));
+    let uploads = contents.iter().enumerate().map(|(n, bytes)| {
+        let form = multipart::Form::new()
+            .text("mainClass", "io.x.Same")
+            .text("namePrefix", format!("same{n}-"))
+            .part("jar", multipart::Part::bytes(bytes.clone()).file_name("same.jar"));
+        let (cluster, start) = (&cluster, start.clone());
+        async move {
+            start.wait().await;
+            cluster.submit_form(n % 3, form).await
+        }
+    });
+    let answers = futures::future::join_all(uploads).await;
+    let mut keys = BTreeSet::new();
+    for (n, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "upload {n}: {body}");
+        keys.insert(body["jar"].as_str().expect("jar key").to_string());
+    }
+    assert_eq!(keys.len(), UPLOADS, "every upload gets its own key: {keys:?}");
+    for (n, (_, body)) in answers.iter().enumerate() {
+        let key = body["jar"].as_str().expect("jar key");
+        let url = cluster.url((n + 1) % 3, &format!("/api/v1.0/jarstore/download?file={key}"));
+        let response = cluster.http.get(url).send().await.expect("download");
+        assert_eq!(response.status().as_u16(), 200, "download of upload {n} ({key})");
+        let bytes = response.bytes().await.unwrap_or_else(|e| panic!("upload {n} ({key}): {e}"));
+        assert!(bytes.as_ref() == contents[n].as_slice(), "upload {n} ({key}) came back with other bytes");
+    }
+}

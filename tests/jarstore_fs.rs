@@ -23,6 +23,14 @@ async fn shared_folder_passes_the_suite() {
     jarstore_suite::run_all(&store).await;
 }
 
+/// Also part of the suite; on its own so it runs without the suite's 256 MiB upload.
+#[tokio::test]
+async fn a_stored_jar_is_never_overwritten() {
+    let dir = tempfile::tempdir().expect("dir");
+    jarstore_suite::existing_jar_is_never_overwritten(&FsJarStore::shared(dir.path().to_path_buf())).await;
+    jarstore_suite::existing_jar_is_never_overwritten(&FsJarStore::local(dir.path().join("local"))).await;
+}
+
 #[tokio::test]
 async fn a_missing_shared_folder_is_reported_not_created() {
     let dir = tempfile::tempdir().expect("dir");

@@ -83,6 +83,7 @@ impl From<JarStoreError> for ApiError {
             JarStoreError::InvalidName { .. } => StatusCode::BAD_REQUEST,
             JarStoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             JarStoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            JarStoreError::AlreadyExists(_) => StatusCode::CONFLICT,
             JarStoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             JarStoreError::Upload(_) => StatusCode::BAD_REQUEST,
         };

@@ -90,9 +90,7 @@ pub async fn submit_app(
                     return Err(ApiError::bad_request("the upload has more than one `jar` part"));
                 }
                 let file_name = field.file_name().unwrap_or("application.jar").to_string();
-                name::validate(&file_name)?;
-                let key = format!("{}-{file_name}", now_ms());
-                name::validate(&key)?;
+                let key = name::new_key(&file_name, now_ms())?;
                 let stored = store_jar(&context, field, key).await?;
                 jar = Some((stored, file_name));
             } else {
@@ -231,27 +229,32 @@ pub async fn download(
         .into_response())
 }
 
+/// A query value: `+` is a space, `%XX` a byte; a `%` without two hex digits is refused rather
+/// than passed on literally.
 fn percent_decode(text: &str) -> Result<String, ApiError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-                out.push(byte.ok_or_else(|| ApiError::bad_request("malformed %-escape in ?file="))?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
+    let well_formed = text.match_indices('%').all(|(at, _)| {
+        text.as_bytes().get(at + 1..at + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(ApiError::bad_request("malformed %-escape in ?file="));
+    }
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| ApiError::bad_request("?file= is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_decoded_and_malformed_escapes_refused() {
+        assert_eq!(percent_decode("a%20b+c%2B.jar").expect("valid"), "a b c+.jar");
+        assert_eq!(percent_decode("%C3%A9.jar").expect("valid"), "é.jar");
+        for bad in ["a%2", "a%zz.jar", "%", "%FF.jar"] {
+            assert!(percent_decode(bad).is_err(), "{bad:?} should be refused");
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("?file= is not UTF-8"))
 }

@@ -7,6 +7,8 @@ mod health;
 mod jar_routes;
 pub mod metrics;
 mod peer_routes;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::sync::Arc;
 
@@ -33,8 +35,16 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     pub secret: Option<String>,
     /// The jar store's last health probe (`None` before the first), refreshed in the
-    /// background so `/health/ready` never waits on a slow store.
-    pub jar_health: std::sync::RwLock<Option<Result<(), String>>>,
+    /// background (`daemon::probe_jar_store`) so `/health/ready` never waits on a slow store.
+    pub jar_health: std::sync::RwLock<Option<JarProbe>>,
+}
+
+/// One background probe of the jar store: its outcome and when it finished, so readiness can
+/// say how old the news is (a store that hangs shows up as a probe that keeps getting older).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JarProbe {
+    pub result: Result<(), String>,
+    pub at: std::time::Instant,
 }
 
 pub fn router(context: Arc<Context>) -> Router {

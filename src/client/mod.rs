@@ -92,16 +92,6 @@ impl MasterClient {
         self.json(answer).await
     }
 
-    pub async fn put_text(&self, path: &str, body: &str) -> Result<Value, ClientError> {
-        let key = new_id();
-        let answer = self
-            .send(|http, base| {
-                Ok(http.put(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key).body(body.to_string()))
-            })
-            .await?;
-        self.json(answer).await
-    }
-
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let key = new_id();
         let answer = self
@@ -223,13 +213,12 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
     }
 }
 
+/// RFC 3986 unreserved characters stay as they are; everything else is %-escaped.
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 /// A JSON value as a table cell: strings bare, null as "-".
@@ -268,4 +257,15 @@ pub fn masters_table(answer: &Value) -> String {
         out.push_str(&format!("warning: {}\n", table_text(&warning)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_encode;
+
+    #[test]
+    fn jar_names_are_escaped_except_unreserved_characters() {
+        assert_eq!(percent_encode("1-a_b.c~d.jar"), "1-a_b.c~d.jar");
+        assert_eq!(percent_encode("a b/é+.jar"), "a%20b%2F%C3%A9%2B.jar");
+    }
 }

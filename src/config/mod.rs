@@ -3,9 +3,17 @@
 //! Precedence, lowest first: built-in defaults < the file (`/etc/gearpump/gear.conf` or
 //! `--config`) with its `${?ENV}` substitutions < command-line flags. Gearpump's per-daemon
 //! section `gearpump-master { ... }` overlays the base keys, as in Gearpump.
+//!
+//! Which keys exist, how each is spelt, parsed, bounded and documented is `keys.rs`, the one
+//! table everything else derives from; this file reads a file against it (every key a file
+//! sets is parsed and checked once, here, so a bad value is exit 78 at load and never a failure
+//! at start) and derives what the master needs (this master's entry, the jar store root,
+//! the fail-over timeout from Gearpump's auto-down bound).
 
 mod error;
 mod host_port;
+mod jar_root;
+pub(crate) mod keys;
 mod known_keys;
 mod locate;
 
@@ -17,20 +25,20 @@ use std::time::Duration;
 pub use error::ConfigError;
 use hocon::HoconValue;
 pub use host_port::HostPort;
+pub(crate) use jar_root::{parse as parse_jar_root, parse_hdfs_uri};
+use keys::Kind;
 use known_keys::KeyKind;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 
-/// The shortest and longest fail-over bounds we accept: below 200 ms heartbeats (B/20) would
-/// outrun a busy machine's scheduler; above 10 minutes nobody would call it HA.
-const FAILOVER_RANGE: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(600));
-pub const DEFAULT_FAILOVER: Duration = Duration::from_millis(400);
+/// The fail-over timeout when nothing sets it.
+pub const DEFAULT_FAILOVER: Duration = match keys::FAILOVER.kind {
+    keys::Kind::Duration { default, .. } => default,
+    _ => Duration::from_millis(400),
+};
 
-const FAILOVER_KEYS: [&str; 3] = [
-    "gearpump.master.failover-timeout",
-    "gearpump-master.akka.cluster.auto-down-unreachable-after",
-    "master.akka.cluster.auto-down-unreachable-after",
-];
+/// The row of `--check-config` that says which entry of the masters list this master is.
+const THIS_MASTER: &str = "this master";
 
 /// Where a jar store lives, from the scheme of `gearpump.jarstore.rootpath`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +117,8 @@ pub struct MasterConfig {
     pub total_retries: u32,
     /// Per key of the effective configuration, where its value came from.
     pub origins: BTreeMap<&'static str, Origin>,
+    /// Per key of the table, its effective value as `--check-config` shows it.
+    shown: BTreeMap<&'static str, String>,
     /// Things worth telling the operator that do not stop the master.
     pub warnings: Vec<String>,
 }
@@ -161,6 +171,12 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<MasterConfig, 
     build(source.as_ref(), overrides)
 }
 
+/// The README's table of gear.conf keys, rendered from the key table (`keys.rs`). A test
+/// compares it with README.md; `examples/generate_docs.rs` writes it out for packaging.
+pub fn key_table_markdown() -> String {
+    keys::markdown_table()
+}
+
 /// Only the masters list, for clients such as `gear` that are not one of the masters.
 pub fn load_masters(path: Option<&Path>) -> Result<Vec<HostPort>, ConfigError> {
     let source = match path {
@@ -192,55 +208,36 @@ fn parse_source(path: &Path, text: String) -> Result<Source, ConfigError> {
 }
 
 fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig, ConfigError> {
-    let mut origins = BTreeMap::new();
     let mut warnings = Vec::new();
     if let Some(source) = source {
         warn_about_unknown_keys(source, &mut warnings);
     }
+    // Every key of the table that the file sets is parsed and range-checked here, before
+    // anything is derived from it: a bad value is a configuration error now, never a failure
+    // at start.
+    let mut settings = Settings::read(source, &mut warnings)?;
 
-    let hostname = match source.and_then(|s| s.get("gearpump.hostname")) {
-        Some((key, value)) => {
-            let Some(text) = scalar_text(value) else {
-                return Err(source_ref(source).invalid(
-                    &key,
-                    "expected a host name or address",
-                    "write gearpump.hostname = \"node1\"",
-                ));
-            };
-            origins.insert("gearpump.hostname", source_ref(source).origin(&key));
-            text
-        }
-        None => {
-            origins.insert("gearpump.hostname", Origin::Default);
-            "127.0.0.1".to_string()
-        }
-    };
+    let hostname = settings.text(&keys::HOSTNAME).unwrap_or_default();
+    let masters = settings.masters();
+    let this_master = pick_this_master(source, &hostname, &masters, overrides, &mut settings.origins)?;
 
-    let masters = read_masters(source, &mut origins)?;
-    let this_master = pick_this_master(source, &hostname, &masters, overrides, &mut origins)?;
-
-    let state_dir = match (&overrides.state_dir, source.and_then(|s| s.get("gearpump.master.state-dir"))) {
-        (Some(dir), _) => {
-            origins.insert("gearpump.master.state-dir", Origin::Flag("--state-dir"));
+    let state_dir = match &overrides.state_dir {
+        Some(dir) => {
+            settings.origins.insert(keys::STATE_DIR.name, Origin::Flag("--state-dir"));
             dir.clone()
         }
-        (None, Some((key, value))) => {
-            let text = non_empty_text(
-                source_ref(source),
-                &key,
-                value,
-                "an absolute directory such as \"/var/lib/gearpump\"",
-            )?;
-            origins.insert("gearpump.master.state-dir", source_ref(source).origin(&key));
-            PathBuf::from(text)
-        }
-        (None, None) => {
-            origins.insert("gearpump.master.state-dir", Origin::Default);
-            PathBuf::from("/var/lib/gearpump")
-        }
+        None => PathBuf::from(settings.text(&keys::STATE_DIR).unwrap_or_default()),
     };
+    settings.shown.insert(keys::STATE_DIR.name, state_dir.display().to_string());
 
-    let jar_store = read_jar_store(source, &state_dir, &mut origins, &mut warnings)?;
+    let jar_store = match settings.jar_root() {
+        // Gearpump resolves a relative folder against where the master was started; a daemon's
+        // working directory is `/`, so the state directory is the only sensible anchor.
+        Some(JarStoreRoot::Local(path)) if path.is_relative() => JarStoreRoot::Local(state_dir.join(path)),
+        Some(root) => root,
+        None => JarStoreRoot::Local(state_dir.join("jarstore")),
+    };
+    settings.shown.insert(keys::JAR_ROOT.name, jar_store.to_string());
     if let JarStoreRoot::Local(path) = &jar_store {
         if masters.len() > 1 {
             warnings.push(format!(
@@ -252,85 +249,33 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         }
     }
 
-    let failover_timeout = read_failover(source, &mut origins, &mut warnings)?;
-    let mut duration_key = |key: &'static str, default: Duration, range: (Duration, Duration)| {
-        read_duration(source, key, default, range, &mut origins)
-    };
-    let request_timeout = duration_key(
-        "gearpump.master.request-timeout",
-        Duration::from_secs(5),
-        (Duration::from_millis(100), Duration::from_secs(600)),
-    )?;
-    let startup_timeout = duration_key(
-        "gearpump.master.startup-timeout",
-        Duration::from_secs(300),
-        (Duration::from_secs(1), Duration::from_secs(86_400)),
-    )?;
-    let jar_retention = duration_key(
-        "gearpump.jarstore.retention",
-        Duration::from_secs(7 * 86_400),
-        (Duration::from_secs(1), Duration::from_secs(3650 * 86_400)),
-    )?;
-    let jar_timeout = duration_key(
-        "gearpump.jarstore.timeout",
-        Duration::from_secs(10),
-        (Duration::from_millis(100), Duration::from_secs(600)),
-    )?;
+    let failover_timeout = settings.failover(&mut warnings);
+    let request_timeout = settings.duration(&keys::REQUEST_TIMEOUT);
+    let startup_timeout = settings.duration(&keys::STARTUP_TIMEOUT);
+    let jar_retention = settings.duration(&keys::JAR_RETENTION);
+    let jar_timeout = settings.duration(&keys::JAR_TIMEOUT);
+    let jar_max_size = settings.number(&keys::JAR_MAX_SIZE);
+    let snapshot_every = settings.number(&keys::SNAPSHOT_EVERY);
+    let log_keep = settings.number(&keys::LOG_KEEP);
+    // The table's range (at most 1 000 000) fits.
+    let total_retries = u32::try_from(settings.number(&keys::TOTAL_RETRIES)).unwrap_or(u32::MAX);
 
-    let jar_max_size =
-        read_number(source, "gearpump.jarstore.max-size", 512 << 20, (1, 1 << 40), &mut origins, true)?;
-    let snapshot_every =
-        read_number(source, "gearpump.master.snapshot-every", 5000, (10, 10_000_000), &mut origins, false)?;
-    let log_keep =
-        read_number(source, "gearpump.master.log-keep", 1000, (0, 10_000_000), &mut origins, false)?;
-    let total_retries =
-        read_number(source, "gearpump.application.total-retries", 5, (0, 1_000_000), &mut origins, false)?
-            as u32;
-
-    let bind_host = match source.and_then(|s| s.get("gearpump.master.bind-host")) {
-        Some((key, value)) => {
-            origins.insert("gearpump.master.bind-host", source_ref(source).origin(&key));
-            non_empty_text(source_ref(source), &key, value, "an address such as \"0.0.0.0\"")?
-        }
+    let bind_host = match settings.text(&keys::BIND_HOST) {
+        Some(host) => host,
         None => {
-            origins.insert(
-                "gearpump.master.bind-host",
+            settings.origins.insert(
+                keys::BIND_HOST.name,
                 Origin::Derived("this master's host in gearpump.cluster.masters"),
             );
             this_master.host.clone()
         }
     };
-    let secret_file = match source.and_then(|s| s.get("gearpump.master.secret-file")) {
-        Some((key, value)) => {
-            origins.insert("gearpump.master.secret-file", source_ref(source).origin(&key));
-            Some(PathBuf::from(non_empty_text(
-                source_ref(source),
-                &key,
-                value,
-                "a path such as \"/etc/gearpump/cluster.secret\"",
-            )?))
-        }
-        None => None,
-    };
-    let log_level = match source.and_then(|s| s.get("gearpump.master.log-level")) {
-        Some((key, value)) => {
-            let level =
-                non_empty_text(source_ref(source), &key, value, "one of error, warn, info, debug, trace")?;
-            if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-                return Err(source_ref(source).invalid(
-                    &key,
-                    format!("unknown log level {level:?}"),
-                    "use one of error, warn, info, debug, trace",
-                ));
-            }
-            origins.insert("gearpump.master.log-level", source_ref(source).origin(&key));
-            level
-        }
-        None => {
-            origins.insert("gearpump.master.log-level", Origin::Default);
-            "info".to_string()
-        }
-    };
+    settings.shown.insert(keys::BIND_HOST.name, bind_host.clone());
+    let secret_file = settings.text(&keys::SECRET_FILE).map(PathBuf::from);
+    if secret_file.is_none() {
+        settings.shown.insert(keys::SECRET_FILE.name, "(none: peer RPC unauthenticated)".into());
+    }
+    let log_level = settings.text(&keys::LOG_LEVEL).unwrap_or_default();
 
     Ok(MasterConfig {
         file: source.map(|s| s.path.clone()),
@@ -351,14 +296,217 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         secret_file,
         log_level,
         total_retries,
-        origins,
+        origins: settings.origins,
+        shown: settings.shown,
         warnings,
     })
 }
 
-/// Only called where a key was found, so a source exists.
-fn source_ref(source: Option<&Source>) -> &Source {
-    source.expect("a key was found, so a source file exists")
+/// A value of the file, parsed and validated according to its key's kind.
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Masters(Vec<HostPort>),
+    /// A relative `Local` folder is resolved against the state directory later.
+    JarRoot(JarStoreRoot),
+    Duration(Duration),
+    Number(u64),
+    Off,
+}
+
+/// The file's values of every key of the table, with where each came from.
+struct Settings {
+    /// Key name -> (the spelling that set it, its value).
+    found: BTreeMap<&'static str, (String, Value)>,
+    origins: BTreeMap<&'static str, Origin>,
+    /// Key name -> the effective value as `--check-config` shows it.
+    shown: BTreeMap<&'static str, String>,
+}
+
+impl Settings {
+    fn read(source: Option<&Source>, warnings: &mut Vec<String>) -> Result<Settings, ConfigError> {
+        let mut settings =
+            Settings { found: BTreeMap::new(), origins: BTreeMap::new(), shown: BTreeMap::new() };
+        for key in keys::KEYS {
+            settings.origins.insert(key.name, Origin::Default);
+            settings.shown.insert(key.name, show_default(key));
+            let Some(source) = source else { continue };
+            if let Some((spelling, value)) = read_key(source, key)? {
+                settings.origins.insert(key.name, source.origin(&spelling));
+                settings.shown.insert(key.name, show(key, &value));
+                if let Some(note) = key.spelling_note.filter(|_| !spelling.ends_with(key.name)) {
+                    warnings.push(note.to_string());
+                }
+                settings.found.insert(key.name, (spelling, value));
+            }
+        }
+        Ok(settings)
+    }
+
+    fn text(&self, key: &keys::Key) -> Option<String> {
+        match (self.found.get(key.name), key.kind) {
+            (Some((_, Value::Text(text))), _) => Some(text.clone()),
+            (_, Kind::Text { default }) => default.map(str::to_string),
+            (_, Kind::Choice { default, .. }) => Some(default.to_string()),
+            _ => None,
+        }
+    }
+
+    fn duration(&self, key: &keys::Key) -> Duration {
+        match (self.found.get(key.name), key.kind) {
+            (Some((_, Value::Duration(duration))), _) => *duration,
+            (_, Kind::Duration { default, .. }) => default,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn number(&self, key: &keys::Key) -> u64 {
+        match (self.found.get(key.name), key.kind) {
+            (Some((_, Value::Number(number))), _) => *number,
+            (_, Kind::Size { default, .. } | Kind::Count { default, .. }) => default,
+            _ => 0,
+        }
+    }
+
+    fn masters(&self) -> Vec<HostPort> {
+        match self.found.get(keys::MASTERS.name) {
+            Some((_, Value::Masters(masters))) => masters.clone(),
+            _ => vec![HostPort { host: "127.0.0.1".into(), port: 3000 }],
+        }
+    }
+
+    fn jar_root(&self) -> Option<JarStoreRoot> {
+        match self.found.get(keys::JAR_ROOT.name) {
+            Some((_, Value::JarRoot(root))) => Some(root.clone()),
+            _ => None,
+        }
+    }
+
+    /// `gearpump.master.failover-timeout`, else Gearpump's auto-down ceiling when it is below
+    /// the default: Akka's auto-down delay was a ceiling ("up to 15 seconds"); Raft fails over
+    /// faster than any sane value of it, so it only matters when it is below our default.
+    fn failover(&mut self, warnings: &mut Vec<String>) -> Duration {
+        let default = self.duration(&keys::FAILOVER);
+        if self.found.contains_key(keys::FAILOVER.name) {
+            return default;
+        }
+        let key = keys::FAILOVER.name;
+        match self.found.get(keys::AUTO_DOWN.name) {
+            Some((spelling, Value::Duration(bound))) if *bound < default => {
+                let (spelling, bound) = (spelling.clone(), *bound);
+                if let Some(Origin::File { path, line, .. }) = self.origins.get(keys::AUTO_DOWN.name).cloned()
+                {
+                    self.origins.insert(key, Origin::File { path, key: spelling, line });
+                }
+                self.shown.insert(key, format!("{bound:?}"));
+                bound
+            }
+            Some((spelling, Value::Duration(bound))) => {
+                warnings.push(format!(
+                    "{spelling} = {bound:?} is Gearpump's fail-over ceiling; Raft fails over well within it \
+                     (failover-timeout {default:?}). Set gearpump.master.failover-timeout to choose another value."
+                ));
+                self.origins
+                    .insert(key, Origin::Derived("built-in default, within the Akka auto-down bound"));
+                default
+            }
+            _ => default,
+        }
+    }
+}
+
+fn show(key: &keys::Key, value: &Value) -> String {
+    match value {
+        Value::Number(bytes) if matches!(key.kind, Kind::Size { .. }) => format!("{bytes} bytes"),
+        Value::Text(text) => text.clone(),
+        Value::Masters(masters) => masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        Value::JarRoot(root) => root.to_string(),
+        Value::Duration(duration) => format!("{duration:?}"),
+        Value::Number(number) => number.to_string(),
+        Value::Off => "off".into(),
+    }
+}
+
+fn show_default(key: &keys::Key) -> String {
+    match key.kind {
+        Kind::Text { default: Some(text) } | Kind::Choice { default: text, .. } => text.to_string(),
+        Kind::Text { default: None } | Kind::JarRoot | Kind::FailoverCeiling => "(not set)".into(),
+        Kind::Masters => "127.0.0.1:3000".into(),
+        Kind::Duration { default, .. } => format!("{default:?}"),
+        Kind::Size { default, .. } => format!("{default} bytes"),
+        Kind::Count { default, .. } => default.to_string(),
+    }
+}
+
+/// Finds `key` under any of its spellings (in a `gearpump-master { }` overlay first) and
+/// parses it completely. For the auto-down ceiling, the lowest of its spellings wins, as the
+/// tightest bound Gearpump would have applied.
+fn read_key(source: &Source, key: &keys::Key) -> Result<Option<(String, Value)>, ConfigError> {
+    let mut best: Option<(String, Value)> = None;
+    for spelling in key.all_spellings() {
+        let Some((found, value)) = source.get(spelling) else { continue };
+        let parsed = parse_value(source, key, &found, value)?;
+        if key.kind != Kind::FailoverCeiling {
+            return Ok(Some((found, parsed)));
+        }
+        let lower = match (&best, &parsed) {
+            (None, _) => true,
+            (Some((_, Value::Duration(old))), Value::Duration(new)) => new < old,
+            (Some((_, Value::Off)), Value::Duration(_)) => true,
+            _ => false,
+        };
+        if lower {
+            best = Some((found, parsed));
+        }
+    }
+    Ok(best)
+}
+
+fn parse_value(
+    source: &Source,
+    key: &keys::Key,
+    found: &str,
+    value: &HoconValue,
+) -> Result<Value, ConfigError> {
+    match key.kind {
+        Kind::Text { .. } => {
+            non_empty_text(source, found, value, &format!("a non-empty string ({})", key.doc))
+                .map(Value::Text)
+        }
+        Kind::Choice { choices, .. } => {
+            let text = non_empty_text(source, found, value, &format!("one of {}", choices.join(", ")))?;
+            if !choices.contains(&text.as_str()) {
+                return Err(source.invalid(
+                    found,
+                    format!("{text:?} is not one of {}", choices.join(", ")),
+                    format!("use one of {}", choices.join(", ")),
+                ));
+            }
+            Ok(Value::Text(text))
+        }
+        Kind::Masters => parse_masters(source, found, value).map(Value::Masters),
+        Kind::JarRoot => {
+            let text = non_empty_text(
+                source,
+                found,
+                value,
+                "a folder, file:///shared/folder or hdfs://namenode:port/path",
+            )?;
+            jar_root::parse(&text)
+                .map(Value::JarRoot)
+                .map_err(|(problem, fix)| source.invalid(found, problem, fix))
+        }
+        Kind::Duration { min, max, .. } => parse_duration(source, found, (min, max)).map(Value::Duration),
+        Kind::FailoverCeiling => {
+            // Akka accepted `off` (never auto-down); for us it means no bound.
+            if scalar_text(value).is_some_and(|text| text == "off") {
+                return Ok(Value::Off);
+            }
+            parse_duration(source, found, keys::FAILOVER_RANGE).map(Value::Duration)
+        }
+        Kind::Size { min, max, .. } => parse_number(source, found, (min, max), true).map(Value::Number),
+        Kind::Count { min, max, .. } => parse_number(source, found, (min, max), false).map(Value::Number),
+    }
 }
 
 fn scalar_text(value: &HoconValue) -> Option<String> {
@@ -384,34 +532,37 @@ fn read_masters(
     source: Option<&Source>,
     origins: &mut BTreeMap<&'static str, Origin>,
 ) -> Result<Vec<HostPort>, ConfigError> {
-    const KEY: &str = "gearpump.cluster.masters";
-    const FIX: &str = "list every master once, e.g. gearpump.cluster.masters = [\"node1:3000\", \"node2:3000\", \"node3:3000\"]";
-    let Some((key, value)) = source.and_then(|s| s.get(KEY)) else {
-        origins.insert(KEY, Origin::Default);
+    let Some((key, value)) = source.and_then(|s| s.get(keys::MASTERS.name)) else {
+        origins.insert(keys::MASTERS.name, Origin::Default);
         return Ok(vec![HostPort { host: "127.0.0.1".into(), port: 3000 }]);
     };
-    let source = source_ref(source);
-    origins.insert(KEY, source.origin(&key));
+    let source = source.expect("a key was found, so a source file exists");
+    origins.insert(keys::MASTERS.name, source.origin(&key));
+    parse_masters(source, &key, value)
+}
+
+fn parse_masters(source: &Source, key: &str, value: &HoconValue) -> Result<Vec<HostPort>, ConfigError> {
+    const FIX: &str = "list every master once, e.g. gearpump.cluster.masters = [\"node1:3000\", \"node2:3000\", \"node3:3000\"]";
     let Some(items) = value.as_array() else {
-        return Err(source.invalid(&key, "expected a list of \"host:port\" strings", FIX));
+        return Err(source.invalid(key, "expected a list of \"host:port\" strings", FIX));
     };
     if items.is_empty() {
-        return Err(source.invalid(&key, "the list of masters is empty", FIX));
+        return Err(source.invalid(key, "the list of masters is empty", FIX));
     }
     let mut masters: Vec<HostPort> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let Some(text) = scalar_text(item) else {
             return Err(source.invalid(
-                &key,
+                key,
                 format!("entry {} is not a \"host:port\" string", index + 1),
                 FIX,
             ));
         };
         let entry = HostPort::parse(&text).map_err(|why| {
-            source.invalid(&key, format!("entry {} {text:?} is malformed: {why}", index + 1), FIX)
+            source.invalid(key, format!("entry {} {text:?} is malformed: {why}", index + 1), FIX)
         })?;
         if masters.contains(&entry) {
-            return Err(source.invalid(&key, format!("{entry} is listed twice"), FIX));
+            return Err(source.invalid(key, format!("{entry} is listed twice"), FIX));
         }
         masters.push(entry);
     }
@@ -443,12 +594,12 @@ fn pick_this_master(
             } else {
                 Origin::Derived("gearpump.hostname matched in gearpump.cluster.masters")
             };
-            origins.insert("this master", origin);
+            origins.insert(THIS_MASTER, origin);
             Ok((*one).clone())
         }
         [] => Err(ConfigError::Invalid {
-            location: source.map(|s| locate::describe(&s.path, &s.text, "gearpump.cluster.masters")).unwrap_or_default(),
-            key: "gearpump.cluster.masters".into(),
+            location: source.map(|s| locate::describe(&s.path, &s.text, keys::MASTERS.name)).unwrap_or_default(),
+            key: keys::MASTERS.name.into(),
             problem: format!("this master ({wanted}, from {how}) is not in the masters list [{listed}]"),
             fix: "add this master's host:port to gearpump.cluster.masters, or start it with -ip HOST -port PORT \
                   of a listed master, or set gearpump.hostname to this machine's name in that list"
@@ -456,197 +607,59 @@ fn pick_this_master(
         }),
         _ => Err(ConfigError::Invalid {
             location: String::new(),
-            key: "gearpump.cluster.masters".into(),
+            key: keys::MASTERS.name.into(),
             problem: format!("several masters in [{listed}] are on host {host}, so it is unclear which one this is"),
             fix: "start this master with -port PORT (and -ip HOST) to pick its entry".into(),
         }),
     }
 }
 
-fn read_jar_store(
-    source: Option<&Source>,
-    state_dir: &Path,
-    origins: &mut BTreeMap<&'static str, Origin>,
-    warnings: &mut Vec<String>,
-) -> Result<JarStoreRoot, ConfigError> {
-    const KEY: &str = "gearpump.jarstore.rootpath";
-    let found = source.and_then(|s| s.get(KEY)).or_else(|| {
-        let camel = source.and_then(|s| s.get("gearpump.jarstore.rootPath"));
-        if camel.is_some() {
-            // Gearpump reads only `rootpath` and silently ignores the HA guide's spelling.
-            warnings.push("gearpump.jarstore.rootPath (the HA guide's spelling) is read as gearpump.jarstore.rootpath; Gearpump itself would have ignored it".into());
-        }
-        camel
-    });
-    let Some((key, value)) = found else {
-        origins.insert(KEY, Origin::Default);
-        return Ok(JarStoreRoot::Local(state_dir.join("jarstore")));
-    };
-    let source = source_ref(source);
-    origins.insert(KEY, source.origin(&key));
-    let text =
-        non_empty_text(source, &key, value, "a folder, file:///shared/folder or hdfs://namenode:port/path")?;
-    if let Some(rest) = text.strip_prefix("file://") {
-        if !rest.starts_with('/') {
-            return Err(source.invalid(
-                &key,
-                format!("{text:?} is not an absolute file:// URI"),
-                "write file:///absolute/path (three slashes)",
-            ));
-        }
-        return Ok(JarStoreRoot::Shared(PathBuf::from(rest)));
-    }
-    if let Some(rest) = text.strip_prefix("hdfs://") {
-        if rest.is_empty() || rest.starts_with('/') {
-            return Err(source.invalid(
-                &key,
-                format!("{text:?} names no NameNode or nameservice"),
-                "write hdfs://namenode:9000/gearpump/jars or hdfs://nameservice/gearpump/jars",
-            ));
-        }
-        return Ok(JarStoreRoot::Hdfs(text));
-    }
-    if let Some((scheme, _)) = text.split_once("://") {
-        return Err(source.invalid(
-            &key,
-            format!("unknown jar store scheme {scheme:?}"),
-            "use a local folder, file:///shared/folder (NFS) or hdfs://namenode:port/path",
-        ));
-    }
-    let path = PathBuf::from(&text);
-    // Gearpump resolves a relative folder against where the master was started; a daemon's
-    // working directory is `/`, so the state directory is the only sensible anchor.
-    Ok(JarStoreRoot::Local(if path.is_absolute() { path } else { state_dir.join(path) }))
-}
-
-fn read_failover(
-    source: Option<&Source>,
-    origins: &mut BTreeMap<&'static str, Origin>,
-    warnings: &mut Vec<String>,
-) -> Result<Duration, ConfigError> {
-    const KEY: &str = "gearpump.master.failover-timeout";
-    let Some(source) = source else {
-        origins.insert(KEY, Origin::Default);
-        return Ok(DEFAULT_FAILOVER);
-    };
-    let mut explicit = None;
-    let mut akka_bound: Option<(String, Duration)> = None;
-    for name in FAILOVER_KEYS {
-        let Some(value) = source.config.get(name) else { continue };
-        // Akka accepted `off` (never auto-down); for us it means no bound.
-        if scalar_text(value).is_some_and(|text| text == "off") {
-            continue;
-        }
-        let duration = source.config.get_duration(name).map_err(|e| {
-            source.invalid(
-                name,
-                format!("not a duration: {}", e.message),
-                "write a duration such as 400ms, 2s or 15s",
-            )
-        })?;
-        if duration < FAILOVER_RANGE.0 || duration > FAILOVER_RANGE.1 {
-            return Err(source.invalid(
-                name,
-                format!("{duration:?} is out of range"),
-                "use a value from 200ms to 10 minutes",
-            ));
-        }
-        if name == KEY {
-            explicit = Some(duration);
-        } else if akka_bound.as_ref().is_none_or(|(_, bound)| duration < *bound) {
-            akka_bound = Some((name.to_string(), duration));
-        }
-    }
-    if let Some(duration) = explicit {
-        origins.insert(KEY, source.origin(KEY));
-        return Ok(duration);
-    }
-    match akka_bound {
-        // Akka's auto-down delay was a ceiling ("up to 15 seconds"); Raft fails over faster than
-        // any sane value of it, so it only matters when it is below our default.
-        Some((name, bound)) if bound < DEFAULT_FAILOVER => {
-            origins.insert(KEY, source.origin(&name));
-            Ok(bound)
-        }
-        Some((name, bound)) => {
-            warnings.push(format!(
-                "{name} = {bound:?} is Gearpump's fail-over ceiling; Raft fails over well within it \
-                 (failover-timeout {DEFAULT_FAILOVER:?}). Set gearpump.master.failover-timeout to choose another value."
-            ));
-            origins.insert(KEY, Origin::Derived("built-in default, within the Akka auto-down bound"));
-            Ok(DEFAULT_FAILOVER)
-        }
-        None => {
-            origins.insert(KEY, Origin::Default);
-            Ok(DEFAULT_FAILOVER)
-        }
-    }
-}
-
-fn read_duration(
-    source: Option<&Source>,
-    key: &'static str,
-    default: Duration,
+fn parse_duration(
+    source: &Source,
+    found: &str,
     (min, max): (Duration, Duration),
-    origins: &mut BTreeMap<&'static str, Origin>,
 ) -> Result<Duration, ConfigError> {
-    let Some((found, _)) = source.and_then(|s| s.get(key)) else {
-        origins.insert(key, Origin::Default);
-        return Ok(default);
-    };
-    let source = source_ref(source);
-    let duration = source.config.get_duration(&found).map_err(|e| {
+    let duration = source.config.get_duration(found).map_err(|e| {
         source.invalid(
-            &found,
+            found,
             format!("not a duration: {}", e.message),
             "write a duration such as 500ms, 30s, 5m or 7d",
         )
     })?;
     if duration < min || duration > max {
         return Err(source.invalid(
-            &found,
+            found,
             format!("{duration:?} is out of range"),
-            format!("use a value from {min:?} to {max:?}"),
+            format!("use a value from {} to {}", keys::format_duration(min), keys::format_duration(max)),
         ));
     }
-    origins.insert(key, source.origin(&found));
     Ok(duration)
 }
 
-fn read_number(
-    source: Option<&Source>,
-    key: &'static str,
-    default: u64,
+fn parse_number(
+    source: &Source,
+    found: &str,
     (min, max): (u64, u64),
-    origins: &mut BTreeMap<&'static str, Origin>,
     is_size: bool,
 ) -> Result<u64, ConfigError> {
-    let Some((found, _)) = source.and_then(|s| s.get(key)) else {
-        origins.insert(key, Origin::Default);
-        return Ok(default);
-    };
-    let source = source_ref(source);
-    let parsed = if is_size { source.config.get_bytes(&found) } else { source.config.get_i64(&found) };
+    let parsed = if is_size { source.config.get_bytes(found) } else { source.config.get_i64(found) };
     let (expected, example) = if is_size { ("a size", "512 MiB") } else { ("a whole number", "1000") };
     let value = parsed.map_err(|e| {
         source.invalid(
-            &found,
+            found,
             format!("expected {expected}: {}", e.message),
-            format!("write e.g. {key} = {example}"),
+            format!("write e.g. {found} = {example}"),
         )
     })?;
-    let value = u64::try_from(value).unwrap_or(0);
-    if value < min || value > max {
-        return Err(source.invalid(
-            &found,
-            format!("{value} is out of range"),
-            format!("use a value from {min} to {max}"),
-        ));
-    }
-    origins.insert(key, source.origin(&found));
-    Ok(value)
+    let in_range = u64::try_from(value).ok().filter(|value| (min..=max).contains(value));
+    in_range.ok_or_else(|| {
+        source.invalid(found, format!("{value} is out of range"), format!("use a value from {min} to {max}"))
+    })
 }
 
+/// Warns about keys under `gearpump.` that nobody reads, also inside the per-daemon overlays
+/// `gearpump-master { }` and `gearpump-worker { }`, and about Akka/Pekko settings of the master
+/// overlay that look like a misspelt key we read.
 fn warn_about_unknown_keys(source: &Source, warnings: &mut Vec<String>) {
     let mut paths = Vec::new();
     for key in source.config.keys() {
@@ -655,10 +668,7 @@ fn warn_about_unknown_keys(source: &Source, warnings: &mut Vec<String>) {
         }
     }
     for path in paths {
-        let ours = path.starts_with("gearpump.")
-            || path.starts_with("gearpump-master.gearpump.")
-            || path.starts_with("gearpump.master.");
-        if !ours {
+        if !known_keys::is_checked(&path) {
             continue;
         }
         if let KeyKind::Unknown { nearest } = known_keys::classify(&path) {
@@ -693,41 +703,21 @@ fn leaf_paths(value: &HoconValue, prefix: String, out: &mut Vec<String>) {
 
 impl MasterConfig {
     /// Each effective value with where it came from: `--check-config` and `GET master/config`.
+    /// One row per key of the table (the auto-down ceiling shows in failover-timeout's origin),
+    /// plus which entry of the masters list this master is.
     pub fn effective(&self) -> Vec<(&'static str, String, String)> {
-        let rows: Vec<(&'static str, String)> = vec![
-            ("gearpump.hostname", self.hostname.clone()),
-            (
-                "gearpump.cluster.masters",
-                self.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            ),
-            ("this master", self.this_master.to_string()),
-            ("gearpump.master.bind-host", self.bind_host.clone()),
-            ("gearpump.master.state-dir", self.state_dir.display().to_string()),
-            ("gearpump.jarstore.rootpath", self.jar_store.to_string()),
-            ("gearpump.jarstore.max-size", format!("{} bytes", self.jar_max_size)),
-            ("gearpump.jarstore.retention", format!("{:?}", self.jar_retention)),
-            ("gearpump.jarstore.timeout", format!("{:?}", self.jar_timeout)),
-            ("gearpump.master.failover-timeout", format!("{:?}", self.failover_timeout)),
-            ("gearpump.master.request-timeout", format!("{:?}", self.request_timeout)),
-            ("gearpump.master.startup-timeout", format!("{:?}", self.startup_timeout)),
-            ("gearpump.master.snapshot-every", self.snapshot_every.to_string()),
-            ("gearpump.master.log-keep", self.log_keep.to_string()),
-            (
-                "gearpump.master.secret-file",
-                self.secret_file
-                    .as_ref()
-                    .map_or("(none: peer RPC unauthenticated)".into(), |p| p.display().to_string()),
-            ),
-            ("gearpump.master.log-level", self.log_level.clone()),
-            ("gearpump.application.total-retries", self.total_retries.to_string()),
-        ];
-        rows.into_iter()
-            .map(|(key, value)| {
-                let origin =
-                    self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string);
-                (key, value, origin)
-            })
-            .collect()
+        let origin_of = |key: &str| {
+            self.origins.get(key).map_or_else(|| Origin::Default.to_string(), ToString::to_string)
+        };
+        let mut rows = Vec::with_capacity(keys::KEYS.len() + 1);
+        for key in keys::KEYS.iter().filter(|key| key.kind != Kind::FailoverCeiling) {
+            let value = self.shown.get(key.name).cloned().unwrap_or_default();
+            rows.push((key.name, value, origin_of(key.name)));
+            if key.name == keys::MASTERS.name {
+                rows.push((THIS_MASTER, self.this_master.to_string(), origin_of(THIS_MASTER)));
+            }
+        }
+        rows
     }
 
     /// The effective configuration and where each value came from, as `--check-config` prints it.

@@ -198,6 +198,11 @@ fn env_substitution_and_overlay() {
 fn sizes_and_numbers() {
     let config = load_text("gearpump.jarstore.max-size = 1 MiB").expect("valid");
     assert_eq!(config.jar_max_size, 1 << 20);
+    assert!(
+        config.explain().contains("gearpump.jarstore.max-size         = 1048576 bytes"),
+        "{}",
+        config.explain()
+    );
     assert!(error_text("gearpump.jarstore.max-size = lots").contains("expected a size"));
     assert!(error_text("gearpump.master.snapshot-every = 1").contains("out of range"));
 }
@@ -209,4 +214,101 @@ fn check_config_output_names_origins() {
     assert!(explained.contains("gearpump.cluster.masters"), "{explained}");
     assert!(explained.contains("# gear.conf:5 (gearpump.cluster.masters)"), "{explained}");
     assert!(explained.contains("built-in default"), "{explained}");
+}
+
+const README_START: &str =
+    "<!-- gear.conf keys: generated from src/config/keys.rs; `UPDATE_README=1 cargo test --lib readme_key_table` rewrites it -->\n";
+const README_END: &str = "<!-- end of gear.conf keys -->";
+
+/// The README's key table is the key table rendered; CI (cargo test) fails when it is stale.
+#[test]
+fn readme_key_table_is_generated_from_the_key_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let start = readme.find(README_START).expect("README.md lacks the start marker of the key table")
+        + README_START.len();
+    let end =
+        start + readme[start..].find(README_END).expect("README.md lacks the end marker of the key table");
+    let expected = key_table_markdown();
+    if readme[start..end] != expected {
+        if std::env::var_os("UPDATE_README").is_some() {
+            std::fs::write(&path, format!("{}{expected}{}", &readme[..start], &readme[end..]))
+                .expect("write");
+            return;
+        }
+        panic!(
+            "README.md's key table is stale: run `UPDATE_README=1 cargo test --lib readme_key_table` \
+             and commit README.md. Expected:\n{expected}"
+        );
+    }
+}
+
+#[test]
+fn pekko_spellings_of_the_fail_over_ceiling_are_read() {
+    for key in [
+        "gearpump-master.pekko.cluster.auto-down-unreachable-after",
+        "master.pekko.cluster.auto-down-unreachable-after",
+    ] {
+        let config = load_text(&format!("{key} = 300ms")).expect("valid");
+        assert_eq!(config.failover_timeout, Duration::from_millis(300), "{key}");
+        assert!(config.warnings.is_empty(), "{key}: {:?}", config.warnings);
+        let bad = error_text(&format!("{key} = soon"));
+        assert!(bad.contains(&format!("gear.conf:1:1: {key}: not a duration")), "{bad}");
+    }
+    let nested = load_text("gearpump-master { pekko { cluster { auto-down-unreachable-after = 250ms } } }");
+    assert_eq!(nested.expect("valid").failover_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn a_bad_jar_store_uri_is_a_configuration_error_at_load() {
+    for (uri, problem) in [
+        ("hdfs://nn:http/x", "\"http\" is not a port number"),
+        ("hdfs://nn:0/x", "\"0\" is not a port number"),
+        ("hdfs://u@nn:9000/x", "user names in the URI are not supported"),
+        ("hdfs://nn/a/../b", "contains '.' or '..'"),
+        ("hdfs://:9000/x", "has a port but no host"),
+    ] {
+        let error =
+            load_text(&format!("gearpump.hostname = \"127.0.0.1\"\ngearpump.jarstore.rootpath = \"{uri}\""))
+                .expect_err(uri);
+        let text = error.to_string();
+        assert!(text.starts_with("gear.conf:2:1: gearpump.jarstore.rootpath: "), "{text}");
+        assert!(text.contains(problem), "{uri}: {text}");
+        assert_eq!(error.exit_code(), 78);
+    }
+}
+
+#[test]
+fn unknown_keys_inside_the_daemon_overlays_are_warned_about() {
+    let config = load_text(
+        "gearpump-master { gearpump.master.request-timout = 9s }\ngearpump-worker { gearpump.cluster.mastrs = [] }\n",
+    )
+    .expect("valid");
+    for expected in [
+        "unknown key gearpump-master.gearpump.master.request-timout (did you mean gearpump.master.request-timeout?)",
+        "unknown key gearpump-worker.gearpump.cluster.mastrs (did you mean gearpump.cluster.masters?)",
+    ] {
+        assert!(config.warnings.iter().any(|w| w.contains(expected)), "{expected}: {:?}", config.warnings);
+    }
+}
+
+/// Every key of the table loads with its default, and a value of the wrong type is refused with
+/// FILE:LINE:COL and the key's name: no key is validated later than at load.
+#[test]
+fn every_key_of_the_table_is_validated_at_load() {
+    let defaults = load_text("").expect("built-in defaults");
+    assert_eq!(
+        defaults.effective().len(),
+        keys::KEYS.len(),
+        "one row per key but the ceiling, plus this master"
+    );
+    for key in keys::KEYS {
+        let bad = match key.kind {
+            keys::Kind::Text { .. } | keys::Kind::Choice { .. } | keys::Kind::JarRoot => "[1, 2]",
+            keys::Kind::Masters => "\"node1:3000\"",
+            _ => "\"soon\"",
+        };
+        let text = error_text(&format!("\n{} = {bad}\n", key.name));
+        assert!(text.starts_with(&format!("gear.conf:2:1: {}: ", key.name)), "{text}");
+    }
 }

@@ -28,6 +28,8 @@ pub enum DaemonError {
     Listen { address: String, cause: String, fix: String },
     #[error("cluster secret file {path}: {cause}\n  fix: create it with the same secret on every master (mode 0600, owned by the service user), or remove gearpump.master.secret-file")]
     Secret { path: String, cause: String },
+    #[error("{0}\n  fix: check gearpump.jarstore.rootpath and, for hdfs://nameservice/..., the Hadoop configuration (HADOOP_CONF_DIR)")]
+    JarStore(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("the HTTP server failed: {0}")]
@@ -35,10 +37,11 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// sysexits: 78 for configuration, 69 (EX_UNAVAILABLE) when the port or state is unusable.
+    /// sysexits: 78 for configuration (the jar store's client setup included: it only fails
+    /// on configuration, such as a nameservice the Hadoop files do not define), 69 (EX_UNAVAILABLE) when the port or state is unusable.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) | DaemonError::Secret { .. } => 78,
+            DaemonError::Config(_) | DaemonError::Secret { .. } | DaemonError::JarStore(_) => 78,
             DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
             DaemonError::Serve(_) => 1,
         }
@@ -75,7 +78,7 @@ pub async fn run(
         }
     };
     let jars = jarstore::open(&config.jar_store, config.jar_timeout)
-        .map_err(|e| DaemonError::Serve(e.to_string()))?;
+        .map_err(|e| DaemonError::JarStore(e.to_string()))?;
     if !jars.is_highly_available() {
         tracing::warn!(store = %jars.describe(), "the jar store is local to this master and NOT highly available");
     }
@@ -214,10 +217,28 @@ async fn count_leader_changes(cluster: Arc<Cluster>, metrics: Arc<Metrics>) {
 
 /// Probes the jar store every few seconds for `/health/ready`; logs when its health changes.
 /// The quorum does not depend on the store: uploads fail with the logged reason meanwhile.
+/// A probe that does not finish within `gearpump.jarstore.timeout` counts as a failure, so a
+/// hung store (a dead NFS server) is reported instead of leaving the last good answer standing;
+/// no second probe starts while that one hangs (each would hold a blocking thread), so the
+/// answer's age keeps growing until the store answers again.
 async fn probe_jar_store(context: Arc<Context>) {
+    let bound = context.config.jar_timeout;
     loop {
-        let result = context.jars.check().await.map_err(|e| e.to_string());
-        let previous = context.jar_health.read().map(|h| h.clone()).unwrap_or(None);
+        let jars = context.jars.clone();
+        let mut check = tokio::spawn(async move { jars.check().await.map_err(|e| e.to_string()) });
+        let (result, hung) = match tokio::time::timeout(bound, &mut check).await {
+            Ok(Ok(result)) => (result, false),
+            Ok(Err(failed)) => (Err(format!("the jar store health probe failed: {failed}")), false),
+            Err(_) => (
+                Err(format!(
+                    "jar store {} is unavailable: the health probe got no answer within {bound:?} \
+                     (gearpump.jarstore.timeout)",
+                    context.jars.describe()
+                )),
+                true,
+            ),
+        };
+        let previous = context.jar_health.read().ok().and_then(|h| h.as_ref().map(|p| p.result.clone()));
         if previous.as_ref() != Some(&result) {
             match &result {
                 Ok(()) => tracing::info!(store = %context.jars.describe(), "jar store is available"),
@@ -225,8 +246,40 @@ async fn probe_jar_store(context: Arc<Context>) {
             }
         }
         if let Ok(mut health) = context.jar_health.write() {
-            *health = Some(result);
+            *health = Some(api::JarProbe { result, at: std::time::Instant::now() });
+        }
+        if hung {
+            let _ = check.await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::api::test_support::{one_master_context, HangingStore};
+
+    /// A store that never answers is reported as failing within the store timeout (it was
+    /// never reported: the probe loop hung on it with the last answer, or none, standing).
+    #[tokio::test]
+    async fn a_hanging_store_is_reported_within_the_store_timeout() {
+        let (context, _dir) =
+            one_master_context(Arc::new(HangingStore), "gearpump.jarstore.timeout = 200ms").await;
+        let probe = tokio::spawn(super::probe_jar_store(context.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            let health = context.jar_health.read().expect("lock").clone();
+            if let Some(probe) = health {
+                break probe.result.expect_err("a hanging store is not healthy");
+            }
+            assert!(std::time::Instant::now() < deadline, "the probe never reported the hanging store");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(error.contains("no answer within 200ms (gearpump.jarstore.timeout)"), "{error}");
+        probe.abort();
+        context.cluster.shutdown().await;
     }
 }

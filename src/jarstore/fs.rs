@@ -106,10 +106,13 @@ impl JarStore for FsJarStore {
         let partial = partial_dir.join(format!("{key}.{:016x}", rand::random::<u64>()));
         let written = self.write_partial(&partial, body, max_size).await;
         let result = match written {
-            Ok((size, sha256)) => match fs::rename(&partial, &target).await {
+            Ok((size, sha256)) => match publish(&partial, &target).await {
                 Ok(()) => {
                     sync_dir(&self.root).await;
                     return Ok(StoredJar { key: key.to_string(), size, sha256 });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(JarStoreError::AlreadyExists(key.to_string()))
                 }
                 Err(e) => Err(self.unavailable("moving the finished upload into place", &e)),
             },
@@ -174,6 +177,28 @@ impl JarStore for FsJarStore {
         let _ = fs::remove_file(&probe).await;
         Ok(())
     }
+}
+
+/// Moves the finished upload to its key without ever replacing a file there: `rename` would
+/// silently overwrite another upload's jar (two masters sharing one NFS folder, or a key
+/// reused). A hard link fails with `AlreadyExists` atomically, on NFS too; where the file
+/// system has no hard links, `renameat2(RENAME_NOREPLACE)` does the same on local disks.
+async fn publish(partial: &Path, target: &Path) -> std::io::Result<()> {
+    let (partial, target) = (partial.to_path_buf(), target.to_path_buf());
+    tokio::task::spawn_blocking(move || match std::fs::hard_link(&partial, &target) {
+        Ok(()) => {
+            // The jar is in place; a leftover link in the hidden upload folder harms nobody.
+            let _ = std::fs::remove_file(&partial);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            nix::fcntl::renameat2(None, &partial, None, &target, nix::fcntl::RenameFlags::RENAME_NOREPLACE)
+                .map_err(std::io::Error::from)
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Makes a rename durable; a failure here only weakens durability on exotic file systems.

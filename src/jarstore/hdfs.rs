@@ -21,6 +21,7 @@ use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use sha2::{Digest, Sha256};
 
 use super::{name, ByteStream, JarStore, JarStoreError, StoredJar};
+use crate::config::parse_hdfs_uri as parse_uri;
 
 /// Hidden from `list` by its leading dot, and jar names may not start with one.
 const PARTIAL_DIR: &str = ".partial";
@@ -88,10 +89,6 @@ impl HdfsJarStore {
     /// `uri` is `hdfs://host:port/path` or, for NameNode HA, `hdfs://nameservice/path` with the
     /// nameservice defined in the Hadoop configuration. No I/O happens here: an unreachable
     /// HDFS shows up in `check` and in each operation, so a master can start without it.
-    pub fn new(uri: &str) -> Result<Self, JarStoreError> {
-        Self::with_options(uri, HdfsOptions::default())
-    }
-
     /// Call it inside the tokio runtime that will use the store: hdfs-native runs its
     /// background work (lease renewal, write acknowledgements) on the runtime current here.
     pub fn with_options(uri: &str, options: HdfsOptions) -> Result<Self, JarStoreError> {
@@ -199,11 +196,16 @@ impl HdfsJarStore {
         };
         self.op(writer.close(), || format!("closing {partial}")).await?;
         let target = self.jar_path(key);
-        // Overwrite: retrying an upload whose rename went through but whose answer was lost
-        // must succeed.
-        self.op(self.client.rename(partial, &target, true), || format!("renaming {partial} to {target}"))
-            .await?;
-        Ok(StoredJar { key: key.to_string(), size, sha256 })
+        // Never overwrite: another upload's jar under this key may already be registered with
+        // its own SHA-256. HDFS's rename without OVERWRITE fails atomically when the target
+        // exists. (Keys are unique per upload, so a retried upload uses a new key.)
+        match self.bounded(self.client.rename(partial, &target, false)).await {
+            Ok(()) => Ok(StoredJar { key: key.to_string(), size, sha256 }),
+            Err(Failure::Hdfs(e)) if is_already_exists(&e) => {
+                Err(JarStoreError::AlreadyExists(key.to_string()))
+            }
+            Err(f) => Err(self.fail(format!("renaming {partial} to {target}"), f).await),
+        }
     }
 
     async fn fill(
@@ -505,46 +507,6 @@ fn read_stream(reader: FileReader, store: String, path: String, op_timeout: Dura
     Box::pin(stream)
 }
 
-/// Splits `hdfs://authority/path` into the authority and a normalized absolute path.
-fn parse_uri(uri: &str) -> Result<(String, String), String> {
-    let rest = uri.strip_prefix("hdfs://").ok_or_else(|| {
-        "the URI must start with hdfs:// (hdfs://host:port/path or hdfs://nameservice/path)".to_string()
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err("the URI has no NameNode address or nameservice (hdfs://host:port/path)".to_string());
-    }
-    if authority.contains('@') {
-        return Err("user names in the URI are not supported; set HADOOP_USER_NAME instead".to_string());
-    }
-    if authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{authority:?} is not a host name"));
-    }
-    if let Some((host, port)) = authority.rsplit_once(':') {
-        if host.is_empty() {
-            return Err("the URI has a port but no host".to_string());
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(format!("{port:?} is not a port number")),
-        }
-    }
-    if path.contains(['?', '#']) || path.chars().any(|c| c.is_control()) {
-        return Err(format!("{path:?} is not a plain path (no '?', '#' or control characters)"));
-    }
-    let mut segments = Vec::new();
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." {
-            return Err(format!("the path {path:?} contains '.' or '..'"));
-        }
-        segments.push(segment);
-    }
-    Ok((authority.to_string(), format!("/{}", segments.join("/"))))
-}
-
 fn join(dir: &str, name: &str) -> String {
     if dir.ends_with('/') {
         format!("{dir}{name}")
@@ -557,6 +519,14 @@ fn is_not_found(e: &HdfsError) -> bool {
     match e {
         HdfsError::FileNotFound(_) => true,
         HdfsError::RPCError(class, _) => class == "java.io.FileNotFoundException",
+        _ => false,
+    }
+}
+
+fn is_already_exists(e: &HdfsError) -> bool {
+    match e {
+        HdfsError::AlreadyExists(_) => true,
+        HdfsError::RPCError(class, _) => class == "org.apache.hadoop.fs.FileAlreadyExistsException",
         _ => false,
     }
 }

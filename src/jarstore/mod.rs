@@ -55,6 +55,9 @@ pub enum JarStoreError {
     TooLarge { limit: u64 },
     #[error("jar {0:?} is not in the jar store")]
     NotFound(String),
+    /// A store never replaces a jar: another upload already stored one under this key.
+    #[error("jar {0:?} already exists in the jar store; a stored jar is never replaced")]
+    AlreadyExists(String),
     #[error("jar store {store} is unavailable: {cause}")]
     Unavailable { store: String, cause: String },
     #[error("reading the upload failed: {0}")]
@@ -71,7 +74,9 @@ pub trait JarStore: Send + Sync {
 
     /// Streams `body` into the store under `key`, computing size and SHA-256 as it goes.
     /// The jar becomes visible under `key` only once it is complete and durable; on any error
-    /// (client gone, over `max_size`, store failing) nothing is left behind.
+    /// (client gone, over `max_size`, store failing) nothing is left behind. An existing jar
+    /// under `key` is never replaced (`AlreadyExists`): an application may already depend on
+    /// its bytes and its replicated SHA-256.
     async fn put(&self, key: &str, body: ByteStream, max_size: u64) -> Result<StoredJar, JarStoreError>;
 
     /// Streams the stored bytes of `key`. Checking them against the replicated SHA-256 is the

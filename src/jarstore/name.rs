@@ -29,9 +29,34 @@ pub fn validate(name: &str) -> Result<(), JarStoreError> {
     }
 }
 
+/// The store key of a new upload: `<upload millis>-<64 random bits, hex>-<file name>`.
+///
+/// Unique by construction: the time alone is not (two clients, or two masters sharing one store,
+/// uploading `app.jar` in the same millisecond got the same key, and the second jar replaced the
+/// first one's bytes under its replicated SHA-256). The random part comes from the OS's CSPRNG
+/// on every master, so keys of concurrent uploads anywhere in the cluster differ; the stores
+/// also refuse to replace a key, so even a collision could only fail an upload, never corrupt
+/// one. The leading time stays: the retention sweep dates orphaned uploads by it.
+pub fn new_key(file_name: &str, now_ms: u64) -> Result<String, JarStoreError> {
+    validate(file_name)?;
+    let key = format!("{now_ms}-{:016x}-{file_name}", rand::random::<u64>());
+    validate(&key)?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::validate;
+    use super::{new_key, validate};
+
+    #[test]
+    fn keys_of_the_same_name_in_the_same_millisecond_differ() {
+        let keys: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_key("app.jar", 1_700_000_000_000).expect("valid")).collect();
+        assert_eq!(keys.len(), 1000);
+        let key = keys.iter().next().expect("a key");
+        assert!(key.starts_with("1700000000000-") && key.ends_with("-app.jar"), "{key}");
+        assert_eq!(crate::jarstore::retention::uploaded_at_ms(key), Some(1_700_000_000_000));
+    }
 
     #[test]
     fn accepts_plain_names() {

@@ -15,7 +15,8 @@ pub enum Removal {
     Orphan { key: String },
 }
 
-/// The upload time encoded in a key (`<millis>-<file name>`), if it has one.
+/// The upload time encoded in a key (`<millis>-<random>-<file name>`, or `<millis>-<file name>`
+/// before keys had a random part), if it has one.
 pub fn uploaded_at_ms(key: &str) -> Option<u64> {
     key.split_once('-').and_then(|(millis, _)| millis.parse().ok())
 }

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::keys::{self, Key};
+
 /// One `key = value` found in the text: its full dotted path and the byte span of the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
@@ -15,20 +17,26 @@ pub struct Assignment {
     pub value_end: usize,
 }
 
-/// A key the installer sets, with the spellings that mean the same key.
+/// A key the installer sets: its entry of the key table (whose other spellings are rewritten
+/// in place too) and the new value.
 #[derive(Debug, Clone)]
-pub struct OwnedKey {
-    pub path: &'static str,
-    pub aliases: &'static [&'static str],
+pub(crate) struct OwnedKey {
+    pub(crate) key: &'static Key,
     /// The value as HOCON text, e.g. `"node1"` or `["a:1", "b:1"]`.
-    pub value: String,
+    pub(crate) value: String,
 }
 
-pub const HOSTNAME: &str = "gearpump.hostname";
-pub const MASTERS: &str = "gearpump.cluster.masters";
-pub const JAR_ROOT: &str = "gearpump.jarstore.rootpath";
-pub const FAILOVER: &str = "gearpump.master.failover-timeout";
-pub const SECRET_FILE: &str = "gearpump.master.secret-file";
+impl OwnedKey {
+    pub(crate) fn new(key: &'static Key, value: String) -> OwnedKey {
+        OwnedKey { key, value }
+    }
+}
+
+pub(crate) const HOSTNAME: &Key = &keys::HOSTNAME;
+pub(crate) const MASTERS: &Key = &keys::MASTERS;
+pub(crate) const JAR_ROOT: &Key = &keys::JAR_ROOT;
+pub(crate) const FAILOVER: &Key = &keys::FAILOVER;
+pub(crate) const SECRET_FILE: &Key = &keys::SECRET_FILE;
 
 /// Renders a string as a HOCON quoted string (JSON string syntax is valid HOCON).
 pub fn quoted(text: &str) -> String {
@@ -231,26 +239,27 @@ pub struct Rewrite {
 /// Sets every owned key to its value: each existing definition (under any alias) is replaced in
 /// place, and keys the file does not define yet are appended in a marked block at the end
 /// (HOCON: a later definition wins, and a dotted key at the top level sets the nested one).
-pub fn rewrite(text: &str, keys: &[OwnedKey]) -> Rewrite {
+pub(crate) fn rewrite(text: &str, keys: &[OwnedKey]) -> Rewrite {
     let assignments = scan(text);
     let mut splices: Vec<(usize, usize, String)> = Vec::new();
     let mut changes = BTreeMap::new();
     let mut missing = Vec::new();
     for key in keys {
+        let name = key.key.name;
         let matches: Vec<&Assignment> = assignments
             .iter()
-            .filter(|a| a.path == key.path || key.aliases.contains(&a.path.as_str()))
+            .filter(|a| key.key.all_spellings().any(|spelling| spelling == a.path))
             .collect();
         if matches.is_empty() {
             missing.push(key);
-            changes.insert(key.path.to_string(), (None, key.value.clone()));
+            changes.insert(name.to_string(), (None, key.value.clone()));
             continue;
         }
         for a in matches {
             let old = &text[a.value_start..a.value_end];
             if old != key.value {
                 splices.push((a.value_start, a.value_end, key.value.clone()));
-                changes.insert(key.path.to_string(), (Some(old.to_string()), key.value.clone()));
+                changes.insert(name.to_string(), (Some(old.to_string()), key.value.clone()));
             }
         }
     }
@@ -265,7 +274,7 @@ pub fn rewrite(text: &str, keys: &[OwnedKey]) -> Rewrite {
         }
         out.push_str("\n# Set by gearpump-setup; it rewrites only these values on a re-run.\n");
         for key in missing {
-            out.push_str(&format!("{} = {}\n", key.path, key.value));
+            out.push_str(&format!("{} = {}\n", key.key.name, key.value));
         }
     }
     Rewrite { text: out, changes }
@@ -275,8 +284,8 @@ pub fn rewrite(text: &str, keys: &[OwnedKey]) -> Rewrite {
 mod tests {
     use super::*;
 
-    fn key(path: &'static str, value: &str) -> OwnedKey {
-        OwnedKey { path, aliases: &[], value: value.to_string() }
+    fn key(key: &'static Key, value: &str) -> OwnedKey {
+        OwnedKey::new(key, value.to_string())
     }
 
     #[test]
@@ -338,11 +347,7 @@ gearpump { master { secret-file = ${?SECRET} } }
     #[test]
     fn aliases_are_rewritten_too() {
         let text = "gearpump.jarstore.rootPath = \"old\"\n";
-        let keys = vec![OwnedKey {
-            path: JAR_ROOT,
-            aliases: &["gearpump.jarstore.rootPath"],
-            value: "\"new\"".into(),
-        }];
+        let keys = vec![key(JAR_ROOT, "\"new\"")];
         assert_eq!(rewrite(text, &keys).text, "gearpump.jarstore.rootPath = \"new\"\n");
     }
 

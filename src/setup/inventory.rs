@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::ssh::SshOptions;
 use super::SetupError;
 use crate::cli::SetupArgs;
-use crate::config::HostPort;
+use crate::config::{HostPort, JarStoreRoot};
 
 /// Package family of a node: what installs a package there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -136,9 +136,16 @@ pub fn check_failover(text: &str) -> Result<String, String> {
         "m" | "min" => number.checked_mul(60_000),
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
-    match millis {
-        Some(ms) if (200..=600_000).contains(&ms) => Ok(format!("{number}{}", unit.trim())),
-        _ => Err(format!("{text:?} is outside 200ms..10m")),
+    // The same range as the master's own check of gearpump.master.failover-timeout.
+    let (min, max) = crate::config::keys::FAILOVER_RANGE;
+    let (min_ms, max_ms) = (min.as_millis(), max.as_millis());
+    match millis.map(u128::from) {
+        Some(ms) if (min_ms..=max_ms).contains(&ms) => Ok(format!("{number}{}", unit.trim())),
+        _ => Err(format!(
+            "{text:?} is outside {}..{}",
+            crate::config::keys::format_duration(min),
+            crate::config::keys::format_duration(max)
+        )),
     }
 }
 
@@ -147,28 +154,22 @@ pub fn check_jar_store_uri(uri: &str) -> Result<(), String> {
     if uri.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
         return Err(format!("{uri:?} contains blanks, quotes or control characters"));
     }
-    if let Some(rest) = uri.strip_prefix("hdfs://") {
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.is_empty() {
-            return Err(format!("{uri:?} names no NameNode or nameservice (hdfs://namenode:9000/path)"));
+    // The master's own parser, so setup never writes a root the master would refuse; setup asks
+    // more of it: a shared store (not a master-local folder) below the file system's root.
+    match crate::config::parse_jar_root(uri) {
+        Err((problem, fix)) => Err(format!("{problem}; {fix}")),
+        Ok(JarStoreRoot::Hdfs(_)) => match crate::config::parse_hdfs_uri(uri) {
+            Ok((_, path)) if path != "/" => Ok(()),
+            _ => Err(format!("{uri:?} has no path (hdfs://namenode:9000/gearpump/jars)")),
+        },
+        Ok(JarStoreRoot::Shared(path)) if path != Path::new("/") => Ok(()),
+        Ok(JarStoreRoot::Shared(_)) => {
+            Err(format!("{uri:?} is not an absolute folder (file:///shared/folder)"))
         }
-        if let Some((_, port)) = authority.rsplit_once(':') {
-            if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(format!("{uri:?}: {port:?} is not a port"));
-            }
+        Ok(JarStoreRoot::Local(_)) => {
+            Err(format!("{uri:?} is neither hdfs://... nor file:///... (for NFS use --nfs SERVER:/export)"))
         }
-        if path.is_empty() {
-            return Err(format!("{uri:?} has no path (hdfs://namenode:9000/gearpump/jars)"));
-        }
-        return Ok(());
     }
-    if let Some(path) = uri.strip_prefix("file://") {
-        if !path.starts_with('/') || path == "/" {
-            return Err(format!("{uri:?} is not an absolute folder (file:///shared/folder)"));
-        }
-        return Ok(());
-    }
-    Err(format!("{uri:?} is neither hdfs://... nor file:///... (for NFS use --nfs SERVER:/export)"))
 }
 
 fn check_nfs(export: &str, options: &str, mount: &Path) -> Result<JarStore, String> {
@@ -430,6 +431,9 @@ mod tests {
             "hdfs:///path",
             "hdfs://nn:99999/p",
             "hdfs://nn:9000",
+            "hdfs://nn:http/x",
+            "hdfs://u@nn:9000/x",
+            "hdfs://nn/a/../b",
             "file://relative",
             "file:///",
             "jars",

@@ -287,23 +287,15 @@ fn nfs_client_script(family: Family) -> String {
 }
 
 /// The gear.conf keys this node gets.
-pub fn owned_keys(inv: &Inventory, node: &str) -> Vec<OwnedKey> {
+pub(crate) fn owned_keys(inv: &Inventory, node: &str) -> Vec<OwnedKey> {
     let mut keys = vec![
-        OwnedKey { path: gearconf::HOSTNAME, aliases: &[], value: gearconf::quoted(node) },
-        OwnedKey {
-            path: gearconf::MASTERS,
-            aliases: &[],
-            value: gearconf::quoted_list(&inv.master_addresses()),
-        },
-        OwnedKey {
-            path: gearconf::JAR_ROOT,
-            aliases: &["gearpump.jarstore.rootPath"],
-            value: gearconf::quoted(&inv.jar_store.root_path()),
-        },
-        OwnedKey { path: gearconf::SECRET_FILE, aliases: &[], value: gearconf::quoted(SECRET_FILE) },
+        OwnedKey::new(gearconf::HOSTNAME, gearconf::quoted(node)),
+        OwnedKey::new(gearconf::MASTERS, gearconf::quoted_list(&inv.master_addresses())),
+        OwnedKey::new(gearconf::JAR_ROOT, gearconf::quoted(&inv.jar_store.root_path())),
+        OwnedKey::new(gearconf::SECRET_FILE, gearconf::quoted(SECRET_FILE)),
     ];
     if let Some(timeout) = &inv.failover_timeout {
-        keys.push(OwnedKey { path: gearconf::FAILOVER, aliases: &[], value: timeout.clone() });
+        keys.push(OwnedKey::new(gearconf::FAILOVER, timeout.clone()));
     }
     keys
 }
@@ -379,7 +371,7 @@ pub fn plan_node(
     if current != Some(rewrite.text.as_str()) {
         // The masters list only seeds a fresh master (a running cluster's membership lives in its
         // Raft log), so a running master needs no restart for it; every other key does.
-        if facts.is_active() && rewrite.changes.keys().any(|k| k != gearconf::MASTERS) {
+        if facts.is_active() && rewrite.changes.keys().any(|k| k != gearconf::MASTERS.name) {
             restart = true;
         }
         actions.push(Action::Write {

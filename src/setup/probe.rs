@@ -155,37 +155,11 @@ pub fn parse_probe(output: &str, files: &[String]) -> Result<NodeFacts, String> 
     Ok(facts)
 }
 
-/// Standard base64 (what coreutils' `base64` writes), without a dependency for 20 lines.
+/// Standard base64 as coreutils' `base64` writes it: padded, wrapped at 76 columns.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
+    use base64::Engine as _;
     let clean: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !clean.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for chunk in clean.chunks(4) {
-        let pads = chunk.iter().rev().take_while(|&&b| b == b'=').count();
-        if pads > 2 {
-            return None;
-        }
-        let mut n = 0u32;
-        for &b in &chunk[..4 - pads] {
-            n = (n << 6) | value(b)?;
-        }
-        n <<= 6 * pads as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pads]);
-    }
-    Some(out)
+    base64::engine::general_purpose::STANDARD.decode(clean).ok()
 }
 
 /// Second round, once every node's resolutions are known: can this node open a TCP connection

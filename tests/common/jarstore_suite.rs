@@ -25,6 +25,7 @@ pub const RSS_GROWTH_LIMIT: u64 = 64 * MIB;
 pub async fn run_all(store: &dyn JarStore) {
     check_passes(store).await;
     round_trip(store).await;
+    existing_jar_is_never_overwritten(store).await;
     empty_jar(store).await;
     missing_jar_is_not_found(store).await;
     delete_is_idempotent(store).await;
@@ -437,4 +438,21 @@ impl Drop for RssSampler {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A second upload under an existing key fails and leaves the first jar's bytes as they were:
+/// an application registered with the first jar's SHA-256 must keep downloading it.
+pub async fn existing_jar_is_never_overwritten(store: &dyn JarStore) {
+    let key = "suite-no-overwrite.jar";
+    let first = pattern(10_000, 41);
+    put_bytes(store, key, &first, 4096, MIB).await.expect("first upload");
+    let second = put_bytes(store, key, &pattern(10_000, 42), 4096, MIB).await;
+    assert!(
+        matches!(&second, Err(JarStoreError::AlreadyExists(k)) if k == key),
+        "a second upload under {key} must be refused by {}: {second:?}",
+        store.describe()
+    );
+    assert!(get_bytes(store, key).await == first, "{key} was overwritten in {}", store.describe());
+    assert_eq!(list(store).await.iter().filter(|k| k.as_str() == key).count(), 1);
+    store.delete(key).await.expect("delete");
 }
