@@ -1,6 +1,6 @@
 //! Every failure a client sees is a status code plus `{"error": "...", "status": N}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -13,11 +13,20 @@ use crate::state::Rejection;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// For a 503 without a leader: when this master may have one again, and what it knows.
+    pub no_leader: Option<NoLeaderHint>,
+}
+
+#[derive(Debug)]
+pub struct NoLeaderHint {
+    pub retry_after_ms: u64,
+    pub last_leader: Option<String>,
+    pub reachable: Vec<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), no_leader: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -34,15 +43,21 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, "{}", self.message);
         }
-        let body = json!({ "error": self.message, "status": self.status.as_u16() });
-        (self.status, Json(body)).into_response()
+        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
+        let Some(hint) = self.no_leader else { return (self.status, Json(body)).into_response() };
+        // Retry-After counts whole seconds; clients of ours read the finer retryAfterMs.
+        body["retryAfterMs"] = json!(hint.retry_after_ms);
+        body["lastLeader"] = json!(hint.last_leader);
+        body["reachable"] = json!(hint.reachable);
+        let seconds = hint.retry_after_ms.div_ceil(1000).max(1).to_string();
+        (self.status, [(header::RETRY_AFTER, seconds)], Json(body)).into_response()
     }
 }
 
 /// The one mapping of cluster errors to HTTP statuses, for clients and for peers alike.
 pub fn cluster_status(error: &ClusterError) -> StatusCode {
     match error {
-        ClusterError::NoQuorum(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::NoQuorum(_) | ClusterError::NoLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ClusterError::Rejected(Rejection::UnknownApp(_)) => StatusCode::NOT_FOUND,
         ClusterError::Rejected(Rejection::RequestIdReused(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         ClusterError::Rejected(_) => StatusCode::CONFLICT,
@@ -54,7 +69,11 @@ pub fn cluster_status(error: &ClusterError) -> StatusCode {
 
 impl From<ClusterError> for ApiError {
     fn from(error: ClusterError) -> ApiError {
-        ApiError::new(cluster_status(&error), error.to_string())
+        let mut api_error = ApiError::new(cluster_status(&error), error.to_string());
+        if let ClusterError::NoLeader { last_leader, reachable, retry_after_ms, .. } = error {
+            api_error.no_leader = Some(NoLeaderHint { retry_after_ms, last_leader, reachable });
+        }
+        api_error
     }
 }
 

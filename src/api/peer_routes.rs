@@ -15,7 +15,9 @@ use axum::{Json, Router};
 use super::error::PeerRouteError;
 use super::{ApiError, Context};
 use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, WriteRequest};
-use crate::cluster::{ClusterError, MembersView, MembershipChange, RaftRpc, SECRET_HEADER};
+use crate::cluster::{
+    ClusterError, MembersView, MembershipChange, PreVoteAnswer, PreVoteRequest, RaftRpc, SECRET_HEADER,
+};
 
 pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
@@ -28,6 +30,7 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::READ_INDEX, post(read_index))
         .route(protocol::TAKE_OVER, post(take_over))
         .route(protocol::MEMBERS, post(members))
+        .route(protocol::PRE_VOTE, post(pre_vote))
         .layer(middleware::from_fn_with_state(context, require_secret))
 }
 
@@ -102,6 +105,14 @@ async fn take_over(State(context): State<Arc<Context>>) -> Result<Json<()>, Peer
     tracing::info!("the leader is stopping and asked this master to take over");
     context.cluster.take_over().await?;
     Ok(Json(()))
+}
+
+async fn pre_vote(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<PreVoteAnswer>, PeerRouteError> {
+    let request: PreVoteRequest = decode(&body)?;
+    Ok(Json(context.cluster.pre_vote(&request)))
 }
 
 /// A membership change forwarded by a follower; a failure carries the leader's typed error.

@@ -2,6 +2,7 @@
 //! the `Cluster` handle through which the rest of the master writes and reads replicated state.
 
 mod bootstrap;
+mod election;
 mod log_store;
 mod membership;
 mod network;
@@ -15,11 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
 use crate::config::{HostPort, MasterConfig};
 use crate::state::{new_id, Command, CommandResult, MasterState, Proposal, Rejection, RequestId};
 pub use bootstrap::BootstrapState;
+pub use election::{PreVoteAnswer, PreVoteRequest};
 pub use membership::{MembersView, MembershipChange};
 use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest};
 pub use peers::{PeerError, PeerFailure, Peers, SECRET_HEADER};
@@ -42,6 +45,10 @@ pub enum ClusterError {
     Fatal(String),
     #[error("bad peer request: {0}")]
     BadRequest(String),
+    /// This master has no leader to send the request to and is not taking part in an election
+    /// that could give it one: the client should try another master now.
+    #[error("no quorum (no leader): {message}")]
+    NoLeader { message: String, last_leader: Option<String>, reachable: Vec<String>, retry_after_ms: u64 },
     /// A peer refused the call itself (the cluster secret, a body limit, a route it lacks).
     #[error("master {address} refused the call ({status}): {message}")]
     PeerRefused { address: String, status: u16, message: String },
@@ -74,6 +81,7 @@ pub struct Cluster {
     request_timeout: Duration,
     bootstrap: Arc<std::sync::Mutex<BootstrapState>>,
     started_at: Instant,
+    contact: election::LeaderContact,
 }
 
 impl Cluster {
@@ -99,17 +107,10 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
 
-        // openraft 0.9 lets a restarted follower campaign on its first tick, before it can hear
-        // the leader; the rejection it gets (a greater log elsewhere) makes it add twice the
-        // election timeout to every later election, doubling fail-over for good. Holding
-        // elections back for one bound lets the leader's heartbeats arrive first.
+        // Elections are ours (cluster::election): a pre-vote round first, so a master cut off
+        // from the others never raises its term and deposes a healthy leader when it returns.
+        // This also keeps a restarted master from campaigning before it could hear the leader.
         raft.runtime_config().elect(false);
-        let elect_again = raft.clone();
-        let hold = config.failover_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(hold).await;
-            elect_again.runtime_config().elect(true);
-        });
 
         let cluster = Arc::new(Cluster {
             raft,
@@ -123,8 +124,11 @@ impl Cluster {
             request_timeout: config.request_timeout,
             bootstrap: Arc::new(std::sync::Mutex::new(BootstrapState::Starting)),
             started_at: Instant::now(),
+            contact: election::LeaderContact::new(),
         });
         tokio::spawn(bootstrap::run(cluster.clone()));
+        tokio::spawn(election::run(cluster.clone()));
+        tokio::spawn(election::follow_quorum_acks(cluster.clone()));
         Ok(cluster)
     }
 
@@ -207,7 +211,9 @@ impl Cluster {
         let metrics = self.raft.metrics().borrow().clone();
         match (metrics.state, metrics.current_leader) {
             (ServerState::Leader, _) => self.leader_has_quorum(&metrics),
-            (_, Some(leader)) => leader != self.node_id,
+            // openraft keeps naming a leader that died until an election replaces it; with
+            // pre-vote a cut-off follower never starts one, so the name alone proves nothing.
+            (_, Some(leader)) => leader != self.node_id && self.contact.age() <= self.failover_timeout * 2,
             _ => false,
         }
     }
@@ -217,8 +223,9 @@ impl Cluster {
         if members <= 1 {
             return true;
         }
-        // Without a majority's ack for longer than an election timeout, this leader is cut off.
-        metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= self.failover_timeout.as_millis())
+        // Without a majority's ack for longer than the bound, this leader is cut off.
+        metrics.state == ServerState::Leader
+            && self.contact.quorum_ack_age().is_some_and(|age| age <= self.failover_timeout)
     }
 
     /// Wakes on every change of Raft's metrics (role, leader, indexes).
@@ -235,6 +242,45 @@ impl Cluster {
             fingerprint: self.fingerprint.clone(),
             initialized,
         }
+    }
+
+    /// Whether this master has a leader worth waiting for: as leader, a majority acknowledged it
+    /// within the fail-over bound (check-quorum); as follower, the leader's heartbeats or an
+    /// election it takes part in are no older than twice the bound. Otherwise requests that need a
+    /// leader fail at once (`NoLeader`, a 503 with Retry-After) instead of after the request
+    /// timeout, so clients move on to a master on the majority's side.
+    pub fn check_leader_is_fresh(&self) -> Result<(), ClusterError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let bound = self.failover_timeout;
+        let message = if metrics.state == ServerState::Leader {
+            if self.leader_has_quorum(&metrics) {
+                return Ok(());
+            }
+            format!(
+                "this master leads but has not heard from a majority for {} ms",
+                metrics.millis_since_quorum_ack.unwrap_or(0)
+            )
+        } else {
+            // Twice the bound: a healthy fail-over has a new leader (or this master has granted
+            // it a vote) within one bound of the old leader's last heartbeat, so only a master
+            // that is really cut off gets here — a busy machine's late heartbeat does not.
+            let age = self.contact.age();
+            if age <= bound * 2 {
+                return Ok(());
+            }
+            format!("this master has not heard from a leader for {} ms", age.as_millis())
+        };
+        let reachable = self.contact.reachable(bound * 2);
+        Err(ClusterError::NoLeader {
+            message: format!(
+                "{message} (it reaches {}); try another master",
+                if reachable.is_empty() { "no other master".to_string() } else { reachable.join(", ") }
+            ),
+            last_leader: self.contact.last_leader(),
+            reachable,
+            // The same master may have a leader again once an election had time to finish.
+            retry_after_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     /// Proposes a command under a fresh request id (for writes the master starts itself).
@@ -255,6 +301,24 @@ impl Cluster {
         let proposal = Proposal { id, at_ms: now_ms(), command };
         let mut outcome_unknown = false;
         loop {
+            if let Err(no_leader) = self.check_leader_is_fresh() {
+                return Err(match no_leader {
+                    ClusterError::NoLeader { message, last_leader, reachable, retry_after_ms }
+                        if outcome_unknown =>
+                    {
+                        ClusterError::NoLeader {
+                            retry_after_ms,
+                            message: format!(
+                                "{message}; an earlier attempt may still be applied: retry with Idempotency-Key {} to apply it at most once",
+                                proposal.id
+                            ),
+                            last_leader,
+                            reachable,
+                        }
+                    }
+                    other => other,
+                });
+            }
             let outcome = self.try_write_once(&proposal, deadline).await;
             let retry_reason = match outcome {
                 Ok(WriteOutcome::Applied(result)) => return Ok(result),
@@ -263,7 +327,9 @@ impl Cluster {
                     Some(leader) => format!("leader {leader} is not answering"),
                     None => "no leader is elected".to_string(),
                 },
-                Ok(WriteOutcome::NoQuorum(why)) => why,
+                // The leader itself says it has lost its majority (check-quorum): no point in
+                // waiting here, the client should find the majority's side.
+                Ok(WriteOutcome::NoQuorum(why)) => return Err(ClusterError::NoQuorum(why)),
                 Err(ClusterError::NoQuorum(why)) => why,
                 Err(other) => return Err(other),
                 Ok(WriteOutcome::Unknown(why)) => {
@@ -360,7 +426,10 @@ impl Cluster {
         proposal: &Proposal,
         deadline: Instant,
     ) -> Result<WriteOutcome, ClusterError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // One attempt waits at most the fail-over bound: a leader that vanished mid-request is
+        // given up on as fast as the cluster would replace it, and the retry carries the same
+        // request id.
+        let remaining = deadline.saturating_duration_since(Instant::now()).min(self.failover_timeout);
         let request = WriteRequest { proposal: proposal.clone() };
         match self.peers.post(address, peer_protocol::WRITE, &request, remaining).await {
             Ok(outcome) => Ok(outcome),
@@ -377,6 +446,7 @@ impl Cluster {
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
+            self.check_leader_is_fresh()?;
             let reason = match self.try_read_barrier(deadline).await {
                 Ok(()) => return Ok(()),
                 Err(ClusterError::NoQuorum(reason)) => reason,
@@ -398,7 +468,7 @@ impl Cluster {
             else {
                 return Err(ClusterError::NoQuorum("no leader is elected".into()));
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_duration_since(Instant::now()).min(self.failover_timeout);
             let read_index: ReadIndex =
                 self.peers.post(&address, peer_protocol::READ_INDEX, &(), remaining).await?;
             read_index.index
@@ -432,11 +502,24 @@ impl Cluster {
     pub async fn handle_raft_rpc(&self, rpc: RaftRpc, body: &[u8]) -> Result<Vec<u8>, ClusterError> {
         let bad = |e: serde_json::Error| ClusterError::BadRequest(e.to_string());
         let encoded = match rpc {
-            RaftRpc::Append => serde_json::to_vec(
-                &self.raft.append_entries(serde_json::from_slice(body).map_err(bad)?).await,
-            ),
+            RaftRpc::Append => {
+                let request: openraft::raft::AppendEntriesRequest<types::TypeConfig> =
+                    serde_json::from_slice(body).map_err(bad)?;
+                let leader = request.vote.leader_id().voted_for();
+                let answer = self.raft.append_entries(request).await;
+                if matches!(&answer, Ok(response) if !matches!(response, AppendEntriesResponse::HigherVote(_)))
+                {
+                    self.contact.touch(leader.and_then(|id| self.leader_address(id)));
+                }
+                serde_json::to_vec(&answer)
+            }
             RaftRpc::Vote => {
-                serde_json::to_vec(&self.raft.vote(serde_json::from_slice(body).map_err(bad)?).await)
+                let answer = self.raft.vote(serde_json::from_slice(body).map_err(bad)?).await;
+                if matches!(&answer, Ok(response) if response.vote_granted) {
+                    // Raft restarts its election timer when it grants a vote.
+                    self.contact.touch(None);
+                }
+                serde_json::to_vec(&answer)
             }
             RaftRpc::Snapshot => serde_json::to_vec(
                 &self.raft.install_snapshot(serde_json::from_slice(body).map_err(bad)?).await,

@@ -14,6 +14,7 @@ pub const WRITE: &str = "/peer/write";
 pub const READ_INDEX: &str = "/peer/read-index";
 pub const TAKE_OVER: &str = "/peer/take-over";
 pub const MEMBERS: &str = "/peer/members";
+pub const PRE_VOTE: &str = "/peer/pre-vote";
 
 /// Answer to `hello`, used before bootstrap to agree on the masters list.
 #[derive(Debug, Clone, Serialize, Deserialize)]

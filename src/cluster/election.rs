@@ -1,0 +1,246 @@
+//! Elections with a pre-vote, and what a master knows about its leader.
+//!
+//! openraft 0.9 has no Pre-Vote (it arrives with the 0.10 line, not stable yet). Without it a
+//! follower cut off from the others keeps starting elections, each with a higher term; when it
+//! comes back, the leader sees that term in an AppendEntries answer and steps down — a healthy
+//! cluster loses its leader because one follower had a bad minute (etcd turned Pre-Vote on by
+//! default for this, its issue #9333). So openraft's own election timer is off
+//! (`runtime_config().elect(false)`) and this task decides when to campaign:
+//!
+//! 1. A voter that has heard nothing from a leader (no AppendEntries, no vote it granted) for a
+//!    random 0.8–1.0 × the fail-over bound asks every other voter `/peer/pre-vote`.
+//! 2. A voter says yes only if it, too, has heard nothing from a leader for half the bound (the
+//!    leader lease openraft enforces on real votes) and the candidate's log is not behind its own.
+//! 3. With a majority of yeses (counting itself) the master starts a real election
+//!    (`trigger().elect()`); otherwise its term stays where it is and it asks again later.
+//!
+//! The timings are the ones openraft's own timer had (lease B/2, then a random 0.3–0.5 B), so
+//! fail-over stays within the bound. The same bookkeeping tells the API whether this master has
+//! a leader worth forwarding to (`Cluster::leader_is_fresh`), so a master cut off from the others
+//! answers 503 at once instead of holding clients for the request timeout.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use super::peer_protocol::PRE_VOTE;
+use super::types::NodeId;
+use super::Cluster;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: String,
+    pub term: u64,
+    pub last_log_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteAnswer {
+    pub granted: bool,
+    pub reason: String,
+}
+
+/// When this master last heard from a leader, and from which masters recently.
+pub(super) struct LeaderContact {
+    inner: Mutex<ContactState>,
+}
+
+struct ContactState {
+    /// Last AppendEntries accepted from a leader, vote granted, or election started by us.
+    last: Instant,
+    last_leader: Option<String>,
+    /// Masters this one exchanged a message with, and when.
+    heard_from: BTreeMap<String, Instant>,
+    /// As leader: when a majority last acknowledged it.
+    quorum_ack: Option<Instant>,
+}
+
+impl LeaderContact {
+    pub(super) fn new() -> LeaderContact {
+        // A master that just started counts its start as contact: it waits one bound for a
+        // leader's heartbeat before it campaigns (a restarted master would otherwise disrupt).
+        LeaderContact {
+            inner: Mutex::new(ContactState {
+                last: Instant::now(),
+                last_leader: None,
+                heard_from: BTreeMap::new(),
+                quorum_ack: None,
+            }),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut ContactState) -> T) -> T {
+        match self.inner.lock() {
+            Ok(mut state) => f(&mut state),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// A leader's AppendEntries was accepted (or a vote granted, or our own election began).
+    pub(super) fn touch(&self, leader: Option<String>) {
+        self.with(|state| {
+            state.last = Instant::now();
+            if let Some(leader) = leader {
+                state.heard_from.insert(leader.clone(), Instant::now());
+                state.last_leader = Some(leader);
+            }
+        });
+    }
+
+    pub(super) fn heard_from(&self, master: &str) {
+        self.with(|state| {
+            state.heard_from.insert(master.to_string(), Instant::now());
+        });
+    }
+
+    pub(super) fn age(&self) -> Duration {
+        self.with(|state| state.last.elapsed())
+    }
+
+    pub(super) fn last_leader(&self) -> Option<String> {
+        self.with(|state| state.last_leader.clone())
+    }
+
+    /// How long ago a majority acknowledged this master as leader; `None` when it does not lead.
+    pub(super) fn quorum_ack_age(&self) -> Option<Duration> {
+        self.with(|state| state.quorum_ack.map(|at| at.elapsed()))
+    }
+
+    /// Masters heard from within `within`.
+    pub(super) fn reachable(&self, within: Duration) -> Vec<String> {
+        self.with(|state| {
+            state.heard_from.iter().filter(|(_, at)| at.elapsed() <= within).map(|(m, _)| m.clone()).collect()
+        })
+    }
+}
+
+/// A random election timeout in [0.8, 1.0] × the bound, as openraft's lease + timeout gave.
+fn election_timeout(bound: Duration) -> Duration {
+    let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    let low = millis * 8 / 10;
+    Duration::from_millis(low + rand::random::<u64>() % (millis - low).max(1))
+}
+
+/// Turns openraft's `millis_since_quorum_ack` into an instant. The metric is computed when
+/// openraft publishes metrics, and a leader whose followers are all gone may publish nothing for
+/// a long time: read as it stands, a stale "12 ms ago" would keep a cut-off leader believing it
+/// leads. An instant ages by itself.
+pub(super) async fn follow_quorum_acks(cluster: Arc<Cluster>) {
+    let mut metrics = cluster.raft.metrics();
+    loop {
+        let (leads, acked) = {
+            let current = metrics.borrow_and_update();
+            (current.state == ServerState::Leader, current.millis_since_quorum_ack)
+        };
+        let at = match (leads, acked) {
+            (true, Some(ms)) => Instant::now().checked_sub(Duration::from_millis(ms)),
+            _ => None,
+        };
+        cluster.contact.with(|state| {
+            state.quorum_ack = match (leads, at, state.quorum_ack) {
+                // Never move backwards: a late metrics message must not make the ack older.
+                (true, Some(at), Some(known)) => Some(known.max(at)),
+                (true, Some(at), None) => Some(at),
+                // Just elected, no replication ack reported yet: winning the vote was the
+                // majority's acknowledgement.
+                (true, None, None) => Some(Instant::now()),
+                (true, None, known) => known,
+                (false, _, _) => None,
+            };
+        });
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+pub(super) async fn run(cluster: Arc<Cluster>) {
+    let bound = cluster.failover_timeout;
+    let tick = (bound / 20).max(Duration::from_millis(5));
+    let mut timeout = election_timeout(bound);
+    loop {
+        tokio::time::sleep(tick).await;
+        if !cluster.core_is_running() {
+            return;
+        }
+        let metrics = cluster.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if metrics.state == ServerState::Leader || !voters.contains(&cluster.node_id) {
+            continue;
+        }
+        if cluster.contact.age() < timeout {
+            continue;
+        }
+        timeout = election_timeout(bound);
+        let request = PreVoteRequest {
+            candidate: cluster.me.to_string(),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+        };
+        let others: Vec<String> = voters
+            .iter()
+            .filter(|id| **id != cluster.node_id)
+            .filter_map(|id| membership.get_node(id).map(|node| node.addr.clone()))
+            .collect();
+        let asks = others.iter().map(|address| {
+            let (cluster, request) = (&cluster, &request);
+            async move {
+                let answer: Result<PreVoteAnswer, _> =
+                    cluster.peers.post(address, PRE_VOTE, request, bound / 2).await;
+                if answer.is_ok() {
+                    cluster.contact.heard_from(address);
+                }
+                answer.is_ok_and(|answer| answer.granted)
+            }
+        });
+        let granted = 1 + futures::future::join_all(asks).await.into_iter().filter(|yes| *yes).count();
+        if granted * 2 > voters.len() {
+            tracing::info!(
+                term = metrics.current_term,
+                granted,
+                voters = voters.len(),
+                "pre-vote won; starting an election"
+            );
+            cluster.contact.touch(None);
+            if let Err(e) = cluster.raft.trigger().elect().await {
+                tracing::warn!(error = %e, "could not start an election");
+            }
+        } else {
+            tracing::debug!(
+                granted,
+                voters = voters.len(),
+                "pre-vote lost; keeping term {}",
+                metrics.current_term
+            );
+        }
+    }
+}
+
+impl Cluster {
+    /// A peer's pre-vote: yes only when this master has also lost its leader and the
+    /// candidate's log is not behind.
+    pub fn pre_vote(&self, request: &PreVoteRequest) -> PreVoteAnswer {
+        self.contact.heard_from(&request.candidate);
+        let metrics = self.raft.metrics().borrow().clone();
+        let refuse = |reason: String| PreVoteAnswer { granted: false, reason };
+        if metrics.state == ServerState::Leader && self.leader_has_quorum(&metrics) {
+            return refuse("this master leads with a quorum".into());
+        }
+        let age = self.contact.age();
+        if metrics.state != ServerState::Leader && age < self.failover_timeout / 2 {
+            return refuse(format!("this master heard from its leader {} ms ago", age.as_millis()));
+        }
+        if request.term < metrics.current_term {
+            return refuse(format!("candidate term {} is behind {}", request.term, metrics.current_term));
+        }
+        let mine = metrics.last_log_index.unwrap_or(0);
+        if request.last_log_index < mine {
+            return refuse(format!("candidate log ends at {} before {mine}", request.last_log_index));
+        }
+        PreVoteAnswer { granted: true, reason: String::new() }
+    }
+}
