@@ -285,3 +285,22 @@ mod tests {
         assert!(MasterArgs::try_parse_from(words("master --bogus")).is_err());
     }
 }
+
+/// `gearpump-worker`: runs applications for the masters (Gearpump's `bin/worker`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "gearpump-worker",
+    version,
+    about = "A worker of an Apache Gearpump cluster: runs applications as child JVMs"
+)]
+pub struct WorkerArgs {
+    /// gear.conf to read (default: /etc/gearpump/gear.conf when it exists, else built-in defaults)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override gearpump.worker.state-dir
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Validate the configuration and exit
+    #[arg(long)]
+    pub check_config: bool,
+}

@@ -5,5 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod jarstore;
+pub mod scheduler;
 pub mod setup;
 pub mod state;
+pub mod worker;

@@ -7,6 +7,7 @@ mod health;
 mod jar_routes;
 pub mod metrics;
 mod peer_routes;
+mod worker_routes;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct Context {
     /// The jar store's last health probe (`None` before the first), refreshed in the
     /// background so `/health/ready` never waits on a slow store.
     pub jar_health: std::sync::RwLock<Option<Result<(), String>>>,
+    /// The leader's worker table (empty on followers).
+    pub workers: Arc<crate::scheduler::Registry>,
 }
 
 pub fn router(context: Arc<Context>) -> Router {
@@ -52,6 +55,10 @@ pub fn router(context: Arc<Context>) -> Router {
             get(client_routes::get_app_data).put(client_routes::put_app_data),
         )
         .route("/api/v1.0/jarstore/download", get(jar_routes::download))
+        .route("/api/v1.0/master/workerlist", get(worker_routes::workerlist))
+        .route("/api/v1.0/worker/{id}", get(worker_routes::worker_detail))
+        .route("/api/v1.0/appmaster/{id}/restart", post(worker_routes::restart_app))
+        .route("/api/v1.0/appmaster/{id}/log", get(worker_routes::app_log))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

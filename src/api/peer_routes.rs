@@ -27,6 +27,7 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::READ_INDEX, post(read_index))
         .route(protocol::TAKE_OVER, post(take_over))
         .route(protocol::MEMBERS, post(members))
+        .route(crate::worker::protocol::HEARTBEAT, post(super::worker_routes::heartbeat))
         .layer(middleware::from_fn_with_state(context, require_secret))
 }
 

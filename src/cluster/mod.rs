@@ -209,6 +209,33 @@ impl Cluster {
         metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= self.failover_timeout.as_millis())
     }
 
+    /// This master leads and a majority acknowledged it within the fail-over bound: what a
+    /// worker's heartbeat acknowledgement must mean for fencing to hold.
+    pub fn leads_with_quorum(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.state == ServerState::Leader && self.leader_has_quorum(&metrics)
+    }
+
+    /// The leader's address when another master leads; `None` when this one does or none is known.
+    pub fn leader_elsewhere(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader.filter(|id| *id != self.node_id).and_then(|id| self.leader_address(id))
+    }
+
+    /// A request to another master's route, with the cluster secret (worker forwarding).
+    pub fn peer_request(
+        &self,
+        method: reqwest::Method,
+        address: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("http://{address}{path}"));
+        match &self.secret {
+            Some(secret) => builder.header(SECRET_HEADER, secret),
+            None => builder,
+        }
+    }
+
     /// Wakes on every change of Raft's metrics (role, leader, indexes).
     pub fn watch_metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
         self.raft.metrics()

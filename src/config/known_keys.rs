@@ -45,7 +45,7 @@ pub enum KeyKind {
 pub fn classify(path: &str) -> KeyKind {
     // Per-daemon overlay: `gearpump-master { gearpump.x = ... }` means `gearpump.x` for the master.
     let path = path.strip_prefix("gearpump-master.").filter(|p| p.starts_with("gearpump.")).unwrap_or(path);
-    if OUR_KEYS.contains(&path) {
+    if OUR_KEYS.contains(&path) || super::workers::WORKER_KEYS.contains(&path) {
         return KeyKind::Ours;
     }
     if gearpump_keys().any(|key| key == path) || OPEN_MAPS.iter().any(|prefix| path.starts_with(prefix)) {

@@ -8,6 +8,7 @@ mod error;
 mod host_port;
 mod known_keys;
 mod locate;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ pub use error::ConfigError;
 use hocon::HoconValue;
 pub use host_port::HostPort;
 use known_keys::KeyKind;
+pub use workers::{load_worker, WorkerConfig, WorkerTiming};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 
@@ -107,6 +109,8 @@ pub struct MasterConfig {
     pub secret_file: Option<PathBuf>,
     pub log_level: String,
     pub total_retries: u32,
+    /// Heartbeat, fence and worker-loss timeouts (see `workers.rs`).
+    pub worker_timing: WorkerTiming,
     /// Per key of the effective configuration, where its value came from.
     pub origins: BTreeMap<&'static str, Origin>,
     /// Things worth telling the operator that do not stop the master.
@@ -286,6 +290,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
     let total_retries =
         read_number(source, "gearpump.application.total-retries", 5, (0, 1_000_000), &mut origins, false)?
             as u32;
+    let worker_timing = workers::read_timing(source, &mut origins)?;
 
     let bind_host = match source.and_then(|s| s.get("gearpump.master.bind-host")) {
         Some((key, value)) => {
@@ -351,6 +356,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         secret_file,
         log_level,
         total_retries,
+        worker_timing,
         origins,
         warnings,
     })
@@ -720,6 +726,9 @@ impl MasterConfig {
             ),
             ("gearpump.master.log-level", self.log_level.clone()),
             ("gearpump.application.total-retries", self.total_retries.to_string()),
+            ("gearpump.worker.heartbeat-interval", format!("{:?}", self.worker_timing.heartbeat)),
+            ("gearpump.worker.fence-timeout", format!("{:?}", self.worker_timing.fence)),
+            ("gearpump.master.worker-loss-timeout", format!("{:?}", self.worker_timing.loss)),
         ];
         rows.into_iter()
             .map(|(key, value)| {

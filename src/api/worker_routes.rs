@@ -1,0 +1,172 @@
+//! Worker routes: heartbeats (a peer route, forwarded to the leader), Gearpump's `workerlist`
+//! and `worker/{id}` (answered from the leader's in-memory table), restart, and the log tail of
+//! an attempt, which a master fetches from the worker's own small HTTP port (the worker keeps
+//! the log; nothing is pushed, so a log costs nothing until someone reads it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::client_routes::{consistent_read, now_ms};
+use super::{ApiError, Context};
+use crate::scheduler;
+use crate::state::{Command, CommandResult};
+use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
+
+/// `POST /peer/worker/heartbeat`.
+pub async fn heartbeat(
+    State(context): State<Arc<Context>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
+    let heartbeat: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed heartbeat: {e}")))?;
+    if context.cluster.leads_with_quorum() {
+        return Ok(Json(scheduler::on_heartbeat(&context.cluster, &context.workers, heartbeat).await?));
+    }
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    if headers.contains_key(protocol::FORWARDED_HEADER) {
+        return Err(unavailable("this master is no longer the leader; try again".into()));
+    }
+    let Some(leader) = context.cluster.leader_elsewhere() else {
+        return Err(unavailable("no leader is elected".into()));
+    };
+    let response = context
+        .cluster
+        .peer_request(reqwest::Method::POST, &leader, protocol::HEARTBEAT)
+        .header(protocol::FORWARDED_HEADER, "1")
+        .json(&heartbeat)
+        .timeout(context.config.request_timeout)
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("leader {leader} is not answering: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("leader {leader} answered {}", response.status())));
+    }
+    let answer = response
+        .json::<HeartbeatAnswer>()
+        .await
+        .map_err(|e| unavailable(format!("leader {leader} sent an unreadable answer: {e}")))?;
+    Ok(Json(answer))
+}
+
+/// The leader's worker table, from this master when it leads, else from the leader.
+async fn worker_list(context: &Context) -> Result<WorkerList, ApiError> {
+    if context.cluster.leads_with_quorum() {
+        context.cluster.read_barrier().await?;
+        return Ok(context.cluster.read(|state| context.workers.list(state)));
+    }
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    let Some(leader) = context.cluster.leader_elsewhere() else {
+        return Err(unavailable("no leader is elected; only the leader knows the workers".into()));
+    };
+    let response = context
+        .cluster
+        .peer_request(reqwest::Method::GET, &leader, "/api/v1.0/master/workerlist")
+        .timeout(context.config.request_timeout)
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("leader {leader} is not answering: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("leader {leader} answered {}", response.status())));
+    }
+    response.json().await.map_err(|e| unavailable(format!("leader {leader}: {e}")))
+}
+
+/// `GET /api/v1.0/master/workerlist`.
+pub async fn workerlist(State(context): State<Arc<Context>>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(worker_list(&context).await?))
+}
+
+/// `GET /api/v1.0/worker/{id}`.
+pub async fn worker_detail(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerSummary>, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("worker id {id:?} is not a number")))?;
+    let list = worker_list(&context).await?;
+    list.workers
+        .into_iter()
+        .find(|w| w.worker_id == id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("worker {id} is not known to the leader")))
+}
+
+/// `POST /api/v1.0/appmaster/{id}/restart`: stops the live attempt and places a new one
+/// (not counted against the restart policy).
+pub async fn restart_app(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("application id {id:?} is not a number")))?;
+    let result = context.cluster.write(Command::RestartApp { app_id: id, now_ms: now_ms() }).await?;
+    let restarted = matches!(result, CommandResult::Restarted { .. });
+    Ok(Json(json!({ "success": true, "appId": id, "restarted": restarted })))
+}
+
+fn query_value<'a>(query: &'a Option<String>, name: &str) -> Option<&'a str> {
+    query.as_deref()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `GET /api/v1.0/appmaster/{id}/log?attempt=N&tail=BYTES`: the attempt's log, from its worker
+/// (default: the last attempt, the last 64 KiB).
+pub async fn app_log(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("application id {id:?} is not a number")))?;
+    let wanted = match query_value(&query, "attempt") {
+        Some(text) => Some(
+            text.parse::<u32>()
+                .map_err(|_| ApiError::bad_request(format!("attempt {text:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let tail = match query_value(&query, "tail") {
+        Some(text) => text.parse::<u64>().map_err(|_| ApiError::bad_request("tail must be a byte count"))?,
+        None => 64 << 10,
+    };
+    consistent_read(&context, &query).await?;
+    let found = context.cluster.read(|state| {
+        let app = state.apps.get(&id)?;
+        let attempt = match wanted {
+            Some(n) => app.attempts.iter().find(|a| a.attempt == n),
+            None => app.attempts.last(),
+        }?;
+        Some((attempt.attempt, attempt.log_address.clone()))
+    });
+    let Some((attempt, address)) = found else {
+        return Err(ApiError::not_found(format!("application {id} has no such attempt")));
+    };
+    let Some(address) = address else {
+        return Err(ApiError::not_found(format!("attempt {attempt} of application {id} never started")));
+    };
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let url = format!("http://{address}{}?app={id}&attempt={attempt}&tail={tail}", protocol::WORKER_LOG);
+    let response = http.get(&url).send().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the worker at {address} holding the log is not answering: {e}"),
+        )
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("worker {address}: {text}")));
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}

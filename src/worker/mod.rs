@@ -1,0 +1,518 @@
+//! `gearpump-worker`: registers with the masters, heartbeats, and runs the attempts the
+//! replicated state assigns to it as child JVMs.
+//!
+//! Level-triggered, as in Nomad: every heartbeat answer lists the attempts assigned here; the
+//! worker starts those it never started and kills those it runs that are no longer listed. It
+//! repeats start and exit reports until the leader acknowledges them, so a lost answer or a
+//! master fail-over loses nothing. An attempt is started at most once per worker (its folder
+//! under the state dir remembers it across restarts), and a worker that cannot get a heartbeat
+//! acknowledged by a leader with quorum for `fence-timeout` kills its attempts (see `fence.rs`).
+
+pub mod fence;
+mod launch;
+pub mod protocol;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::api::now_ms;
+use crate::cluster::peer_protocol::SECRET_HEADER;
+use crate::config::WorkerConfig;
+use crate::state::{AppId, AttemptOutcome, WorkerId};
+use protocol::{AssignedAttempt, ExitReport, Heartbeat, HeartbeatAnswer, LogQuery, RunningAttempt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("no Java runtime: `{java} -version` failed: {cause}\n  fix: install a JRE, or set gearpump.worker.java to the java binary")]
+    NoJava { java: String, cause: String },
+    #[error("cluster secret file {path}: {cause}\n  fix: use the masters' gearpump.master.secret-file, readable by this user")]
+    Secret { path: String, cause: String },
+    #[error("state directory {path}: {cause}\n  fix: create it, writable by this user, or set gearpump.worker.state-dir")]
+    StateDir { path: String, cause: String },
+    #[error("cannot listen on {address} for the log server: {cause}\n  fix: set gearpump.worker.port to a free port (0: any)")]
+    Listen { address: String, cause: String },
+}
+
+impl WorkerError {
+    /// 78 (EX_CONFIG) for what the configuration must fix, 69 (EX_UNAVAILABLE) otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WorkerError::NoJava { .. } | WorkerError::Secret { .. } => 78,
+            WorkerError::StateDir { .. } | WorkerError::Listen { .. } => 69,
+        }
+    }
+}
+
+type Key = (AppId, u32);
+
+struct Running {
+    /// 0 until the JVM is started.
+    pid: u32,
+    log_path: String,
+    /// Set when the worker stops the attempt, with the reason it reports.
+    stop: Option<AttemptOutcome>,
+}
+
+#[derive(Default)]
+struct Shared {
+    worker_id: Option<WorkerId>,
+    running: BTreeMap<Key, Running>,
+    exits: Vec<ExitReport>,
+}
+
+struct Worker {
+    config: WorkerConfig,
+    masters: Vec<String>,
+    http: reqwest::Client,
+    secret: Option<String>,
+    shared: Mutex<Shared>,
+    log_address: String,
+    lease: PathBuf,
+}
+
+impl Worker {
+    fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
+        match self.shared.lock() {
+            Ok(mut shared) => f(&mut shared),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// Checks that `java` runs; the worker is useless without it.
+pub fn check_java(java: &str) -> Result<(), WorkerError> {
+    let error = |cause: String| WorkerError::NoJava { java: java.to_string(), cause };
+    let output =
+        std::process::Command::new(java).arg("-version").output().map_err(|e| error(e.to_string()))?;
+    if !output.status.success() {
+        return Err(error(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+    }
+    Ok(())
+}
+
+/// Runs the worker until SIGTERM/SIGINT; its attempts are stopped on the way out.
+pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    check_java(&config.java)?;
+    let state_error =
+        |cause: String| WorkerError::StateDir { path: config.state_dir.display().to_string(), cause };
+    std::fs::create_dir_all(config.state_dir.join("attempts")).map_err(|e| state_error(e.to_string()))?;
+    let secret =
+        match &config.secret_file {
+            Some(path) => Some(std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| {
+                WorkerError::Secret { path: path.display().to_string(), cause: e.to_string() }
+            })?),
+            None => None,
+        };
+    let address = format!("{}:{}", config.hostname, config.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| WorkerError::Listen { address: address.clone(), cause: e.to_string() })?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| state_error(format!("HTTP client: {e}")))?;
+    let worker_id =
+        std::fs::read_to_string(config.state_dir.join("worker-id")).ok().and_then(|t| t.trim().parse().ok());
+    let worker = Arc::new(Worker {
+        masters: config.masters.iter().map(ToString::to_string).collect(),
+        log_address: format!("{}:{port}", config.hostname),
+        lease: config.state_dir.join("lease"),
+        http,
+        secret,
+        shared: Mutex::new(Shared { worker_id, ..Shared::default() }),
+        config,
+    });
+    recover(&worker);
+    tracing::info!(
+        log_address = %worker.log_address, slots = worker.config.slots, ?worker_id,
+        masters = %worker.masters.join(","), "gearpump-worker {} started", env!("CARGO_PKG_VERSION")
+    );
+    let app = axum::Router::new().route(protocol::WORKER_LOG, get(serve_log)).with_state(worker.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let beats = tokio::spawn(heartbeat_loop(worker.clone()));
+    wait_for_stop().await;
+    beats.abort();
+    server.abort();
+    let running: Vec<u32> = worker.with(|s| s.running.values().map(|r| r.pid).collect());
+    for pid in running.into_iter().filter(|pid| *pid > 0) {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// After a restart: every attempt folder without an `ended` mark belonged to a process this
+/// worker no longer supervises; its process group is killed (if it is still the attempt's) and
+/// its end reported. Ends that were never acknowledged are reported again.
+fn recover(worker: &Worker) {
+    let dir = worker.config.state_dir.join("attempts");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((app, attempt)) = parse_attempt_dir(&name) else { continue };
+        let path = entry.path();
+        if path.join("reported").exists() {
+            continue;
+        }
+        let outcome = match std::fs::read_to_string(path.join("ended")) {
+            Ok(text) => serde_json::from_str(&text).ok(),
+            Err(_) => None,
+        };
+        let outcome = outcome.unwrap_or_else(|| {
+            if let Some(pgid) =
+                std::fs::read_to_string(path.join("pgid")).ok().and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                if process_is_attempt(pgid, app, attempt) {
+                    tracing::warn!(
+                        app_id = app,
+                        attempt,
+                        pgid,
+                        "stopping an attempt left over from before this worker restarted"
+                    );
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
+            }
+            AttemptOutcome::Failed {
+                cause: "the worker restarted while the attempt ran; its process was stopped".into(),
+            }
+        });
+        worker.with(|s| s.exits.push(ExitReport { app_id: app, attempt, outcome }));
+    }
+}
+
+fn parse_attempt_dir(name: &str) -> Option<Key> {
+    let rest = name.strip_prefix("app-")?;
+    let (app, attempt) = rest.split_once("-attempt-")?;
+    Some((app.parse().ok()?, attempt.parse().ok()?))
+}
+
+/// True when `pid` still runs the JVM of that attempt (not a recycled pid).
+fn process_is_attempt(pid: i32, app: AppId, attempt: u32) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let has = |needle: String| environ.split(|b| *b == 0).any(|var| var == needle.as_bytes());
+    has(format!("GEARPUMP_APP_ID={app}")) && has(format!("GEARPUMP_ATTEMPT={attempt}"))
+}
+
+async fn heartbeat_loop(worker: Arc<Worker>) {
+    let timing = worker.config.timing;
+    let mut last_ack: Option<Instant> = None;
+    let mut preferred = 0usize;
+    let mut complained = false;
+    loop {
+        let sent_ms = now_ms();
+        let sent = Instant::now();
+        let heartbeat = build_heartbeat(&worker);
+        match send_heartbeat(&worker, &heartbeat, &mut preferred).await {
+            Ok(answer) => {
+                last_ack = Some(sent);
+                write_lease(&worker.lease, sent_ms);
+                if complained {
+                    tracing::info!("heartbeats are acknowledged again");
+                    complained = false;
+                }
+                apply_answer(&worker, answer);
+            }
+            Err(why) => {
+                if !complained {
+                    tracing::warn!("heartbeat not acknowledged: {why}");
+                    complained = true;
+                }
+            }
+        }
+        if last_ack.is_none_or(|at| at.elapsed() > timing.fence) {
+            fence_all(&worker, timing.fence);
+        }
+        tokio::time::sleep(timing.heartbeat.saturating_sub(sent.elapsed())).await;
+    }
+}
+
+fn write_lease(path: &Path, sent_ms: u64) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, sent_ms.to_string()).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+        tracing::warn!(path = %path.display(), "cannot write the fencing lease; attempts will be fenced");
+    }
+}
+
+fn fence_all(worker: &Worker, fence: Duration) {
+    let victims: Vec<u32> = worker.with(|s| {
+        s.running
+            .values_mut()
+            .filter(|r| r.stop.is_none())
+            .map(|r| {
+                r.stop = Some(AttemptOutcome::Failed {
+                    cause: format!("fenced: no leader with a quorum acknowledged this worker for {fence:?}"),
+                });
+                r.pid
+            })
+            .collect()
+    });
+    for pid in victims.into_iter().filter(|pid| *pid > 0) {
+        tracing::warn!(pid, "fencing: stopping an attempt, the masters cannot confirm it is still ours");
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+fn build_heartbeat(worker: &Worker) -> Heartbeat {
+    worker.with(|s| {
+        let running: Vec<RunningAttempt> = s
+            .running
+            .iter()
+            .filter(|(_, r)| r.pid > 0 && r.stop.is_none())
+            .map(|((app_id, attempt), r)| RunningAttempt {
+                app_id: *app_id,
+                attempt: *attempt,
+                pid: r.pid,
+                log_path: r.log_path.clone(),
+            })
+            .collect();
+        Heartbeat {
+            worker_id: s.worker_id,
+            host: worker.config.hostname.clone(),
+            slots: worker.config.slots,
+            free_slots: worker
+                .config
+                .slots
+                .saturating_sub(u32::try_from(s.running.len()).unwrap_or(u32::MAX)),
+            log_address: worker.log_address.clone(),
+            running,
+            exits: s.exits.clone(),
+        }
+    })
+}
+
+/// Tries the master that answered last, then the others.
+async fn send_heartbeat(
+    worker: &Worker,
+    heartbeat: &Heartbeat,
+    preferred: &mut usize,
+) -> Result<HeartbeatAnswer, String> {
+    let timeout = (worker.config.timing.fence / 2).max(Duration::from_millis(200));
+    let count = worker.masters.len();
+    let mut errors = Vec::new();
+    for offset in 0..count {
+        let index = (*preferred + offset) % count;
+        let master = &worker.masters[index];
+        let mut request = worker
+            .http
+            .post(format!("http://{master}{}", protocol::HEARTBEAT))
+            .json(heartbeat)
+            .timeout(timeout);
+        if let Some(secret) = &worker.secret {
+            request = request.header(SECRET_HEADER, secret);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                match response.json::<HeartbeatAnswer>().await {
+                    Ok(answer) => {
+                        *preferred = index;
+                        return Ok(answer);
+                    }
+                    Err(e) => errors.push(format!("{master}: unreadable answer: {e}")),
+                }
+            }
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                errors.push(format!("{master}: {status} {text}"));
+            }
+            Err(e) => errors.push(format!("{master}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+fn apply_answer(worker: &Arc<Worker>, answer: HeartbeatAnswer) {
+    let first = worker.with(|s| {
+        let first = s.worker_id != Some(answer.worker_id);
+        s.worker_id = Some(answer.worker_id);
+        s.exits.retain(|e| !answer.acked_exits.contains(&(e.app_id, e.attempt)));
+        first
+    });
+    if first {
+        tracing::info!(worker_id = answer.worker_id, "registered with the masters");
+        let _ = std::fs::write(worker.config.state_dir.join("worker-id"), answer.worker_id.to_string());
+    }
+    for (app, attempt) in &answer.acked_exits {
+        let _ = std::fs::write(
+            launch::attempt_dir(&worker.config.state_dir, *app, *attempt).join("reported"),
+            "",
+        );
+    }
+    let assigned: BTreeSet<Key> = answer.assigned.iter().map(|a| (a.app_id, a.attempt)).collect();
+    // Stop what is no longer ours (killed, restarted, or declared lost while we were away).
+    let unassigned: Vec<u32> = worker.with(|s| {
+        s.running
+            .iter_mut()
+            .filter(|(key, r)| !assigned.contains(key) && r.stop.is_none())
+            .map(|(_, r)| {
+                r.stop = Some(AttemptOutcome::Stopped { reason: "no longer assigned to this worker".into() });
+                r.pid
+            })
+            .collect()
+    });
+    for pid in unassigned.into_iter().filter(|pid| *pid > 0) {
+        tracing::info!(pid, "stopping an attempt that is no longer assigned here");
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    for spec in answer.assigned {
+        let key = (spec.app_id, spec.attempt);
+        let dir = launch::attempt_dir(&worker.config.state_dir, spec.app_id, spec.attempt);
+        let known = worker
+            .with(|s| s.running.contains_key(&key) || s.exits.iter().any(|e| (e.app_id, e.attempt) == key));
+        if known {
+            continue;
+        }
+        if dir.exists() {
+            // Started here before (this worker restarted since): never run an attempt twice.
+            let outcome =
+                AttemptOutcome::Failed { cause: "the worker restarted while the attempt ran".into() };
+            worker.with(|s| s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome }));
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let outcome = AttemptOutcome::Failed { cause: format!("{}: {e}", dir.display()) };
+            worker.with(|s| s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome }));
+            continue;
+        }
+        let log_path = dir.join("log").display().to_string();
+        worker.with(|s| s.running.insert(key, Running { pid: 0, log_path, stop: None }));
+        tokio::spawn(run_attempt(worker.clone(), spec, dir));
+    }
+}
+
+async fn run_attempt(worker: Arc<Worker>, spec: AssignedAttempt, dir: PathBuf) {
+    let key = (spec.app_id, spec.attempt);
+    let outcome = supervise(&worker, &spec, &dir).await;
+    tracing::info!(app_id = spec.app_id, attempt = spec.attempt, ?outcome, "attempt ended");
+    if let Ok(text) = serde_json::to_string(&outcome) {
+        let _ = std::fs::write(dir.join("ended"), text);
+    }
+    worker.with(|s| {
+        s.running.remove(&key);
+        s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome });
+    });
+}
+
+async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> AttemptOutcome {
+    let key = (spec.app_id, spec.attempt);
+    let log = dir.join("log");
+    let jar =
+        match launch::fetch_jar(&worker.http, &worker.masters, &spec.jar, &worker.config.state_dir).await {
+            Ok(jar) => jar,
+            Err(cause) => {
+                let _ = std::fs::write(&log, format!("{cause}\n"));
+                return AttemptOutcome::Failed { cause };
+            }
+        };
+    if let Some(stop) = worker.with(|s| s.running.get(&key).and_then(|r| r.stop.clone())) {
+        return stop;
+    }
+    let launch = launch::Launch {
+        java: &worker.config.java,
+        vmargs: &worker.config.vmargs,
+        extra_classpath: &worker.config.extra_classpath,
+        jar: &jar,
+        main_class: &spec.main_class,
+        args: &spec.args,
+        env: vec![
+            ("GEARPUMP_APP_ID", spec.app_id.to_string()),
+            ("GEARPUMP_ATTEMPT", spec.attempt.to_string()),
+            ("GEARPUMP_MASTERS", worker.masters.join(",")),
+        ],
+        log: &log,
+    };
+    let mut child = match launch::spawn_java(&launch) {
+        Ok(child) => child,
+        Err(cause) => {
+            let _ = std::fs::write(&log, format!("{cause}\n"));
+            return AttemptOutcome::Failed { cause };
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let _ = std::fs::write(dir.join("pgid"), pid.to_string());
+    let mut fence = launch::spawn_fence(&worker.lease, worker.config.timing.fence, pid);
+    if let Err(e) = &fence {
+        tracing::error!("{e}; the attempt runs without its fence");
+    }
+    let stop = worker.with(|s| {
+        s.running.get_mut(&key).and_then(|r| {
+            r.pid = pid;
+            r.stop.clone()
+        })
+    });
+    if stop.is_some() && pid > 0 {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    tracing::info!(app_id = spec.app_id, attempt = spec.attempt, pid, "attempt started");
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = tokio::time::sleep(Duration::from_secs(1)) => launch::rotate_if_large(&log, worker.config.log_max_size),
+        }
+    };
+    // Whatever the JVM left behind in its group goes with it.
+    if pid > 0 {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    if let Ok(fence) = &mut fence {
+        let _ = fence.wait().await;
+    }
+    if let Some(stop) = worker.with(|s| s.running.get(&key).and_then(|r| r.stop.clone())) {
+        return stop;
+    }
+    let message = || {
+        let tail = launch::tail(&log, 2048).unwrap_or_default();
+        let lines: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+        Some(lines.join("\n")).filter(|m| !m.is_empty())
+    };
+    match status {
+        Ok(status) => match status.code() {
+            Some(0) => AttemptOutcome::Exited { code: 0, message: None },
+            Some(code) => AttemptOutcome::Exited { code, message: message() },
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                let signal = status.signal().unwrap_or(0);
+                let cause = match message() {
+                    Some(tail) => format!("killed by signal {signal}; log ends with:\n{tail}"),
+                    None => format!("killed by signal {signal}"),
+                };
+                AttemptOutcome::Failed { cause }
+            }
+        },
+        Err(e) => AttemptOutcome::Failed { cause: format!("cannot wait for the process: {e}") },
+    }
+}
+
+async fn serve_log(
+    State(worker): State<Arc<Worker>>,
+    Query(query): Query<LogQuery>,
+) -> Result<String, (StatusCode, String)> {
+    let path = launch::attempt_dir(&worker.config.state_dir, query.app, query.attempt).join("log");
+    launch::tail(&path, query.tail.unwrap_or(64 << 10))
+        .map_err(|e| (StatusCode::NOT_FOUND, format!("{}: {e}", path.display())))
+}
