@@ -78,6 +78,24 @@ pub enum GearCommand {
     },
     /// The masters: who leads, term, commit index, lag, health
     Masters,
+    /// The workers the leader knows: slots, free slots, attempts they run
+    Workers,
+    /// The log of an application's attempt, fetched from its worker: gear log -appid N
+    Log {
+        #[arg(long, value_name = "N")]
+        appid: u32,
+        /// Which attempt (default: the last)
+        #[arg(long, value_name = "N")]
+        attempt: Option<u32>,
+        /// How many bytes from the end
+        #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+        tail: u64,
+    },
+    /// Stop an application's attempt and start a new one (not counted as a failure)
+    Restart {
+        #[arg(long, value_name = "N")]
+        appid: u32,
+    },
     /// Download an application's jar from the jar store, checked against its SHA-256
     Download {
         /// The jar's name in the store (see `gear info --json`)
@@ -164,6 +182,8 @@ const GEARPUMP_FLAGS: &[(&str, &str)] = &[
     ("-jar", "--jar"),
     ("-namePrefix", "--name-prefix"),
     ("-appid", "--appid"),
+    ("-attempt", "--attempt"),
+    ("-tail", "--tail"),
     ("-master", "--master"),
     ("-json", "--json"),
 ];

@@ -19,7 +19,8 @@ const WORKER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-worker");
 const TIMING: &str = "gearpump.worker.heartbeat-interval = 200ms\n\
                       gearpump.worker.fence-timeout = 1500ms\n\
                       gearpump.master.worker-loss-timeout = 2500ms\n\
-                      gearpump.application.total-retries = 2\n";
+                      gearpump.application.total-retries = 2\n\
+                      gearpump.worker.slots = 4\n";
 
 struct Workers {
     children: Vec<Option<Child>>,
@@ -309,11 +310,65 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     assert_eq!(attempts(&body).len(), 3);
     assert!(body.to_string().contains("NoSuchMain"), "the JVM's message names the class: {body}");
 
-    // The log is readable through any master.
+    // The log is readable through any master, and through gear.
     let (status, text) =
         cluster.get(1, &format!("/api/v1.0/appmaster/{missing}/log?attempt=1")).await.expect("log");
     assert_eq!(status, 200, "{text}");
     assert!(text.to_string().contains("NoSuchMain"), "{text}");
+    let (ok, stdout, stderr) = cluster.gear(&["log", "-appid", &missing.to_string()]);
+    assert!(ok && stdout.contains("NoSuchMain"), "gear log: {stdout} {stderr}");
+    let (ok, stdout, stderr) = cluster.gear(&["info"]);
+    assert!(
+        ok && stdout.contains("NoSuchMain") && stdout.contains("exiting with status 1"),
+        "gear info: {stdout} {stderr}"
+    );
+
+    // Every master answers the worker list (followers ask the leader).
+    for index in 0..3 {
+        let (status, list) = cluster.get(index, "/api/v1.0/master/workerlist").await.expect("workerlist");
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["workers"].as_array().map(Vec::len), Some(2), "{list}");
+    }
+    let (ok, stdout, stderr) = cluster.gear(&["workers"]);
+    assert!(ok && stdout.lines().count() == 3, "gear workers: {stdout} {stderr}");
+
+    // More slots than any worker has: refused, naming the largest worker.
+    let form = reqwest::multipart::Form::new()
+        .part("jar", reqwest::multipart::Part::bytes(std::fs::read(&jar).expect("jar")).file_name("t.jar"))
+        .text("mainClass", "Ticker")
+        .text("slots", "5");
+    let (status, body) = cluster.submit_form(1, form).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("largest worker") && error.contains("has 4"), "{body}");
+}
+
+#[test]
+fn a_worker_without_java_or_with_overlapping_timeouts_exits_78() {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join("gear.conf");
+    std::fs::write(&conf, "gearpump.worker.java = \"/nonexistent/java\"\n").expect("conf");
+    let output = Command::new(WORKER_BIN)
+        .arg("--config")
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(dir.path().join("w"))
+        .output()
+        .expect("run worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("/nonexistent/java") && stderr.contains("gearpump.worker.java"), "{stderr}");
+
+    let text = "gearpump.worker.fence-timeout = 3s\ngearpump.master.worker-loss-timeout = 3s\n";
+    std::fs::write(&conf, text).expect("conf");
+    for binary in [WORKER_BIN, common::MASTER_BIN] {
+        let output =
+            Command::new(binary).arg("--config").arg(&conf).arg("--check-config").output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{binary}: {stderr}");
+        let at = format!("{}:2:1", conf.display());
+        assert!(stderr.contains(&at) && stderr.contains("gearpump.master.worker-loss-timeout"), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

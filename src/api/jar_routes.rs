@@ -118,6 +118,12 @@ pub async fn submit_app(
             return Err(error);
         }
     };
+    if application.slots > 1 {
+        if let Err(error) = super::worker_routes::check_slots(&context, application.slots).await {
+            let _ = context.jars.delete(&stored.key).await;
+            return Err(error);
+        }
+    }
     let started = std::time::Instant::now();
     let written = context.cluster.write(Command::SubmitApp { app: application, now_ms: now_ms() }).await;
     context.metrics.client_writes.observe(started.elapsed());
@@ -178,27 +184,18 @@ fn new_application(
         args,
         jar: JarRef { key: stored.key.clone(), file_name, size: stored.size, sha256: stored.sha256.clone() },
         restart_policy: RestartPolicy { max_restarts: context.config.total_retries },
-        slots: parse_slots(context, fields.get("slots"))?,
+        slots: parse_slots(fields.get("slots"))?,
     })
 }
 
-/// The `slots` form field (default 1); more than the largest live worker offers is refused.
-fn parse_slots(context: &Context, field: Option<&String>) -> Result<u32, ApiError> {
-    let slots = match field.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+/// The `slots` form field (default 1).
+fn parse_slots(field: Option<&String>) -> Result<u32, ApiError> {
+    match field.map(|s| s.trim()).filter(|s| !s.is_empty()) {
         Some(text) => text.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
             ApiError::bad_request(format!("`slots` must be a whole number ≥ 1, not {text:?}"))
-        })?,
-        None => 1,
-    };
-    if let Some((worker, largest)) = context.workers.largest() {
-        if slots > largest {
-            return Err(ApiError::bad_request(format!(
-                "the application asks for {slots} slots but the largest worker ({worker}) has {largest}; \
-                 ask for fewer slots or raise gearpump.worker.slots"
-            )));
-        }
+        }),
+        None => Ok(1),
     }
-    Ok(slots)
 }
 
 /// `GET /api/v1.0/jarstore/download?file=NAME`: the stored bytes, checked against the

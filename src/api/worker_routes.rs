@@ -79,6 +79,21 @@ async fn worker_list(context: &Context) -> Result<WorkerList, ApiError> {
     response.json().await.map_err(|e| unavailable(format!("leader {leader}: {e}")))
 }
 
+/// Refuses (400) an application asking for more slots than the largest live worker has. With
+/// no live worker at all the application waits as pending, as in Gearpump.
+pub async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> {
+    let list = worker_list(context).await?;
+    let largest = list.workers.iter().filter(|w| w.state == "alive").max_by_key(|w| w.slots);
+    match largest {
+        Some(worker) if slots > worker.slots => Err(ApiError::bad_request(format!(
+            "the application asks for {slots} slots but the largest worker (worker {} on {}) has {}; \
+             ask for fewer slots or raise gearpump.worker.slots",
+            worker.worker_id, worker.host, worker.slots
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `GET /api/v1.0/master/workerlist`.
 pub async fn workerlist(State(context): State<Arc<Context>>) -> Result<Json<WorkerList>, ApiError> {
     Ok(Json(worker_list(&context).await?))

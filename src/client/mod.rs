@@ -93,6 +93,30 @@ impl MasterClient {
         self.json(answer).await
     }
 
+    /// `GET /api/v1.0/master/workerlist`.
+    pub async fn workers(&self) -> Result<crate::worker::protocol::WorkerList, ClientError> {
+        let value = self.get("/api/v1.0/master/workerlist").await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Api {
+            master: self.masters.join(","),
+            status: StatusCode::OK,
+            message: format!("unreadable worker list: {e}"),
+        })
+    }
+
+    /// The tail of an attempt's log (the last attempt when `attempt` is `None`).
+    pub async fn log(&self, app_id: u32, attempt: Option<u32>, tail: u64) -> Result<String, ClientError> {
+        let mut path = format!("/api/v1.0/appmaster/{app_id}/log?tail={tail}");
+        if let Some(attempt) = attempt {
+            path.push_str(&format!("&attempt={attempt}"));
+        }
+        let (master, response) = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { master, status, message: error_message(response).await });
+        }
+        response.text().await.map_err(|e| ClientError::Api { master, status, message: e.to_string() })
+    }
+
     /// Streams the jar from disk (reopened for each master tried) and registers the application.
     pub async fn submit(
         &self,

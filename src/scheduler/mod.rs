@@ -63,19 +63,6 @@ impl Registry {
         });
     }
 
-    /// The live worker with the most slots, for the submit check: `(worker id, slots)`.
-    pub fn largest(&self) -> Option<(WorkerId, u32)> {
-        let fresh = self.timing.fence;
-        self.with(|table| {
-            table
-                .workers
-                .iter()
-                .filter(|(_, seen)| seen.at.elapsed() < fresh)
-                .max_by_key(|(_, seen)| seen.slots)
-                .map(|(id, seen)| (*id, seen.slots))
-        })
-    }
-
     /// The table as `workerlist` shows it.
     pub fn list(&self, state: &MasterState) -> WorkerList {
         let fence = self.timing.fence;
@@ -133,7 +120,8 @@ pub async fn on_heartbeat(
             }
         },
     };
-    for running in &heartbeat.running {
+    let started = heartbeat.running.iter().chain(heartbeat.exits.iter().filter_map(|e| e.started.as_ref()));
+    for running in started {
         let unrecorded = cluster.read(|state| {
             state
                 .apps

@@ -201,7 +201,7 @@ fn recover(worker: &Worker) {
                 cause: "the worker restarted while the attempt ran; its process was stopped".into(),
             }
         });
-        worker.with(|s| s.exits.push(ExitReport { app_id: app, attempt, outcome }));
+        worker.with(|s| s.exits.push(ExitReport { app_id: app, attempt, outcome, started: None }));
     }
 }
 
@@ -391,12 +391,26 @@ fn apply_answer(worker: &Arc<Worker>, answer: HeartbeatAnswer) {
             // Started here before (this worker restarted since): never run an attempt twice.
             let outcome =
                 AttemptOutcome::Failed { cause: "the worker restarted while the attempt ran".into() };
-            worker.with(|s| s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome }));
+            worker.with(|s| {
+                s.exits.push(ExitReport {
+                    app_id: spec.app_id,
+                    attempt: spec.attempt,
+                    outcome,
+                    started: None,
+                })
+            });
             continue;
         }
         if let Err(e) = std::fs::create_dir_all(&dir) {
             let outcome = AttemptOutcome::Failed { cause: format!("{}: {e}", dir.display()) };
-            worker.with(|s| s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome }));
+            worker.with(|s| {
+                s.exits.push(ExitReport {
+                    app_id: spec.app_id,
+                    attempt: spec.attempt,
+                    outcome,
+                    started: None,
+                })
+            });
             continue;
         }
         let log_path = dir.join("log").display().to_string();
@@ -413,8 +427,13 @@ async fn run_attempt(worker: Arc<Worker>, spec: AssignedAttempt, dir: PathBuf) {
         let _ = std::fs::write(dir.join("ended"), text);
     }
     worker.with(|s| {
-        s.running.remove(&key);
-        s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome });
+        let started = s.running.remove(&key).filter(|r| r.pid > 0).map(|r| RunningAttempt {
+            app_id: spec.app_id,
+            attempt: spec.attempt,
+            pid: r.pid,
+            log_path: r.log_path,
+        });
+        s.exits.push(ExitReport { app_id: spec.app_id, attempt: spec.attempt, outcome, started });
     });
 }
 

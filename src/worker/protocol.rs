@@ -43,6 +43,9 @@ pub struct ExitReport {
     pub app_id: AppId,
     pub attempt: u32,
     pub outcome: AttemptOutcome,
+    /// The process's pid and log when it did start (an attempt can end before a heartbeat
+    /// reported its start).
+    pub started: Option<RunningAttempt>,
 }
 
 /// The leader's answer: the worker runs exactly `assigned`, starting what it does not run and
