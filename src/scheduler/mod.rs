@@ -18,6 +18,9 @@ use crate::state::schedule::{schedule, LiveWorker};
 use crate::state::{AttemptOutcome, Command, CommandResult, MasterState, WorkerId};
 use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
 
+/// A worker silent for this many loss timeouts leaves the table (and `workerlist`).
+const FORGET_AFTER_LOSSES: u32 = 12;
+
 #[derive(Debug, Clone)]
 struct Seen {
     host: String,
@@ -65,7 +68,7 @@ impl Registry {
 
     /// The table as `workerlist` shows it.
     pub fn list(&self, state: &MasterState) -> WorkerList {
-        let fence = self.timing.fence;
+        let (fence, loss) = (self.timing.fence, self.timing.loss);
         let workers = self.with(|table| {
             table
                 .workers
@@ -85,7 +88,13 @@ impl Registry {
                         free_slots: seen.slots.saturating_sub(used),
                         log_address: seen.log_address.clone(),
                         last_heartbeat_ms_ago: u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
-                        state: if ago < fence { "alive".into() } else { "lost?".into() },
+                        state: if ago < fence {
+                            "alive".into()
+                        } else if ago < loss {
+                            "unreachable".into()
+                        } else {
+                            "lost".into()
+                        },
                         attempts: attempts.into_iter().map(|(app, attempt, _)| (app, attempt)).collect(),
                     }
                 })
@@ -212,6 +221,8 @@ pub async fn run(cluster: Arc<Cluster>, registry: Arc<Registry>) {
 
 async fn step(cluster: &Cluster, registry: &Registry, timing: WorkerTiming) -> Result<(), ClusterError> {
     let (settled, seen): (bool, BTreeMap<WorkerId, Seen>) = registry.with(|table| {
+        // A lost worker stays listed (as lost) for a while, then is forgotten.
+        table.workers.retain(|_, seen| seen.at.elapsed() < timing.loss * FORGET_AFTER_LOSSES);
         (table.leader_since.is_some_and(|since| since.elapsed() >= timing.loss), table.workers.clone())
     });
     // Declare lost only after a full loss timeout of this leadership: the workers' heartbeats

@@ -87,7 +87,8 @@ pub struct WorkerSummary {
     pub log_address: String,
     /// Milliseconds since its last heartbeat reached this leader.
     pub last_heartbeat_ms_ago: u64,
-    /// `alive`, or `lost?` once silent for longer than the fence timeout.
+    /// `alive`; `unreachable` once silent for longer than the fence timeout (it has stopped its
+    /// attempts); `lost` after the worker-loss timeout (its attempts were restarted elsewhere).
     pub state: String,
     /// `(appId, attempt)` of the live attempts assigned to it.
     pub attempts: Vec<(AppId, u32)>,
