@@ -405,7 +405,28 @@ async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attem
     assert!(alive(pid2), "the JVM outlived its worker and fence");
     workers.restart(holder);
     wait_gone(pid2).await;
-    wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
+    let body = wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
+    let restarts = body["restarts"].clone();
+
+    // A restart request and a cleanly stopped worker move the application without counting
+    // against its restart policy.
+    let response = cluster
+        .http
+        .post(cluster.url(2, &format!("/api/v1.0/appmaster/{id}/restart")))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(response.status(), 200);
+    let body = wait_for(&cluster, &workers, id, "attempt 4 active", |a| started(a, 4)).await;
+    assert!(attempts(&body)[2]["outcome"].to_string().contains("restart requested"), "{body:#}");
+    let holder = workers.index_of(attempts(&body)[3]["workerId"].as_u64().expect("worker"));
+    let pid4 = attempts(&body)[3]["pid"].as_u64().expect("pid");
+    kill(workers.pid(holder), Signal::SIGTERM).expect("SIGTERM the worker");
+    let body = wait_for(&cluster, &workers, id, "attempt 5 active", |a| started(a, 5)).await;
+    assert!(!alive(pid4));
+    assert!(attempts(&body)[3]["outcome"].to_string().contains("its worker was stopped"), "{body:#}");
+    assert_ne!(attempts(&body)[4]["workerId"], attempts(&body)[3]["workerId"]);
+    assert_eq!(body["restarts"], restarts, "neither counted as a failure");
 }
 
 /// Pids of `gearpump-worker __fence` processes guarding process group `pgid`.

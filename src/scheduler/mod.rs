@@ -187,6 +187,11 @@ pub async fn on_heartbeat(
             .collect()
     });
     registry.with(|table| {
+        if heartbeat.stopping {
+            tracing::info!(worker_id, "worker stopped cleanly");
+            table.workers.remove(&worker_id);
+            return;
+        }
         table.workers.insert(
             worker_id,
             Seen {

@@ -143,12 +143,39 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     wait_for_stop().await;
     beats.abort();
     server.abort();
-    let running: Vec<u32> = worker.with(|s| s.running.values().map(|r| r.pid).collect());
+    stop_attempts(&worker).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a clean stop: kill every attempt and tell the masters at once, so they are restarted
+/// elsewhere now rather than after the worker-loss timeout.
+async fn stop_attempts(worker: &Worker) {
+    let running: Vec<u32> = worker.with(|s| {
+        s.running
+            .values_mut()
+            .map(|r| {
+                r.stop = Some(AttemptOutcome::Stopped { reason: "its worker was stopped".into() });
+                r.pid
+            })
+            .collect()
+    });
+    if running.is_empty() {
+        return;
+    }
     for pid in running.into_iter().filter(|pid| *pid > 0) {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
-    tracing::info!("stopped");
-    Ok(())
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while worker.with(|s| !s.running.is_empty()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heartbeat = Heartbeat { stopping: true, ..build_heartbeat(worker) };
+    if let Err(why) = send_heartbeat(worker, &heartbeat, &mut 0).await {
+        tracing::warn!(
+            "could not report the stopped attempts (the leader will declare this worker lost): {why}"
+        );
+    }
 }
 
 async fn wait_for_stop() {
@@ -301,6 +328,7 @@ fn build_heartbeat(worker: &Worker) -> Heartbeat {
             log_address: worker.log_address.clone(),
             running,
             exits: s.exits.clone(),
+            stopping: false,
         }
     })
 }

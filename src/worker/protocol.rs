@@ -26,6 +26,9 @@ pub struct Heartbeat {
     pub running: Vec<RunningAttempt>,
     /// Attempts that ended here; repeated until `acked_exits` lists them.
     pub exits: Vec<ExitReport>,
+    /// The worker's last word before a clean stop: place nothing more on it.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
