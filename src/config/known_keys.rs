@@ -91,7 +91,12 @@ mod tests {
 
     #[test]
     fn gearpump_keys_are_quietly_accepted() {
-        assert!(matches!(classify("gearpump.worker.slots"), KeyKind::GearpumpOnly));
+        assert!(matches!(
+            classify("gearpump.worker.executor-share-same-jvm-as-worker"),
+            KeyKind::GearpumpOnly
+        ));
+        // Read by gearpump-worker now.
+        assert!(matches!(classify("gearpump.worker.slots"), KeyKind::Ours));
         assert!(matches!(classify("gearpump.hostname"), KeyKind::Ours));
         assert!(matches!(classify("gearpump-master.gearpump.hostname"), KeyKind::Ours));
     }

@@ -117,7 +117,10 @@ pub async fn on_heartbeat(
         return Err(ClusterError::NoQuorum("this master is not a leader with a quorum".into()));
     }
     registry.observe_term(Some(cluster.status().term));
-    let worker_id = match heartbeat.worker_id {
+    // An id this cluster never handed out (a worker kept its state dir across a new cluster)
+    // could collide with another worker's: such a worker registers afresh.
+    let known_id = heartbeat.worker_id.filter(|id| cluster.read(|state| *id < state.next_worker_id));
+    let worker_id = match known_id {
         Some(id) => id,
         None => match cluster.write(Command::AllocateWorkerId).await? {
             CommandResult::WorkerId(id) => {

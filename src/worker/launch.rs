@@ -13,6 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::state::{AppId, JarRef};
 
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The folder of one attempt under the worker's state dir: `log`, `pgid`, `ended`, `reported`.
 pub fn attempt_dir(state_dir: &Path, app_id: AppId, attempt: u32) -> PathBuf {
     state_dir.join("attempts").join(format!("app-{app_id}-attempt-{attempt}"))
@@ -59,7 +61,8 @@ pub async fn fetch_jar(
 }
 
 async fn download(http: &reqwest::Client, url: &str, dir: &Path, sha: &str) -> Result<PathBuf, String> {
-    let response = http.get(url).send().await.map_err(|e| e.to_string())?;
+    // Generous (a jar may be large), but a hung master must not hold the attempt forever.
+    let response = http.get(url).timeout(DOWNLOAD_TIMEOUT).send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }

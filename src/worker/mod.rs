@@ -104,6 +104,11 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let state_error =
         |cause: String| WorkerError::StateDir { path: config.state_dir.display().to_string(), cause };
     std::fs::create_dir_all(config.state_dir.join("attempts")).map_err(|e| state_error(e.to_string()))?;
+    // Two workers on one state dir would each kill the other's attempts as leftovers.
+    let lock_file =
+        std::fs::File::create(config.state_dir.join("lock")).map_err(|e| state_error(e.to_string()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| state_error(format!("another gearpump-worker uses it ({e})")))?;
     let secret =
         match &config.secret_file {
             Some(path) => Some(std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| {
