@@ -298,6 +298,8 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     let out = cluster.dir.path().join("crash.txt");
     let crashing = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8"), "1"]).await;
     let missing = submit(&cluster, &jar, "NoSuchMain", &[]).await;
+    let not_a_jar = common::make_jar(cluster.dir.path(), "garbage.jar", 4096, 7);
+    let garbage = submit(&cluster, &not_a_jar, "Ticker", &[]).await;
 
     let body = wait_for(&cluster, &workers, crashing, "failed", |a| a["status"] == "failed").await;
     assert_eq!(attempts(&body).len(), 3, "total-retries = 2: three attempts");
@@ -309,6 +311,10 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     let body = wait_for(&cluster, &workers, missing, "failed", |a| a["status"] == "failed").await;
     assert_eq!(attempts(&body).len(), 3);
     assert!(body.to_string().contains("NoSuchMain"), "the JVM's message names the class: {body}");
+
+    let body = wait_for(&cluster, &workers, garbage, "failed", |a| a["status"] == "failed").await;
+    assert_eq!(attempts(&body).len(), 3);
+    assert!(body.to_string().contains("Could not find or load main class"), "the JVM's message: {body}");
 
     // The log is readable through any master, and through gear.
     let (status, text) =
@@ -329,6 +335,11 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["workers"].as_array().map(Vec::len), Some(2), "{list}");
     }
+    let worker_id = list_worker_id(&cluster).await;
+    let (status, worker) = cluster.get(2, &format!("/api/v1.0/worker/{worker_id}")).await.expect("worker");
+    assert_eq!(status, 200, "{worker}");
+    assert_eq!(worker["workerId"], worker_id);
+    assert_eq!(worker["slots"], 4);
     let (ok, stdout, stderr) = cluster.gear(&["workers"]);
     assert!(ok && stdout.lines().count() == 3, "gear workers: {stdout} {stderr}");
 
@@ -341,6 +352,11 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("largest worker") && error.contains("has 4"), "{body}");
+}
+
+async fn list_worker_id(cluster: &TestCluster) -> u64 {
+    let (_, list) = cluster.get(0, "/api/v1.0/master/workerlist").await.expect("workerlist");
+    list["workers"][0]["workerId"].as_u64().expect("a worker")
 }
 
 #[test]
