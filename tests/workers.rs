@@ -426,13 +426,8 @@ async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attem
 
     // A restart request and a cleanly stopped worker move the application without counting
     // against its restart policy.
-    let response = cluster
-        .http
-        .post(cluster.url(2, &format!("/api/v1.0/appmaster/{id}/restart")))
-        .send()
-        .await
-        .expect("restart");
-    assert_eq!(response.status(), 200);
+    let (ok, stdout, stderr) = cluster.gear(&["restart", "-appid", &id.to_string()]);
+    assert!(ok && stdout.contains("attempt stopped"), "gear restart: {stdout} {stderr}");
     let body = wait_for(&cluster, &workers, id, "attempt 4 active", |a| started(a, 4)).await;
     assert!(attempts(&body)[2]["outcome"].to_string().contains("restart requested"), "{body:#}");
     let holder = workers.index_of(attempts(&body)[3]["workerId"].as_u64().expect("worker"));

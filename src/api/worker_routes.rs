@@ -11,13 +11,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::client_routes::{consistent_read, now_ms};
 use super::{ApiError, Context};
 use crate::scheduler;
 use crate::state::{Command, CommandResult};
-use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
+use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, RestartAnswer, WorkerList, WorkerSummary};
 
 /// `POST /peer/worker/heartbeat`.
 pub async fn heartbeat(
@@ -119,12 +118,12 @@ pub async fn worker_detail(
 pub async fn restart_app(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RestartAnswer>, ApiError> {
     let id: u32 =
         id.parse().map_err(|_| ApiError::bad_request(format!("application id {id:?} is not a number")))?;
     let result = context.cluster.write(Command::RestartApp { app_id: id, now_ms: now_ms() }).await?;
     let restarted = matches!(result, CommandResult::Restarted { .. });
-    Ok(Json(json!({ "success": true, "appId": id, "restarted": restarted })))
+    Ok(Json(RestartAnswer { success: true, app_id: id, restarted }))
 }
 
 fn query_value<'a>(query: &'a Option<String>, name: &str) -> Option<&'a str> {

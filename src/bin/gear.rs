@@ -99,12 +99,13 @@ async fn run(args: GearArgs) -> Result<()> {
             print!("{}", client.log(*appid, *attempt, *tail).await?);
         }
         GearCommand::Restart { appid } => {
-            let answer =
-                client.post_json(&format!("/api/v1.0/appmaster/{appid}/restart"), &Value::Null).await?;
+            let answer = client.restart(*appid).await?;
             if args.json {
-                println!("{answer}");
+                println!("{}", serde_json::to_string(&answer)?);
+            } else if answer.restarted {
+                println!("Application {appid}: attempt stopped, a new one is being placed");
             } else {
-                println!("Application {appid} restarting");
+                println!("Application {appid} had no running attempt; it is waiting for a worker");
             }
         }
         GearCommand::Download { file, output } => {

@@ -103,6 +103,16 @@ impl MasterClient {
         })
     }
 
+    /// `POST /api/v1.0/appmaster/{id}/restart`.
+    pub async fn restart(&self, app_id: u32) -> Result<crate::worker::protocol::RestartAnswer, ClientError> {
+        let value = self.post_json(&format!("/api/v1.0/appmaster/{app_id}/restart"), &Value::Null).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Api {
+            master: self.masters.join(","),
+            status: StatusCode::OK,
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
     /// The tail of an attempt's log (the last attempt when `attempt` is `None`).
     pub async fn log(&self, app_id: u32, attempt: Option<u32>, tail: u64) -> Result<String, ClientError> {
         let mut path = format!("/api/v1.0/appmaster/{app_id}/log?tail={tail}");

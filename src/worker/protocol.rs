@@ -104,3 +104,13 @@ pub struct LogQuery {
     pub attempt: u32,
     pub tail: Option<u64>,
 }
+
+/// Answer of `POST /api/v1.0/appmaster/{id}/restart`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartAnswer {
+    pub success: bool,
+    pub app_id: AppId,
+    /// False when no attempt was live (the application was already waiting for a worker).
+    pub restarted: bool,
+}
