@@ -291,7 +291,11 @@ async fn app_runs_moves_off_a_killed_worker_survives_master_failover_and_is_kill
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message() {
-    let cluster = start(TIMING);
+    // With a cluster secret: heartbeats (a peer route) and log fetches from workers carry it.
+    let secret_dir = tempfile::tempdir().expect("dir");
+    let secret = secret_dir.path().join("cluster.secret");
+    std::fs::write(&secret, "0123456789abcdef-worker-test").expect("secret");
+    let cluster = start(&format!("{TIMING}gearpump.master.secret-file = \"{}\"\n", secret.display()));
     cluster.wait_until_ready(Duration::from_secs(30)).await;
     let workers = Workers::start(&cluster, 2);
     let jar = ticker_jar(cluster.dir.path());
@@ -321,6 +325,11 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
         cluster.get(1, &format!("/api/v1.0/appmaster/{missing}/log?attempt=1")).await.expect("log");
     assert_eq!(status, 200, "{text}");
     assert!(text.to_string().contains("NoSuchMain"), "{text}");
+    let record = app(&cluster, missing).await;
+    let worker_log = attempts(&record)[0]["logAddress"].as_str().expect("log address").to_string();
+    let url = format!("http://{worker_log}/log?app={missing}&attempt=1");
+    let refused = cluster.http.get(url).send().await.expect("ask the worker directly");
+    assert_eq!(refused.status(), 401, "the worker's log server wants the cluster secret");
     let (ok, stdout, stderr) = cluster.gear(&["log", "-appid", &missing.to_string()]);
     assert!(ok && stdout.contains("NoSuchMain"), "gear log: {stdout} {stderr}");
     let (ok, stdout, stderr) = cluster.gear(&["info"]);

@@ -171,7 +171,11 @@ pub async fn app_log(
         .build()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let url = format!("http://{address}{}?app={id}&attempt={attempt}&tail={tail}", protocol::WORKER_LOG);
-    let response = http.get(&url).send().await.map_err(|e| {
+    let mut request = http.get(&url);
+    if let Some(secret) = &context.secret {
+        request = request.header(crate::cluster::peer_protocol::SECRET_HEADER, secret);
+    }
+    let response = request.send().await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("the worker at {address} holding the log is not answering: {e}"),

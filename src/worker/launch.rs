@@ -164,3 +164,27 @@ pub fn tail(path: &Path, bytes: u64) -> std::io::Result<String> {
     file.take(bytes).read_to_end(&mut buffer)?;
     Ok(String::from_utf8_lossy(&buffer).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_log_is_rotated_and_its_tail_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("log");
+        std::fs::write(&log, "a".repeat(100) + "END\n").expect("write");
+        rotate_if_large(&log, 1000);
+        assert_eq!(std::fs::metadata(&log).expect("log").len(), 104, "small logs stay");
+        rotate_if_large(&log, 50);
+        assert_eq!(std::fs::metadata(&log).expect("log").len(), 0);
+        assert_eq!(tail(&log.with_extension("1"), 4).expect("tail"), "END\n");
+        assert_eq!(tail(&log.with_extension("1"), 1 << 20).expect("tail").len(), 104);
+    }
+
+    #[test]
+    fn jar_names_are_escaped_in_the_download_url() {
+        assert_eq!(encode("123-my app.jar"), "123-my%20app.jar");
+        assert_eq!(encode("a&b=c"), "a%26b%3Dc");
+    }
+}

@@ -560,10 +560,19 @@ async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> Attem
     }
 }
 
+/// `GET /log`: only masters ask, with the cluster secret when one is configured (application
+/// logs may hold anything).
 async fn serve_log(
     State(worker): State<Arc<Worker>>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<LogQuery>,
 ) -> Result<String, (StatusCode, String)> {
+    if let Some(secret) = &worker.secret {
+        let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        if given != secret.as_bytes() {
+            return Err((StatusCode::UNAUTHORIZED, "log request without the cluster secret".into()));
+        }
+    }
     let path = launch::attempt_dir(&worker.config.state_dir, query.app, query.attempt).join("log");
     launch::tail(&path, query.tail.unwrap_or(64 << 10))
         .map_err(|e| (StatusCode::NOT_FOUND, format!("{}: {e}", path.display())))
