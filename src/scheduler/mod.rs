@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::WorkerTiming;
-use crate::state::schedule::{schedule, LiveWorker};
+use crate::state::schedule::{lost_attempts, schedule, LiveWorker};
 use crate::state::{AttemptOutcome, Command, CommandResult, MasterState, WorkerId};
 use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
 
@@ -228,33 +228,24 @@ pub async fn run(cluster: Arc<Cluster>, registry: Arc<Registry>) {
 }
 
 async fn step(cluster: &Cluster, registry: &Registry, timing: WorkerTiming) -> Result<(), ClusterError> {
-    let (settled, seen): (bool, BTreeMap<WorkerId, Seen>) = registry.with(|table| {
+    let (leading_for, seen): (Duration, BTreeMap<WorkerId, Seen>) = registry.with(|table| {
         // A lost worker stays listed (as lost) for a while, then is forgotten.
         table.workers.retain(|_, seen| seen.at.elapsed() < timing.loss * FORGET_AFTER_LOSSES);
-        (table.leader_since.is_some_and(|since| since.elapsed() >= timing.loss), table.workers.clone())
+        (table.leader_since.map_or(Duration::ZERO, |since| since.elapsed()), table.workers.clone())
     });
-    // Declare lost only after a full loss timeout of this leadership: the workers' heartbeats
-    // to the previous leader are unknown here.
-    if settled {
-        let lost: Vec<(u32, u32, WorkerId)> = cluster.read(|state| {
-            state
-                .live_attempts()
-                .filter(|(_, a)| seen.get(&a.worker_id).is_none_or(|s| s.at.elapsed() > timing.loss))
-                .map(|(app, a)| (app.id, a.attempt, a.worker_id))
-                .collect()
-        });
-        for (app_id, attempt, worker_id) in lost {
-            tracing::warn!(app_id, attempt, worker_id, "worker lost: restarting its attempt elsewhere");
-            let command = Command::AttemptEnded {
-                app_id,
-                attempt,
-                outcome: AttemptOutcome::WorkerLost,
-                now_ms: crate::api::now_ms(),
-            };
-            match cluster.write(command).await {
-                Ok(_) | Err(ClusterError::Rejected(_)) => {}
-                Err(other) => return Err(other),
-            }
+    let silent_for: BTreeMap<WorkerId, Duration> = seen.iter().map(|(id, s)| (*id, s.at.elapsed())).collect();
+    let lost = cluster.read(|state| lost_attempts(state, &silent_for, leading_for, timing.loss));
+    for (app_id, attempt, worker_id) in lost {
+        tracing::warn!(app_id, attempt, worker_id, "worker lost: restarting its attempt elsewhere");
+        let command = Command::AttemptEnded {
+            app_id,
+            attempt,
+            outcome: AttemptOutcome::WorkerLost,
+            now_ms: crate::api::now_ms(),
+        };
+        match cluster.write(command).await {
+            Ok(_) | Err(ClusterError::Rejected(_)) => {}
+            Err(other) => return Err(other),
         }
     }
     // Place only on workers heard from within the fence timeout: one silent longer has killed

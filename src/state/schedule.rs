@@ -5,6 +5,7 @@
 //! a second live attempt, so a placement computed from a slightly stale view is harmless.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{AppId, AppStatus, AttemptOutcome, MasterState, WorkerId};
 
@@ -64,6 +65,27 @@ pub fn schedule(state: &MasterState, workers: &[LiveWorker]) -> Vec<Placement> {
         placements.push(Placement { app_id: app.id, attempt, worker_id });
     }
     placements
+}
+
+/// The live attempts whose worker must be declared lost: silent for longer than `loss`, or
+/// never heard from during this leadership. Nothing while the leadership is younger than
+/// `loss`: heartbeats the previous leader acknowledged are unknown here, and the worker's fence
+/// only guarantees its attempts are dead a loss timeout after the last of them.
+/// `silent_for` maps each worker heard from in this leadership to the time since its last beat.
+pub fn lost_attempts(
+    state: &MasterState,
+    silent_for: &BTreeMap<WorkerId, Duration>,
+    leading_for: Duration,
+    loss: Duration,
+) -> Vec<(AppId, u32, WorkerId)> {
+    if leading_for < loss {
+        return Vec::new();
+    }
+    state
+        .live_attempts()
+        .filter(|(_, a)| silent_for.get(&a.worker_id).is_none_or(|silent| *silent > loss))
+        .map(|(app, a)| (app.id, a.attempt, a.worker_id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,6 +171,22 @@ mod tests {
             schedule(&state, &workers(&[(0, 10)])),
             vec![Placement { app_id: id, attempt: 2, worker_id: 0 }]
         );
+    }
+
+    #[test]
+    fn a_worker_is_lost_only_after_the_loss_timeout_of_this_leadership() {
+        let mut state = MasterState::default();
+        let id = submit(&mut state, 1);
+        apply_all(&mut state, &[Placement { app_id: id, attempt: 1, worker_id: 7 }]);
+        let loss = Duration::from_secs(5);
+        let none = BTreeMap::new();
+        // A new leader has heard from nobody yet: it waits a full loss timeout.
+        assert!(lost_attempts(&state, &none, Duration::from_secs(1), loss).is_empty());
+        assert_eq!(lost_attempts(&state, &none, loss, loss), vec![(id, 1, 7)]);
+        let recent = BTreeMap::from([(7, Duration::from_secs(1))]);
+        assert!(lost_attempts(&state, &recent, Duration::from_secs(60), loss).is_empty());
+        let silent = BTreeMap::from([(7, Duration::from_secs(6))]);
+        assert_eq!(lost_attempts(&state, &silent, Duration::from_secs(60), loss), vec![(id, 1, 7)]);
     }
 
     #[test]
