@@ -384,6 +384,17 @@ fn a_worker_without_java_or_with_overlapping_timeouts_exits_78() {
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("/nonexistent/java") && stderr.contains("gearpump.worker.java"), "{stderr}");
 
+    // The gearpump-worker { ... } section overlays the base keys for the worker.
+    let text = "gearpump.worker.slots = 3\ngearpump-worker { gearpump.worker.slots = 7 }\n";
+    std::fs::write(&conf, text).expect("conf");
+    let output =
+        Command::new(WORKER_BIN).arg("--config").arg(&conf).arg("--check-config").output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("gearpump.worker.slots                = 7"),
+        "{stdout}"
+    );
+
     let text = "gearpump.worker.fence-timeout = 3s\ngearpump.master.worker-loss-timeout = 3s\n";
     std::fs::write(&conf, text).expect("conf");
     for binary in [WORKER_BIN, common::MASTER_BIN] {

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!("{config:#?}");
+        print!("{}", config.explain());
         return ExitCode::SUCCESS;
     }
     let filter = std::env::var("GEARPUMP_LOG").unwrap_or_else(|_| "info".into());

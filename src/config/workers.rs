@@ -68,6 +68,39 @@ pub struct WorkerConfig {
     pub secret_file: Option<PathBuf>,
 }
 
+impl WorkerConfig {
+    /// The effective values, as `gearpump-worker --check-config` prints them.
+    pub fn explain(&self) -> String {
+        let masters: Vec<String> = self.masters.iter().map(ToString::to_string).collect();
+        let rows = [
+            ("gearpump.hostname", self.hostname.clone()),
+            ("gearpump.cluster.masters", masters.join(", ")),
+            ("gearpump.worker.slots", self.slots.to_string()),
+            ("gearpump.worker.java", self.java.clone()),
+            ("gearpump.worker.state-dir", self.state_dir.display().to_string()),
+            ("gearpump.worker.heartbeat-interval", format!("{:?}", self.timing.heartbeat)),
+            ("gearpump.worker.fence-timeout", format!("{:?}", self.timing.fence)),
+            ("gearpump.master.worker-loss-timeout", format!("{:?}", self.timing.loss)),
+            ("gearpump.worker.log-max-size", format!("{} bytes", self.log_max_size)),
+            ("gearpump.worker.port", if self.port == 0 { "0 (any)".into() } else { self.port.to_string() }),
+            ("gearpump.appmaster.vmargs", self.vmargs.join(" ")),
+            ("gearpump.appmaster.extraClasspath", self.extra_classpath.join(":")),
+            (
+                "gearpump.master.secret-file",
+                self.secret_file.as_ref().map_or("(none)".into(), |p| p.display().to_string()),
+            ),
+        ];
+        let mut out = match &self.file {
+            Some(file) => format!("configuration: {} (valid)\n", file.display()),
+            None => "configuration: built-in defaults (no gear.conf found)\n".to_string(),
+        };
+        for (key, value) in rows {
+            out.push_str(&format!("  {key:36} = {value}\n"));
+        }
+        out
+    }
+}
+
 /// The value at `key`, the `gearpump-worker { ... }` overlay first (as in Gearpump).
 fn worker_get<'a>(source: &'a Source, key: &str) -> Option<(String, &'a HoconValue)> {
     let overlay = format!("gearpump-worker.{key}");

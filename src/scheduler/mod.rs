@@ -183,6 +183,7 @@ pub async fn on_heartbeat(
             .map(|(app, attempt)| AssignedAttempt {
                 app_id: app.id,
                 attempt: attempt.attempt,
+                slots: app.slots,
                 main_class: app.main_class.clone(),
                 args: app.args.clone(),
                 jar: app.jar.clone(),

@@ -42,7 +42,9 @@ pub async fn fetch_jar(
         return Err(format!("jar {} has a malformed SHA-256 {:?}", jar.key, jar.sha256));
     }
     let cached = dir.join(format!("{sha}.jar"));
-    if cached.exists() {
+    if let Ok(file) = std::fs::File::options().append(true).open(&cached) {
+        // Its modification time says when it was last used (see `forget_unused_jars`).
+        let _ = file.set_modified(std::time::SystemTime::now());
         return Ok(cached);
     }
     tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -82,6 +84,17 @@ async fn download(http: &reqwest::Client, url: &str, dir: &Path, sha: &str) -> R
         return Err(format!("SHA-256 mismatch: expected {sha}, got {got}"));
     }
     Ok(tmp)
+}
+
+/// Deletes cached jars not used for `keep` (the cache is keyed by checksum, so it only grows).
+pub fn forget_unused_jars(state_dir: &Path, keep: Duration) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("jars")) else { return };
+    for entry in entries.flatten() {
+        let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|at| at.elapsed().ok());
+        if age.is_some_and(|age| age > keep) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// What `java` is run with.

@@ -53,7 +53,11 @@ impl WorkerError {
 
 type Key = (AppId, u32);
 
+/// How long the folder (and log) of a finished attempt, and an unused cached jar, are kept.
+const KEEP_FINISHED: Duration = Duration::from_secs(7 * 86_400);
+
 struct Running {
+    slots: u32,
     /// 0 until the JVM is started.
     pid: u32,
     log_path: String,
@@ -138,6 +142,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         config,
     });
     recover(&worker);
+    launch::forget_unused_jars(&worker.config.state_dir, KEEP_FINISHED);
     tracing::info!(
         log_address = %worker.log_address, slots = worker.config.slots, ?worker_id,
         masters = %worker.masters.join(","), "gearpump-worker {} started", env!("CARGO_PKG_VERSION")
@@ -208,7 +213,12 @@ fn recover(worker: &Worker) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some((app, attempt)) = parse_attempt_dir(&name) else { continue };
         let path = entry.path();
-        if path.join("reported").exists() {
+        if let Ok(reported) = std::fs::metadata(path.join("reported")) {
+            // Ended and acknowledged: never assigned again, kept a while for `gear log`.
+            let age = reported.modified().ok().and_then(|at| at.elapsed().ok()).unwrap_or_default();
+            if age > KEEP_FINISHED {
+                let _ = std::fs::remove_dir_all(&path);
+            }
             continue;
         }
         let outcome = match std::fs::read_to_string(path.join("ended")) {
@@ -326,10 +336,7 @@ fn build_heartbeat(worker: &Worker) -> Heartbeat {
             worker_id: s.worker_id,
             host: worker.config.hostname.clone(),
             slots: worker.config.slots,
-            free_slots: worker
-                .config
-                .slots
-                .saturating_sub(u32::try_from(s.running.len()).unwrap_or(u32::MAX)),
+            free_slots: worker.config.slots.saturating_sub(s.running.values().map(|r| r.slots).sum()),
             log_address: worker.log_address.clone(),
             running,
             exits: s.exits.clone(),
@@ -447,7 +454,7 @@ fn apply_answer(worker: &Arc<Worker>, answer: HeartbeatAnswer) {
             continue;
         }
         let log_path = dir.join("log").display().to_string();
-        worker.with(|s| s.running.insert(key, Running { pid: 0, log_path, stop: None }));
+        worker.with(|s| s.running.insert(key, Running { slots: spec.slots, pid: 0, log_path, stop: None }));
         tokio::spawn(run_attempt(worker.clone(), spec, dir));
     }
 }

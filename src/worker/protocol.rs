@@ -66,6 +66,7 @@ pub struct HeartbeatAnswer {
 pub struct AssignedAttempt {
     pub app_id: AppId,
     pub attempt: u32,
+    pub slots: u32,
     pub main_class: String,
     pub args: Vec<String>,
     pub jar: JarRef,
