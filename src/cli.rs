@@ -63,6 +63,9 @@ pub enum GearCommand {
         /// The submitting user (default: $USER)
         #[arg(long)]
         user: Option<String>,
+        /// Slots the application takes on a worker (default 1)
+        #[arg(long, value_name = "N")]
+        slots: Option<u32>,
         /// The application's main class
         main_class: String,
         /// Arguments passed to the application
@@ -181,6 +184,7 @@ const GEARPUMP_FLAGS: &[(&str, &str)] = &[
     ("-conf", "--config"),
     ("-jar", "--jar"),
     ("-namePrefix", "--name-prefix"),
+    ("-slots", "--slots"),
     ("-appid", "--appid"),
     ("-attempt", "--attempt"),
     ("-tail", "--tail"),

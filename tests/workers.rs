@@ -361,6 +361,9 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("largest worker") && error.contains("has 4"), "{body}");
+    let (ok, stdout, stderr) =
+        cluster.gear(&["app", "-jar", jar.to_str().expect("utf-8"), "-slots", "5", "Ticker"]);
+    assert!(!ok && stderr.contains("largest worker"), "gear app -slots 5: {stdout} {stderr}");
 }
 
 async fn list_worker_id(cluster: &TestCluster) -> u64 {

@@ -47,10 +47,11 @@ fn masters(args: &GearArgs) -> Result<Vec<String>> {
 async fn run(args: GearArgs) -> Result<()> {
     let client = MasterClient::new(masters(&args)?, Duration::from_secs(args.timeout))?;
     match &args.command {
-        GearCommand::App { jar, name_prefix, user, main_class, args: app_args } => {
+        GearCommand::App { jar, name_prefix, user, slots, main_class, args: app_args } => {
             let user =
                 user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "anonymous".into());
-            let answer = client.submit(jar, main_class, app_args, name_prefix.as_deref(), &user).await?;
+            let prefix = name_prefix.as_deref();
+            let answer = client.submit_with_slots(jar, main_class, app_args, prefix, &user, *slots).await?;
             if args.json {
                 println!("{answer}");
             } else {

@@ -136,6 +136,19 @@ impl MasterClient {
         name_prefix: Option<&str>,
         user: &str,
     ) -> Result<Value, ClientError> {
+        self.submit_with_slots(jar, main_class, args, name_prefix, user, None).await
+    }
+
+    /// `submit`, asking for `slots` on a worker (default 1).
+    pub async fn submit_with_slots(
+        &self,
+        jar: &Path,
+        main_class: &str,
+        args: &[String],
+        name_prefix: Option<&str>,
+        user: &str,
+        slots: Option<u32>,
+    ) -> Result<Value, ClientError> {
         let file_error =
             |e: std::io::Error| ClientError::File { path: jar.display().to_string(), cause: e.to_string() };
         let metadata = std::fs::metadata(jar).map_err(file_error)?;
@@ -162,6 +175,9 @@ impl MasterClient {
                 .text("user", user.to_string());
             if let Some(prefix) = name_prefix {
                 form = form.text("namePrefix", prefix.to_string());
+            }
+            if let Some(slots) = slots {
+                form = form.text("slots", slots.to_string());
             }
             let form = form.part("jar", part);
             let url = format!("http://{master}/api/v1.0/master/submitapp");
