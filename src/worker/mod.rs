@@ -514,10 +514,22 @@ async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> Attem
     };
     let pid = child.id().unwrap_or(0);
     let _ = std::fs::write(dir.join("pgid"), pid.to_string());
-    let mut fence = launch::spawn_fence(&worker.lease, worker.config.timing.fence, pid);
-    if let Err(e) = &fence {
-        tracing::error!("{e}; the attempt runs without its fence");
-    }
+    // Without its fence an attempt could outlive a frozen worker: better not run it.
+    let fence = match pid {
+        0 => Err("the JVM's pid is unknown".to_string()),
+        pid => launch::spawn_fence(&worker.lease, worker.config.timing.fence, pid),
+    };
+    let mut fence = match fence {
+        Ok(fence) => fence,
+        Err(cause) => {
+            if pid > 0 {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            tracing::error!("{cause}; the attempt is not run");
+            return AttemptOutcome::Failed { cause };
+        }
+    };
     let stop = worker.with(|s| {
         s.running.get_mut(&key).and_then(|r| {
             r.pid = pid;
@@ -538,9 +550,7 @@ async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> Attem
     if pid > 0 {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
-    if let Ok(fence) = &mut fence {
-        let _ = fence.wait().await;
-    }
+    let _ = fence.wait().await;
     if let Some(stop) = worker.with(|s| s.running.get(&key).and_then(|r| r.stop.clone())) {
         return stop;
     }
