@@ -364,6 +364,30 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     let (ok, stdout, stderr) =
         cluster.gear(&["app", "-jar", jar.to_str().expect("utf-8"), "-slots", "5", "Ticker"]);
     assert!(!ok && stderr.contains("largest worker"), "gear app -slots 5: {stdout} {stderr}");
+
+    // A heartbeat sent to a follower is forwarded to the leader; without the secret it is refused.
+    let leader = cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+    let heartbeat = serde_json::json!({
+        "workerId": null, "host": "probe", "slots": 1, "freeSlots": 1, "logAddress": "127.0.0.1:9",
+        "running": [], "exits": [], "stopping": true
+    });
+    let url = cluster.url(follower, "/peer/worker/heartbeat");
+    let refused = cluster.http.post(&url).json(&heartbeat).send().await.expect("heartbeat");
+    assert_eq!(refused.status(), 401);
+    let secret_text = std::fs::read_to_string(&secret).expect("secret");
+    let answer = cluster
+        .http
+        .post(&url)
+        .header("x-gearpump-cluster-secret", secret_text.trim())
+        .json(&heartbeat)
+        .send()
+        .await
+        .expect("heartbeat");
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.expect("answer");
+    assert_eq!(answer["workerId"], 2, "a third worker id, allocated through Raft: {answer}");
+    assert_eq!(answer["assigned"], serde_json::json!([]));
 }
 
 async fn list_worker_id(cluster: &TestCluster) -> u64 {
