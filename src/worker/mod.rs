@@ -188,17 +188,21 @@ async fn stop_attempts(worker: &Worker) {
     }
 }
 
+/// Returns on SIGTERM or SIGINT. SIGHUP (whose default would kill the worker and, through the
+/// fences, its applications) only says that a restart is needed for new settings.
 async fn wait_for_stop() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut interrupt)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    let (Ok(mut term), Ok(mut interrupt), Ok(mut hangup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
+            _ = hangup.recv() => tracing::info!("SIGHUP: gear.conf changes take effect after a restart of the worker"),
         }
     }
 }
