@@ -63,6 +63,9 @@ pub enum GearCommand {
         /// The submitting user (default: $USER)
         #[arg(long)]
         user: Option<String>,
+        /// Slots the application takes on a worker (default 1)
+        #[arg(long, value_name = "N")]
+        slots: Option<u32>,
         /// The application's main class
         main_class: String,
         /// Arguments passed to the application
@@ -78,6 +81,24 @@ pub enum GearCommand {
     },
     /// The masters: who leads, term, commit index, lag, health
     Masters,
+    /// The workers the leader knows: slots, free slots, attempts they run
+    Workers,
+    /// The log of an application's attempt, fetched from its worker: gear log -appid N
+    Log {
+        #[arg(long, value_name = "N")]
+        appid: u32,
+        /// Which attempt (default: the last)
+        #[arg(long, value_name = "N")]
+        attempt: Option<u32>,
+        /// How many bytes from the end
+        #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+        tail: u64,
+    },
+    /// Stop an application's attempt and start a new one (not counted as a failure)
+    Restart {
+        #[arg(long, value_name = "N")]
+        appid: u32,
+    },
     /// Download an application's jar from the jar store, checked against its SHA-256
     Download {
         /// The jar's name in the store (see `gear info --json`)
@@ -163,7 +184,10 @@ const GEARPUMP_FLAGS: &[(&str, &str)] = &[
     ("-conf", "--config"),
     ("-jar", "--jar"),
     ("-namePrefix", "--name-prefix"),
+    ("-slots", "--slots"),
     ("-appid", "--appid"),
+    ("-attempt", "--attempt"),
+    ("-tail", "--tail"),
     ("-master", "--master"),
     ("-json", "--json"),
 ];
@@ -284,4 +308,23 @@ mod tests {
         assert!(MasterArgs::try_parse_from(words("master --port notanumber")).is_err());
         assert!(MasterArgs::try_parse_from(words("master --bogus")).is_err());
     }
+}
+
+/// `gearpump-worker`: runs applications for the masters (Gearpump's `bin/worker`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "gearpump-worker",
+    version,
+    about = "A worker of an Apache Gearpump cluster: runs applications as child JVMs"
+)]
+pub struct WorkerArgs {
+    /// gear.conf to read (default: /etc/gearpump/gear.conf when it exists, else built-in defaults)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override gearpump.worker.state-dir
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Validate the configuration and exit
+    #[arg(long)]
+    pub check_config: bool,
 }

@@ -23,6 +23,8 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod jarstore;
+pub mod scheduler;
 pub mod setup;
 pub mod state;
 pub mod wire;
+pub mod worker;

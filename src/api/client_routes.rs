@@ -69,6 +69,8 @@ fn app_json(app: &Application) -> Value {
         "jar": { "name": app.jar.key, "fileName": app.jar.file_name, "size": app.jar.size, "sha256": app.jar.sha256 },
         "restartPolicy": { "maxRestarts": app.restart_policy.max_restarts },
         "restarts": app.restarts,
+        "slots": app.slots,
+        "attempts": app.attempts,
     })
 }
 

@@ -117,6 +117,12 @@ pub async fn submit_app(
             return Err(error);
         }
     };
+    if application.slots > 1 {
+        if let Err(error) = super::worker_routes::check_slots(&context, application.slots).await {
+            let _ = context.jars.delete(&stored.key).await;
+            return Err(error);
+        }
+    }
     let started = std::time::Instant::now();
     let command = Command::SubmitApp { app: application, now_ms: now_ms() };
     let written = context.cluster.write_request(request.clone(), command).await;
@@ -197,7 +203,18 @@ fn new_application(
         args,
         jar: JarRef { key: stored.key.clone(), file_name, size: stored.size, sha256: stored.sha256.clone() },
         restart_policy: RestartPolicy { max_restarts: context.config.total_retries },
+        slots: parse_slots(fields.get("slots"))?,
     })
+}
+
+/// The `slots` form field (default 1).
+fn parse_slots(field: Option<&String>) -> Result<u32, ApiError> {
+    match field.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        Some(text) => text.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::bad_request(format!("`slots` must be a whole number ≥ 1, not {text:?}"))
+        }),
+        None => Ok(1),
+    }
 }
 
 /// `GET /api/v1.0/jarstore/download?file=NAME`: the stored bytes, checked against the

@@ -9,6 +9,7 @@ pub mod metrics;
 mod peer_routes;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod worker_routes;
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct Context {
     /// The jar store's last health probe (`None` before the first), refreshed in the
     /// background (`daemon::probe_jar_store`) so `/health/ready` never waits on a slow store.
     pub jar_health: std::sync::RwLock<Option<JarProbe>>,
+    /// The leader's worker table (empty on followers).
+    pub workers: Arc<crate::scheduler::Registry>,
 }
 
 /// One background probe of the jar store: its outcome and when it finished, so readiness can
@@ -62,6 +65,10 @@ pub fn router(context: Arc<Context>) -> Router {
             get(client_routes::get_app_data).put(client_routes::put_app_data),
         )
         .route("/api/v1.0/jarstore/download", get(jar_routes::download))
+        .route("/api/v1.0/master/workerlist", get(worker_routes::workerlist))
+        .route("/api/v1.0/worker/{id}", get(worker_routes::worker_detail))
+        .route("/api/v1.0/appmaster/{id}/restart", post(worker_routes::restart_app))
+        .route("/api/v1.0/appmaster/{id}/log", get(worker_routes::app_log))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -31,6 +31,8 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::TAKE_OVER, post(take_over))
         .route(protocol::MEMBERS, post(members))
         .route(protocol::PRE_VOTE, post(pre_vote))
+        .route(crate::worker::protocol::HEARTBEAT, post(super::worker_routes::heartbeat))
+        .route(crate::worker::protocol::HEARTBEAT_FORWARDED, post(super::worker_routes::heartbeat_forwarded))
         .layer(middleware::from_fn_with_state(context, require_secret))
 }
 

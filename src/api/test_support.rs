@@ -58,6 +58,7 @@ pub(crate) async fn one_master_context(
     let config = crate::config::load_str(Path::new("gear.conf"), &text, &Default::default())
         .expect("valid configuration");
     let cluster = crate::cluster::Cluster::start(&config, None).await.expect("a one-master cluster");
+    let config_timing = config.worker_timing;
     let context = Arc::new(Context {
         cluster,
         jars,
@@ -65,6 +66,7 @@ pub(crate) async fn one_master_context(
         metrics: Default::default(),
         secret: None,
         jar_health: std::sync::RwLock::new(None),
+        workers: Arc::new(crate::scheduler::Registry::new(config_timing)),
     });
     (context, dir)
 }

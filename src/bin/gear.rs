@@ -47,10 +47,11 @@ fn masters(args: &GearArgs) -> Result<Vec<String>> {
 async fn run(args: GearArgs) -> Result<()> {
     let client = MasterClient::new(masters(&args)?, Duration::from_secs(args.timeout))?;
     match &args.command {
-        GearCommand::App { jar, name_prefix, user, main_class, args: app_args } => {
+        GearCommand::App { jar, name_prefix, user, slots, main_class, args: app_args } => {
             let user =
                 user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "anonymous".into());
-            let answer = client.submit(jar, main_class, app_args, name_prefix.as_deref(), &user).await?;
+            let prefix = name_prefix.as_deref();
+            let answer = client.submit_with_slots(jar, main_class, app_args, prefix, &user, *slots).await?;
             if args.json {
                 println!("{answer}");
             } else {
@@ -87,6 +88,27 @@ async fn run(args: GearArgs) -> Result<()> {
                 print_masters(&answer);
             }
         }
+        GearCommand::Workers => {
+            let list = client.workers().await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                print_workers(&list);
+            }
+        }
+        GearCommand::Log { appid, attempt, tail } => {
+            print!("{}", client.log(*appid, *attempt, *tail).await?);
+        }
+        GearCommand::Restart { appid } => {
+            let answer = client.restart(*appid).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&answer)?);
+            } else if answer.restarted {
+                println!("Application {appid}: attempt stopped, a new one is being placed");
+            } else {
+                println!("Application {appid} had no running attempt; it is waiting for a worker");
+            }
+        }
         GearCommand::Download { file, output } => {
             let size = client.download(file, output).await?;
             if args.json {
@@ -101,20 +123,64 @@ async fn run(args: GearArgs) -> Result<()> {
 
 fn print_apps(answer: &Value) {
     let apps = answer["appMasters"].as_array().cloned().unwrap_or_default();
-    println!("{:<6} {:<28} {:<11} {:<10} {:<14} JAR", "APPID", "NAME", "STATUS", "USER", "SUBMITTED(ms)");
+    println!(
+        "{:<6} {:<28} {:<11} {:<10} {:<14} {:<7} {:<7} {:<8} JAR",
+        "APPID", "NAME", "STATUS", "USER", "SUBMITTED(ms)", "WORKER", "ATTEMPT", "PID"
+    );
     for app in &apps {
+        let last = app["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
         println!(
-            "{:<6} {:<28} {:<11} {:<10} {:<14} {}",
+            "{:<6} {:<28} {:<11} {:<10} {:<14} {:<7} {:<7} {:<8} {}",
             text(&app["appId"]),
             text(&app["appName"]),
             text(&app["status"]),
             text(&app["user"]),
             text(&app["submissionTime"]),
+            text(&last["workerId"]),
+            text(&last["attempt"]),
+            text(&last["pid"]),
             text(&app["jar"]["name"])
         );
+        // Why the last attempt ended, when it failed: the JVM's own words.
+        if let Some(outcome) = last["outcome"].as_object() {
+            let why = outcome
+                .get("exited")
+                .and_then(|e| e["message"].as_str().map(str::to_string))
+                .or_else(|| outcome.get("failed").and_then(|f| f["cause"].as_str().map(str::to_string)));
+            if let Some(why) = why.filter(|_| app["status"] != "succeeded") {
+                for line in why.lines() {
+                    println!("       | {line}");
+                }
+            }
+        }
     }
     if apps.is_empty() {
         println!("(no applications)");
+    }
+}
+
+fn print_workers(list: &gearpump_master::worker::protocol::WorkerList) {
+    println!(
+        "{:<7} {:<16} {:>6} {:>6} {:<7} {:>9} {:<22} ATTEMPTS",
+        "WORKER", "HOST", "SLOTS", "FREE", "STATE", "SEEN(ms)", "LOG SERVER"
+    );
+    for worker in &list.workers {
+        let attempts: Vec<String> =
+            worker.attempts.iter().map(|(app, attempt)| format!("app {app}#{attempt}")).collect();
+        println!(
+            "{:<7} {:<16} {:>6} {:>6} {:<7} {:>9} {:<22} {}",
+            worker.worker_id,
+            worker.host,
+            worker.slots,
+            worker.free_slots,
+            worker.state,
+            worker.last_heartbeat_ms_ago,
+            worker.log_address,
+            if attempts.is_empty() { "-".to_string() } else { attempts.join(", ") }
+        );
+    }
+    if list.workers.is_empty() {
+        println!("(no workers)");
     }
 }
 

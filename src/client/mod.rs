@@ -102,6 +102,40 @@ impl MasterClient {
         self.json(answer).await
     }
 
+    /// `GET /api/v1.0/master/workerlist`.
+    pub async fn workers(&self) -> Result<crate::worker::protocol::WorkerList, ClientError> {
+        let value = self.get("/api/v1.0/master/workerlist").await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Api {
+            master: self.masters.join(","),
+            status: StatusCode::OK,
+            message: format!("unreadable worker list: {e}"),
+        })
+    }
+
+    /// `POST /api/v1.0/appmaster/{id}/restart`.
+    pub async fn restart(&self, app_id: u32) -> Result<crate::worker::protocol::RestartAnswer, ClientError> {
+        let value = self.post_json(&format!("/api/v1.0/appmaster/{app_id}/restart"), &Value::Null).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::Api {
+            master: self.masters.join(","),
+            status: StatusCode::OK,
+            message: format!("unreadable answer: {e}"),
+        })
+    }
+
+    /// The tail of an attempt's log (the last attempt when `attempt` is `None`).
+    pub async fn log(&self, app_id: u32, attempt: Option<u32>, tail: u64) -> Result<String, ClientError> {
+        let mut path = format!("/api/v1.0/appmaster/{app_id}/log?tail={tail}");
+        if let Some(attempt) = attempt {
+            path.push_str(&format!("&attempt={attempt}"));
+        }
+        let (master, response) = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { master, status, message: error_message(response).await });
+        }
+        response.text().await.map_err(|e| ClientError::Api { master, status, message: e.to_string() })
+    }
+
     /// Streams the jar from disk (reopened for each master tried) and registers the application.
     pub async fn submit(
         &self,
@@ -110,6 +144,19 @@ impl MasterClient {
         args: &[String],
         name_prefix: Option<&str>,
         user: &str,
+    ) -> Result<Value, ClientError> {
+        self.submit_with_slots(jar, main_class, args, name_prefix, user, None).await
+    }
+
+    /// `submit`, asking for `slots` on a worker (default 1).
+    pub async fn submit_with_slots(
+        &self,
+        jar: &Path,
+        main_class: &str,
+        args: &[String],
+        name_prefix: Option<&str>,
+        user: &str,
+        slots: Option<u32>,
     ) -> Result<Value, ClientError> {
         let file_error =
             |e: std::io::Error| ClientError::File { path: jar.display().to_string(), cause: e.to_string() };
@@ -138,6 +185,9 @@ impl MasterClient {
                 .text("user", user.to_string());
             if let Some(prefix) = name_prefix {
                 form = form.text("namePrefix", prefix.to_string());
+            }
+            if let Some(slots) = slots {
+                form = form.text("slots", slots.to_string());
             }
             let form = form.part("jar", part);
             let url = format!("http://{master}/api/v1.0/master/submitapp");

@@ -228,6 +228,34 @@ impl Cluster {
             && self.contact.quorum_ack_age().is_some_and(|age| age <= self.failover_timeout)
     }
 
+    /// This master leads and a majority acknowledged it within the fail-over bound: what a
+    /// worker's heartbeat acknowledgement must mean for fencing to hold.
+    pub fn leads_with_quorum(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.state == ServerState::Leader && self.leader_has_quorum(&metrics)
+    }
+
+    /// The leader's address when another master leads; `None` when this one does or none is known.
+    pub fn leader_elsewhere(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader.filter(|id| *id != self.node_id).and_then(|id| self.leader_address(id))
+    }
+
+    /// A call to another master's route through the peer transport (worker routes forward to
+    /// the leader): `None` is a GET, a body a POST.
+    pub async fn call_peer<Req: serde::Serialize + ?Sized, Resp: serde::de::DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        body: Option<&Req>,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        match body {
+            Some(body) => self.peers.post(address, path, body, timeout).await,
+            None => self.peers.get(address, path, timeout).await,
+        }
+    }
+
     /// Wakes on every change of Raft's metrics (role, leader, indexes).
     pub fn watch_metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
         self.raft.metrics()

@@ -120,6 +120,12 @@ impl Peers {
         // route from another version) is the peer refusing the call itself.
         Err(PeerError::Refused(match serde_json::from_slice::<PeerFailure>(&body) {
             Ok(failure) => failure.cause,
+            // A client route's plain 503 (a forwarded worker call): unavailable wherever it
+            // came from.
+            Err(_) if status == reqwest::StatusCode::SERVICE_UNAVAILABLE => ClusterError::NoQuorum(format!(
+                "master {address}: {}",
+                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+            )),
             Err(_) => ClusterError::PeerRefused {
                 address: address.to_string(),
                 status: status.as_u16(),

@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Text {
         default: Option<&'static str>,
     },
+    /// Any string, empty included (Gearpump ships `vmargs = ""`); unset means none.
+    FreeText,
     /// One of a few words.
     Choice {
         default: &'static str,
@@ -239,6 +241,87 @@ key_table! {
         default_doc: None,
         doc: "restart policy recorded with each application (replicated: survives fail-over)",
     };
+    WORKER_LOSS = Key {
+        name: "gearpump.master.worker-loss-timeout",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Duration { default: secs(5), min: ms(50), max: secs(3600) },
+        default_doc: None,
+        doc: "the leader restarts a silent worker's applications elsewhere after this; must exceed \
+              fence-timeout + heartbeat-interval (checked: exit 78)",
+    };
+    WORKER_SLOTS = Key {
+        name: "gearpump.worker.slots",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Count { default: 1000, min: 1, max: 1_000_000 },
+        default_doc: None,
+        doc: "slots a worker offers (an application takes 1 unless submitted with more)",
+    };
+    WORKER_JAVA = Key {
+        name: "gearpump.worker.java",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: Some("java") },
+        default_doc: None,
+        doc: "the JVM a worker starts applications with (checked at start: exit 78 without it)",
+    };
+    WORKER_STATE_DIR = Key {
+        name: "gearpump.worker.state-dir",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: Some("/var/lib/gearpump-worker") },
+        default_doc: None,
+        doc: "a worker's id, jar cache and per-attempt logs",
+    };
+    WORKER_HEARTBEAT = Key {
+        name: "gearpump.worker.heartbeat-interval",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Duration { default: ms(500), min: ms(50), max: secs(3600) },
+        default_doc: None,
+        doc: "how often a worker reports to the masters",
+    };
+    WORKER_FENCE = Key {
+        name: "gearpump.worker.fence-timeout",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Duration { default: secs(3), min: ms(50), max: secs(3600) },
+        default_doc: None,
+        doc: "a worker without a heartbeat acknowledged by a leader with quorum for this long kills its applications",
+    };
+    WORKER_LOG_MAX_SIZE = Key {
+        name: "gearpump.worker.log-max-size",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Size { default: 10 << 20, min: 1, max: 1 << 40 },
+        default_doc: None,
+        doc: "an attempt's log is rotated at this size (one old file kept)",
+    };
+    WORKER_PORT = Key {
+        name: "gearpump.worker.port",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Count { default: 0, min: 0, max: 65_535 },
+        default_doc: Some("`0` (any free port)"),
+        doc: "port of the worker's log server, which masters read application logs from",
+    };
+    APPMASTER_VMARGS = Key {
+        name: "gearpump.appmaster.vmargs",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::FreeText,
+        default_doc: Some("none"),
+        doc: "JVM options of every application, split at white space",
+    };
+    APPMASTER_EXTRA_CLASSPATH = Key {
+        name: "gearpump.appmaster.extraClasspath",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::FreeText,
+        default_doc: Some("none"),
+        doc: "`:`-separated entries appended to every application's class path",
+    };
 }
 
 /// A duration as gear.conf would write it, in the largest unit that divides it.
@@ -270,7 +353,9 @@ impl Key {
         }
         match self.kind {
             Kind::Text { default: Some(text) } | Kind::Choice { default: text, .. } => format!("`{text}`"),
-            Kind::Text { default: None } | Kind::JarRoot | Kind::FailoverCeiling => "none".into(),
+            Kind::Text { default: None } | Kind::FreeText | Kind::JarRoot | Kind::FailoverCeiling => {
+                "none".into()
+            }
             Kind::Masters => "`[\"127.0.0.1:3000\"]`".into(),
             Kind::Duration { default, .. } => format!("`{}`", format_duration(default)),
             Kind::Size { default, .. } => format!("`{}`", format_size(default)),

@@ -102,7 +102,12 @@ mod tests {
 
     #[test]
     fn gearpump_keys_are_quietly_accepted() {
-        assert!(matches!(classify("gearpump.worker.slots"), KeyKind::GearpumpOnly));
+        assert!(matches!(
+            classify("gearpump.worker.executor-share-same-jvm-as-worker"),
+            KeyKind::GearpumpOnly
+        ));
+        // Read by gearpump-worker now.
+        assert!(matches!(classify("gearpump.worker.slots"), KeyKind::Ours));
         assert!(matches!(classify("gearpump.hostname"), KeyKind::Ours));
         assert!(matches!(classify("gearpump-master.gearpump.hostname"), KeyKind::Ours));
         assert!(matches!(classify("gearpump-master.pekko.loglevel"), KeyKind::GearpumpOnly));
@@ -128,7 +133,7 @@ mod tests {
     #[test]
     fn worker_overlay_keys_are_checked_too() {
         assert!(is_checked("gearpump-worker.gearpump.worker.slotz"));
-        assert!(matches!(classify("gearpump-worker.gearpump.worker.slots"), KeyKind::GearpumpOnly));
+        assert!(matches!(classify("gearpump-worker.gearpump.worker.slots"), KeyKind::Ours));
         assert!(matches!(classify("gearpump-worker.gearpump.cluster.mastrs"), KeyKind::Unknown { .. }));
         assert!(!is_checked("akka.loglevel"));
     }

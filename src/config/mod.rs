@@ -16,6 +16,7 @@ mod jar_root;
 pub(crate) mod keys;
 mod known_keys;
 mod locate;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +29,7 @@ pub use host_port::HostPort;
 pub(crate) use jar_root::{parse as parse_jar_root, parse_hdfs_uri};
 use keys::Kind;
 use known_keys::KeyKind;
+pub use workers::{load_worker, WorkerConfig, WorkerTiming};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 
@@ -115,6 +117,8 @@ pub struct MasterConfig {
     pub secret_file: Option<PathBuf>,
     pub log_level: String,
     pub total_retries: u32,
+    /// Heartbeat, fence and worker-loss timeouts (see `workers.rs`).
+    pub worker_timing: WorkerTiming,
     /// Per key of the effective configuration, where its value came from.
     pub origins: BTreeMap<&'static str, Origin>,
     /// Per key of the table, its effective value as `--check-config` shows it.
@@ -128,12 +132,15 @@ struct Source {
     path: PathBuf,
     text: String,
     config: hocon::Config,
+    /// The daemon's own section, whose keys win over the base ones (Gearpump's
+    /// `gearpump-master { }` and `gearpump-worker { }`).
+    overlay: &'static str,
 }
 
 impl Source {
-    /// The value at `key`, looking at the `gearpump-master` overlay first.
+    /// The value at `key`, looking at the daemon's overlay first.
     fn get(&self, key: &str) -> Option<(String, &HoconValue)> {
-        let overlay = format!("gearpump-master.{key}");
+        let overlay = format!("{}.{key}", self.overlay);
         if key.starts_with("gearpump.") {
             if let Some(value) = self.config.get(&overlay) {
                 return Some((overlay, value));
@@ -204,7 +211,7 @@ fn parse_source(path: &Path, text: String) -> Result<Source, ConfigError> {
     let options = hocon::ParseOptions::defaults().with_base_dir(base_dir.to_path_buf());
     let parsed = hocon::parse_string_with_options(&text, options);
     let config = parsed.map_err(|error| error::from_hocon(path, error))?;
-    Ok(Source { path: path.to_path_buf(), text, config })
+    Ok(Source { path: path.to_path_buf(), text, config, overlay: "gearpump-master" })
 }
 
 fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig, ConfigError> {
@@ -259,6 +266,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
     let log_keep = settings.number(&keys::LOG_KEEP);
     // The table's range (at most 1 000 000) fits.
     let total_retries = u32::try_from(settings.number(&keys::TOTAL_RETRIES)).unwrap_or(u32::MAX);
+    let worker_timing = workers::timing(source, &settings)?;
 
     let bind_host = match settings.text(&keys::BIND_HOST) {
         Some(host) => host,
@@ -296,6 +304,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         secret_file,
         log_level,
         total_retries,
+        worker_timing,
         origins: settings.origins,
         shown: settings.shown,
         warnings,
@@ -347,6 +356,7 @@ impl Settings {
         match (self.found.get(key.name), key.kind) {
             (Some((_, Value::Text(text))), _) => Some(text.clone()),
             (_, Kind::Text { default }) => default.map(str::to_string),
+            (_, Kind::FreeText) => None,
             (_, Kind::Choice { default, .. }) => Some(default.to_string()),
             _ => None,
         }
@@ -430,7 +440,9 @@ fn show(key: &keys::Key, value: &Value) -> String {
 fn show_default(key: &keys::Key) -> String {
     match key.kind {
         Kind::Text { default: Some(text) } | Kind::Choice { default: text, .. } => text.to_string(),
-        Kind::Text { default: None } | Kind::JarRoot | Kind::FailoverCeiling => "(not set)".into(),
+        Kind::Text { default: None } | Kind::FreeText | Kind::JarRoot | Kind::FailoverCeiling => {
+            "(not set)".into()
+        }
         Kind::Masters => "127.0.0.1:3000".into(),
         Kind::Duration { default, .. } => format!("{default:?}"),
         Kind::Size { default, .. } => format!("{default} bytes"),
@@ -469,6 +481,10 @@ fn parse_value(
     value: &HoconValue,
 ) -> Result<Value, ConfigError> {
     match key.kind {
+        Kind::FreeText => match scalar_text(value) {
+            Some(text) => Ok(Value::Text(text)),
+            None => Err(source.invalid(found, "expected a string", format!("write {found} = \"...\""))),
+        },
         Kind::Text { .. } => {
             non_empty_text(source, found, value, &format!("a non-empty string ({})", key.doc))
                 .map(Value::Text)

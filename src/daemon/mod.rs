@@ -93,6 +93,7 @@ pub async fn run(
     );
 
     let metrics = Arc::new(Metrics::default());
+    let workers = Arc::new(crate::scheduler::Registry::new(config.worker_timing));
     let config = Arc::new(config);
     let context = Arc::new(Context {
         cluster: cluster.clone(),
@@ -101,6 +102,7 @@ pub async fn run(
         metrics: metrics.clone(),
         secret,
         jar_health: std::sync::RwLock::new(None),
+        workers: workers.clone(),
     });
     let jar_health = tokio::spawn(probe_jar_store(context.clone()));
     let retention = tokio::spawn(jar_retention::run(context.clone()));
@@ -118,6 +120,7 @@ pub async fn run(
         tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
         retention,
         jar_health,
+        tokio::spawn(crate::scheduler::run(cluster.clone(), workers)),
     ];
 
     wait_for_stop(&config_path, &overrides, &log_control).await;

@@ -67,6 +67,7 @@ mod tests {
             args: vec![],
             jar: JarRef { key: key.into(), file_name: "x.jar".into(), size: 1, sha256: "00".into() },
             restart_policy: RestartPolicy { max_restarts: 1 },
+            slots: 1,
         };
         state.apply(Command::SubmitApp { app, now_ms });
     }

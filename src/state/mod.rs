@@ -4,6 +4,8 @@
 //! same order and must end in the same state, so nothing here reads a clock, a file or a random
 //! number. Times come inside the commands, stamped by the master that proposed them.
 
+pub mod schedule;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,66 @@ pub struct Application {
     pub finish_time_ms: Option<u64>,
     pub restart_policy: RestartPolicy,
     pub restarts: u32,
+    /// Slots the application's AppMaster takes on a worker.
+    #[serde(default = "one_slot")]
+    pub slots: u32,
+    /// Every run of the application on a worker, oldest first; attempt N is `attempts[N - 1]`.
+    /// At most one (the last) is live.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+fn one_slot() -> u32 {
+    1
+}
+
+/// One run of an application's AppMaster on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1 for the first run.
+    pub attempt: u32,
+    pub worker_id: WorkerId,
+    pub assigned_ms: u64,
+    pub started_ms: Option<u64>,
+    pub pid: Option<u32>,
+    /// The attempt's log on its worker.
+    pub log_path: Option<String>,
+    /// `host:port` of the worker's log server, so any master can fetch the log.
+    pub log_address: Option<String>,
+    pub ended_ms: Option<u64>,
+    pub outcome: Option<AttemptOutcome>,
+}
+
+impl Attempt {
+    pub fn is_live(&self) -> bool {
+        self.ended_ms.is_none()
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttemptOutcome {
+    /// The process exited by itself; `message` is the tail of its log for a non-zero code.
+    Exited { code: i32, message: Option<String> },
+    /// It could not be started, or died of a signal, or was stopped by its worker's fence.
+    Failed { cause: String },
+    /// Its worker stopped heartbeating for `worker-loss-timeout`.
+    WorkerLost,
+    /// `gear kill` or a restart request ended it; the worker stops the process.
+    Stopped { reason: String },
+}
+
+impl AttemptOutcome {
+    /// A crash worth counting against the restart policy.
+    fn is_failure(&self) -> bool {
+        match self {
+            AttemptOutcome::Exited { code, .. } => *code != 0,
+            AttemptOutcome::Failed { .. } | AttemptOutcome::WorkerLost => true,
+            AttemptOutcome::Stopped { .. } => false,
+        }
+    }
 }
 
 /// A jar the cluster knows about, referenced or not; the retention sweep reads `unreferenced_since_ms`.
@@ -85,6 +147,9 @@ pub struct NewApplication {
     pub args: Vec<String>,
     pub jar: JarRef,
     pub restart_policy: RestartPolicy,
+    /// Slots to reserve on a worker (default 1).
+    #[serde(default = "one_slot")]
+    pub slots: u32,
 }
 
 /// Everything that changes the replicated state goes through Raft as one of these.
@@ -118,6 +183,39 @@ pub enum Command {
     ForgetJar {
         key: String,
     },
+    /// The leader placed the application's next attempt on a worker. Idempotent by itself:
+    /// refused unless `attempt` is the next number and no attempt is live, so a retried or
+    /// duplicated command never creates a second live attempt.
+    Assign {
+        app_id: AppId,
+        attempt: u32,
+        worker_id: WorkerId,
+        now_ms: u64,
+    },
+    /// The worker started the attempt's process (repeatable: the same report twice is a no-op).
+    AttemptStarted {
+        app_id: AppId,
+        attempt: u32,
+        worker_id: WorkerId,
+        pid: u32,
+        log_path: String,
+        log_address: String,
+        now_ms: u64,
+    },
+    /// The attempt is over; the restart policy decides between pending (placed again),
+    /// succeeded and failed. A second report of the same end is a no-op.
+    AttemptEnded {
+        app_id: AppId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    },
+    /// `POST appmaster/{id}/restart`: stop the live attempt (not counted as a failure) and
+    /// place a new one.
+    RestartApp {
+        app_id: AppId,
+        now_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +248,8 @@ pub enum Rejection {
         "request id {0:?} was already used for a different request; send a new Idempotency-Key for a new request"
     )]
     RequestIdReused(RequestId),
+    #[error("application {app_id} cannot get attempt {attempt}: {why}")]
+    AttemptRefused { app_id: AppId, attempt: u32, why: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +293,16 @@ impl MasterState {
         match command {
             Command::SubmitApp { app, now_ms } => self.submit(app, now_ms),
             Command::SetStatus { app_id, status, now_ms } => self.set_status(app_id, status, now_ms),
-            Command::KillApp { app_id, now_ms } => self.set_status(app_id, AppStatus::Terminated, now_ms),
+            Command::KillApp { app_id, now_ms } => {
+                let result = self.set_status(app_id, AppStatus::Terminated, now_ms);
+                if let Some(live) = self.apps.get_mut(&app_id).and_then(|app| app.attempts.last_mut()) {
+                    if live.is_live() && result == CommandResult::Done {
+                        live.ended_ms = Some(now_ms);
+                        live.outcome = Some(AttemptOutcome::Stopped { reason: "killed".into() });
+                    }
+                }
+                result
+            }
             Command::RecordRestart { app_id, now_ms } => self.record_restart(app_id, now_ms),
             Command::PutAppData { app_id, key, value } => match self.live_app(app_id) {
                 Ok(_) => {
@@ -214,7 +323,144 @@ impl MasterState {
                 self.jars.remove(&key);
                 CommandResult::Done
             }
+            Command::Assign { app_id, attempt, worker_id, now_ms } => {
+                self.assign(app_id, attempt, worker_id, now_ms)
+            }
+            Command::AttemptStarted { app_id, attempt, worker_id, pid, log_path, log_address, now_ms } => {
+                let log = (log_path, log_address);
+                self.attempt_started(app_id, attempt, worker_id, pid, log, now_ms)
+            }
+            Command::AttemptEnded { app_id, attempt, outcome, now_ms } => {
+                self.attempt_ended(app_id, attempt, outcome, now_ms)
+            }
+            Command::RestartApp { app_id, now_ms } => {
+                let live = match self.live_app(app_id) {
+                    Ok(app) => app.attempts.last().filter(|a| a.is_live()).map(|a| a.attempt),
+                    Err(rejection) => return CommandResult::Rejected(rejection),
+                };
+                if let Some(attempt) = live {
+                    let reason = "restart requested".to_string();
+                    return self.attempt_ended(app_id, attempt, AttemptOutcome::Stopped { reason }, now_ms);
+                }
+                CommandResult::Done
+            }
         }
+    }
+
+    /// The live attempt of every application, with its application.
+    pub fn live_attempts(&self) -> impl Iterator<Item = (&Application, &Attempt)> {
+        self.apps.values().filter_map(|app| app.attempts.last().filter(|a| a.is_live()).map(|a| (app, a)))
+    }
+
+    fn assign(&mut self, app_id: AppId, attempt: u32, worker_id: WorkerId, now_ms: u64) -> CommandResult {
+        let app = match self.live_app(app_id) {
+            Ok(app) => app,
+            Err(rejection) => return CommandResult::Rejected(rejection),
+        };
+        let refuse =
+            |why: String| CommandResult::Rejected(Rejection::AttemptRefused { app_id, attempt, why });
+        if let Some(live) = app.attempts.last().filter(|a| a.is_live()) {
+            return refuse(format!("attempt {} is still live on worker {}", live.attempt, live.worker_id));
+        }
+        let next = u32::try_from(app.attempts.len()).unwrap_or(u32::MAX).saturating_add(1);
+        if attempt != next {
+            return refuse(format!("the next attempt is {next}"));
+        }
+        let Some(app) = self.apps.get_mut(&app_id) else {
+            return CommandResult::Rejected(Rejection::UnknownApp(app_id));
+        };
+        app.attempts.push(Attempt {
+            attempt,
+            worker_id,
+            assigned_ms: now_ms,
+            started_ms: None,
+            pid: None,
+            log_path: None,
+            log_address: None,
+            ended_ms: None,
+            outcome: None,
+        });
+        CommandResult::Done
+    }
+
+    fn attempt_started(
+        &mut self,
+        app_id: AppId,
+        attempt: u32,
+        worker_id: WorkerId,
+        pid: u32,
+        (log_path, log_address): (String, String),
+        now_ms: u64,
+    ) -> CommandResult {
+        let refuse = |why: &str| {
+            CommandResult::Rejected(Rejection::AttemptRefused { app_id, attempt, why: why.to_string() })
+        };
+        let Some(app) = self.apps.get_mut(&app_id) else {
+            return CommandResult::Rejected(Rejection::UnknownApp(app_id));
+        };
+        let status = app.status;
+        let Some(record) = app.attempts.iter_mut().find(|a| a.attempt == attempt) else {
+            return refuse("no such attempt");
+        };
+        if record.worker_id != worker_id {
+            return refuse("the attempt is assigned to another worker");
+        }
+        if !record.is_live() || status.is_terminal() {
+            return refuse("the attempt has already ended; stop its process");
+        }
+        if record.started_ms.is_some() {
+            return CommandResult::Done;
+        }
+        record.started_ms = Some(now_ms);
+        record.pid = Some(pid);
+        record.log_path = Some(log_path);
+        record.log_address = Some(log_address);
+        self.set_status(app_id, AppStatus::Active, now_ms)
+    }
+
+    fn attempt_ended(
+        &mut self,
+        app_id: AppId,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> CommandResult {
+        let Some(app) = self.apps.get_mut(&app_id) else {
+            return CommandResult::Rejected(Rejection::UnknownApp(app_id));
+        };
+        let Some(record) = app.attempts.iter_mut().find(|a| a.attempt == attempt) else {
+            return CommandResult::Rejected(Rejection::AttemptRefused {
+                app_id,
+                attempt,
+                why: "no such attempt".into(),
+            });
+        };
+        if !record.is_live() {
+            return CommandResult::Done; // reported before: the worker only needs the ack
+        }
+        record.ended_ms = Some(now_ms);
+        let failure = outcome.is_failure();
+        let succeeded = matches!(outcome, AttemptOutcome::Exited { code: 0, .. });
+        record.outcome = Some(outcome);
+        if app.status.is_terminal() {
+            return CommandResult::Done; // killed: the end of its process is only recorded
+        }
+        if succeeded {
+            return self.set_status(app_id, AppStatus::Succeeded, now_ms);
+        }
+        if failure {
+            app.restarts += 1;
+            if app.restarts > app.restart_policy.max_restarts {
+                self.set_status(app_id, AppStatus::Failed, now_ms);
+            } else {
+                app.status = AppStatus::Pending;
+            }
+        } else {
+            app.status = AppStatus::Pending;
+        }
+        let (restarts, status) =
+            self.apps.get(&app_id).map_or((0, AppStatus::Failed), |a| (a.restarts, a.status));
+        CommandResult::Restarted { restarts, status }
     }
 
     /// True while a non-terminal application uses the jar: such a jar must never be deleted.
@@ -251,6 +497,8 @@ impl MasterState {
                 finish_time_ms: None,
                 restart_policy: new.restart_policy,
                 restarts: 0,
+                slots: new.slots,
+                attempts: Vec::new(),
             },
         );
         CommandResult::Submitted { app_id: id }

@@ -159,7 +159,11 @@ impl Command {
             }
             Command::SetStatus { now_ms, .. }
             | Command::KillApp { now_ms, .. }
-            | Command::RecordRestart { now_ms, .. } => *now_ms = 0,
+            | Command::RecordRestart { now_ms, .. }
+            | Command::Assign { now_ms, .. }
+            | Command::AttemptStarted { now_ms, .. }
+            | Command::AttemptEnded { now_ms, .. }
+            | Command::RestartApp { now_ms, .. } => *now_ms = 0,
             Command::PutAppData { .. } | Command::AllocateWorkerId | Command::ForgetJar { .. } => {}
         }
         let bytes = serde_json::to_vec(&normalized).unwrap_or_default();

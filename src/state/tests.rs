@@ -12,6 +12,7 @@ fn new_app(prefix: Option<&str>, jar_key: &str) -> NewApplication {
         args: vec!["-split".into(), "4".into()],
         jar: jar(jar_key),
         restart_policy: RestartPolicy { max_restarts: 2 },
+        slots: 1,
     }
 }
 
@@ -232,4 +233,110 @@ fn request_ids_are_checked() {
     assert!(validate_id("has space").is_err());
     assert!(validate_id(&"x".repeat(129)).is_err());
     assert_ne!(new_id(), new_id());
+}
+
+fn assign(state: &mut MasterState, app_id: AppId, attempt: u32, worker_id: WorkerId) -> CommandResult {
+    state.apply(Command::Assign { app_id, attempt, worker_id, now_ms: 10 })
+}
+
+fn started(state: &mut MasterState, app_id: AppId, attempt: u32, worker_id: WorkerId) -> CommandResult {
+    state.apply(Command::AttemptStarted {
+        app_id,
+        attempt,
+        worker_id,
+        pid: 4242,
+        log_path: "/w/log".into(),
+        log_address: "127.0.0.1:9".into(),
+        now_ms: 11,
+    })
+}
+
+fn ended(state: &mut MasterState, app_id: AppId, attempt: u32, code: i32) -> CommandResult {
+    let outcome = AttemptOutcome::Exited { code, message: None };
+    state.apply(Command::AttemptEnded { app_id, attempt, outcome, now_ms: 12 })
+}
+
+#[test]
+fn assign_refuses_a_second_live_attempt_and_a_wrong_attempt_number() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assert!(matches!(
+        assign(&mut state, id, 2, 0),
+        CommandResult::Rejected(Rejection::AttemptRefused { .. })
+    ));
+    assert_eq!(assign(&mut state, id, 1, 0), CommandResult::Done);
+    // The same command again (a retry, a duplicate) and a competing placement are both refused.
+    assert!(matches!(assign(&mut state, id, 1, 0), CommandResult::Rejected(_)));
+    assert!(matches!(assign(&mut state, id, 2, 1), CommandResult::Rejected(_)));
+    assert_eq!(state.apps[&id].attempts.len(), 1);
+    assert_eq!(state.live_attempts().count(), 1);
+}
+
+#[test]
+fn started_makes_the_app_active_once_and_only_from_its_worker() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assign(&mut state, id, 1, 7);
+    assert!(matches!(started(&mut state, id, 1, 8), CommandResult::Rejected(_)));
+    assert_eq!(started(&mut state, id, 1, 7), CommandResult::Done);
+    assert_eq!(started(&mut state, id, 1, 7), CommandResult::Done, "a repeated report is a no-op");
+    let app = &state.apps[&id];
+    assert_eq!(app.status, AppStatus::Active);
+    assert_eq!(app.start_time_ms, Some(11));
+    assert_eq!(app.attempts[0].pid, Some(4242));
+}
+
+#[test]
+fn failed_attempts_restart_until_the_policy_is_exhausted_then_the_app_fails() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1"); // max_restarts 2: three attempts in all
+    for attempt in 1..=3 {
+        assert_eq!(assign(&mut state, id, attempt, attempt), CommandResult::Done);
+        started(&mut state, id, attempt, attempt);
+        let result = ended(&mut state, id, attempt, 1);
+        let expected = if attempt < 3 { AppStatus::Pending } else { AppStatus::Failed };
+        assert_eq!(result, CommandResult::Restarted { restarts: attempt, status: expected });
+        // The same report again only acknowledges.
+        assert_eq!(ended(&mut state, id, attempt, 1), CommandResult::Done);
+    }
+    assert_eq!(state.apps[&id].status, AppStatus::Failed);
+    assert!(matches!(assign(&mut state, id, 4, 0), CommandResult::Rejected(_)));
+}
+
+#[test]
+fn exit_zero_succeeds_and_a_lost_worker_counts_as_a_failure() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assign(&mut state, id, 1, 0);
+    let lost =
+        Command::AttemptEnded { app_id: id, attempt: 1, outcome: AttemptOutcome::WorkerLost, now_ms: 5 };
+    assert_eq!(state.apply(lost), CommandResult::Restarted { restarts: 1, status: AppStatus::Pending });
+    assign(&mut state, id, 2, 1);
+    started(&mut state, id, 2, 1);
+    assert_eq!(ended(&mut state, id, 2, 0), CommandResult::Done);
+    assert_eq!(state.apps[&id].status, AppStatus::Succeeded);
+}
+
+#[test]
+fn kill_ends_the_live_attempt_and_a_later_exit_is_only_recorded() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assign(&mut state, id, 1, 0);
+    started(&mut state, id, 1, 0);
+    state.apply(Command::KillApp { app_id: id, now_ms: 20 });
+    assert_eq!(state.live_attempts().count(), 0, "the worker stops what is no longer assigned");
+    assert_eq!(ended(&mut state, id, 1, 137), CommandResult::Done);
+    assert_eq!(state.apps[&id].status, AppStatus::Terminated);
+    assert!(matches!(started(&mut state, id, 1, 0), CommandResult::Rejected(_)));
+}
+
+#[test]
+fn restart_request_stops_the_attempt_without_counting_it() {
+    let mut state = MasterState::default();
+    let id = submit(&mut state, None, "j1");
+    assign(&mut state, id, 1, 0);
+    started(&mut state, id, 1, 0);
+    let result = state.apply(Command::RestartApp { app_id: id, now_ms: 30 });
+    assert_eq!(result, CommandResult::Restarted { restarts: 0, status: AppStatus::Pending });
+    assert_eq!(assign(&mut state, id, 2, 0), CommandResult::Done);
 }

@@ -1,0 +1,191 @@
+//! Worker routes: heartbeats (a peer route, forwarded to the leader), Gearpump's `workerlist`
+//! and `worker/{id}` (answered from the leader's in-memory table), restart, and the log tail of
+//! an attempt, which a master fetches from the worker's own small HTTP port (the worker keeps
+//! the log; nothing is pushed, so a log costs nothing until someone reads it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::client_routes::{consistent_read, now_ms};
+use super::error::PeerRouteError;
+use super::{ApiError, Context};
+use crate::cluster::ClusterError;
+use crate::scheduler;
+use crate::state::{Command, CommandResult};
+use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, RestartAnswer, WorkerList, WorkerSummary};
+
+/// `POST /peer/worker/heartbeat/forwarded`: a heartbeat a follower passed on. Answered only by
+/// the leader, never forwarded again (a leader that just lost its post says so; the worker
+/// retries at its next heartbeat).
+pub async fn heartbeat_forwarded(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<HeartbeatAnswer>, PeerRouteError> {
+    let heartbeat: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ClusterError::BadRequest(format!("malformed heartbeat: {e}")))?;
+    if !context.cluster.leads_with_quorum() {
+        return Err(ClusterError::NoQuorum("this master is no longer the leader; try again".into()).into());
+    }
+    Ok(Json(scheduler::on_heartbeat(&context.cluster, &context.workers, heartbeat).await?))
+}
+
+/// `POST /peer/worker/heartbeat`: from a worker, to any master; followers pass it to the leader.
+pub async fn heartbeat(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
+    let heartbeat: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed heartbeat: {e}")))?;
+    if context.cluster.leads_with_quorum() {
+        return Ok(Json(scheduler::on_heartbeat(&context.cluster, &context.workers, heartbeat).await?));
+    }
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    let Some(leader) = context.cluster.leader_elsewhere() else {
+        return Err(unavailable("no leader is elected".into()));
+    };
+    let answer: HeartbeatAnswer = context
+        .cluster
+        .call_peer(&leader, protocol::HEARTBEAT_FORWARDED, Some(&heartbeat), context.config.request_timeout)
+        .await
+        .map_err(ClusterError::from)?;
+    Ok(Json(answer))
+}
+
+/// The leader's worker table, from this master when it leads, else from the leader.
+async fn worker_list(context: &Context) -> Result<WorkerList, ApiError> {
+    if context.cluster.leads_with_quorum() {
+        context.cluster.read_barrier().await?;
+        return Ok(context.cluster.read(|state| context.workers.list(state)));
+    }
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    let Some(leader) = context.cluster.leader_elsewhere() else {
+        return Err(unavailable("no leader is elected; only the leader knows the workers".into()));
+    };
+    Ok(context
+        .cluster
+        .call_peer::<(), WorkerList>(
+            &leader,
+            "/api/v1.0/master/workerlist",
+            None,
+            context.config.request_timeout,
+        )
+        .await
+        .map_err(ClusterError::from)?)
+}
+
+/// Refuses (400) an application asking for more slots than the largest live worker has. With
+/// no live worker at all the application waits as pending, as in Gearpump.
+pub async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> {
+    let list = worker_list(context).await?;
+    let largest = list.workers.iter().filter(|w| w.state == "alive").max_by_key(|w| w.slots);
+    match largest {
+        Some(worker) if slots > worker.slots => Err(ApiError::bad_request(format!(
+            "the application asks for {slots} slots but the largest worker (worker {} on {}) has {}; \
+             ask for fewer slots or raise gearpump.worker.slots",
+            worker.worker_id, worker.host, worker.slots
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /api/v1.0/master/workerlist`.
+pub async fn workerlist(State(context): State<Arc<Context>>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(worker_list(&context).await?))
+}
+
+/// `GET /api/v1.0/worker/{id}`.
+pub async fn worker_detail(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkerSummary>, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("worker id {id:?} is not a number")))?;
+    let list = worker_list(&context).await?;
+    list.workers
+        .into_iter()
+        .find(|w| w.worker_id == id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("worker {id} is not known to the leader")))
+}
+
+/// `POST /api/v1.0/appmaster/{id}/restart`: stops the live attempt and places a new one
+/// (not counted against the restart policy).
+pub async fn restart_app(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+) -> Result<Json<RestartAnswer>, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("application id {id:?} is not a number")))?;
+    let result = context.cluster.write(Command::RestartApp { app_id: id, now_ms: now_ms() }).await?;
+    let restarted = matches!(result, CommandResult::Restarted { .. });
+    Ok(Json(RestartAnswer { success: true, app_id: id, restarted }))
+}
+
+fn query_value<'a>(query: &'a Option<String>, name: &str) -> Option<&'a str> {
+    query.as_deref()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `GET /api/v1.0/appmaster/{id}/log?attempt=N&tail=BYTES`: the attempt's log, from its worker
+/// (default: the last attempt, the last 64 KiB).
+pub async fn app_log(
+    State(context): State<Arc<Context>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let id: u32 =
+        id.parse().map_err(|_| ApiError::bad_request(format!("application id {id:?} is not a number")))?;
+    let wanted = match query_value(&query, "attempt") {
+        Some(text) => Some(
+            text.parse::<u32>()
+                .map_err(|_| ApiError::bad_request(format!("attempt {text:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let tail = match query_value(&query, "tail") {
+        Some(text) => text.parse::<u64>().map_err(|_| ApiError::bad_request("tail must be a byte count"))?,
+        None => 64 << 10,
+    };
+    consistent_read(&context, &query).await?;
+    let found = context.cluster.read(|state| {
+        let app = state.apps.get(&id)?;
+        let attempt = match wanted {
+            Some(n) => app.attempts.iter().find(|a| a.attempt == n),
+            None => app.attempts.last(),
+        }?;
+        Some((attempt.attempt, attempt.log_address.clone()))
+    });
+    let Some((attempt, address)) = found else {
+        return Err(ApiError::not_found(format!("application {id} has no such attempt")));
+    };
+    let Some(address) = address else {
+        return Err(ApiError::not_found(format!("attempt {attempt} of application {id} never started")));
+    };
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let url = format!("http://{address}{}?app={id}&attempt={attempt}&tail={tail}", protocol::WORKER_LOG);
+    let mut request = http.get(&url);
+    if let Some(secret) = &context.secret {
+        request = request.header(crate::cluster::SECRET_HEADER, secret);
+    }
+    let response = request.send().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the worker at {address} holding the log is not answering: {e}"),
+        )
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("worker {address}: {text}")));
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}

@@ -1,0 +1,279 @@
+//! The leader's side of workers: the worker table (in memory only, rebuilt from heartbeats by
+//! every new leader), heartbeat handling, and the loop that turns `state::schedule` decisions
+//! and worker losses into Raft commands.
+//!
+//! Registrations and heartbeats are not Raft writes: only what must survive a fail-over (worker
+//! ids, assignments, starts and exits) is. A new leader knows no worker until its first
+//! heartbeat, so it waits one `worker-loss-timeout` after its election before declaring anyone
+//! lost; a worker that hears no leader with quorum for `fence-timeout` (shorter) kills its own
+//! attempts, so a replacement never overlaps the original.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::WorkerTiming;
+use crate::state::schedule::{lost_attempts, schedule, LiveWorker};
+use crate::state::{AttemptOutcome, Command, CommandResult, MasterState, WorkerId};
+use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
+
+/// A worker silent for this many loss timeouts leaves the table (and `workerlist`).
+const FORGET_AFTER_LOSSES: u32 = 12;
+
+#[derive(Debug, Clone)]
+struct Seen {
+    host: String,
+    slots: u32,
+    log_address: String,
+    at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// The term this table belongs to; a new term starts empty.
+    term: Option<u64>,
+    leader_since: Option<Instant>,
+    workers: BTreeMap<WorkerId, Seen>,
+}
+
+/// The worker table. Only the leader fills it; followers forward heartbeats.
+pub struct Registry {
+    table: Mutex<Table>,
+    timing: WorkerTiming,
+}
+
+impl Registry {
+    pub fn new(timing: WorkerTiming) -> Registry {
+        Registry { table: Mutex::new(Table::default()), timing }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        match self.table.lock() {
+            Ok(mut table) => f(&mut table),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Called with the current role and term; a new leadership starts with an empty table.
+    fn observe_term(&self, leading_term: Option<u64>) {
+        self.with(|table| {
+            if table.term != leading_term {
+                table.term = leading_term;
+                table.leader_since = leading_term.map(|_| Instant::now());
+                table.workers.clear();
+            }
+        });
+    }
+
+    /// The table as `workerlist` shows it.
+    pub fn list(&self, state: &MasterState) -> WorkerList {
+        let (fence, loss) = (self.timing.fence, self.timing.loss);
+        let workers = self.with(|table| {
+            table
+                .workers
+                .iter()
+                .map(|(id, seen)| {
+                    let attempts: Vec<_> = state
+                        .live_attempts()
+                        .filter(|(_, a)| a.worker_id == *id)
+                        .map(|(app, a)| (app.id, a.attempt, app.slots))
+                        .collect();
+                    let used: u32 = attempts.iter().map(|(_, _, slots)| *slots).sum();
+                    let ago = seen.at.elapsed();
+                    WorkerSummary {
+                        worker_id: *id,
+                        host: seen.host.clone(),
+                        slots: seen.slots,
+                        free_slots: seen.slots.saturating_sub(used),
+                        log_address: seen.log_address.clone(),
+                        last_heartbeat_ms_ago: u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
+                        state: if ago < fence {
+                            "alive".into()
+                        } else if ago < loss {
+                            "unreachable".into()
+                        } else {
+                            "lost".into()
+                        },
+                        attempts: attempts.into_iter().map(|(app, attempt, _)| (app, attempt)).collect(),
+                    }
+                })
+                .collect()
+        });
+        WorkerList { workers }
+    }
+}
+
+/// A heartbeat that reached the leader: allocate an id if needed, record starts and exits
+/// through Raft, and answer with what the replicated state assigns to the worker. Fails (so
+/// the worker is not acknowledged) unless this master leads with a quorum.
+pub async fn on_heartbeat(
+    cluster: &Cluster,
+    registry: &Registry,
+    heartbeat: Heartbeat,
+) -> Result<HeartbeatAnswer, ClusterError> {
+    let received = Instant::now();
+    if !cluster.leads_with_quorum() {
+        return Err(ClusterError::NoQuorum("this master is not a leader with a quorum".into()));
+    }
+    registry.observe_term(Some(cluster.status().term));
+    // An id this cluster never handed out (a worker kept its state dir across a new cluster)
+    // could collide with another worker's: such a worker registers afresh.
+    let known_id = heartbeat.worker_id.filter(|id| cluster.read(|state| *id < state.next_worker_id));
+    let worker_id = match known_id {
+        Some(id) => id,
+        None => match cluster.write(Command::AllocateWorkerId).await? {
+            CommandResult::WorkerId(id) => {
+                tracing::info!(worker_id = id, host = %heartbeat.host, "worker registered");
+                id
+            }
+            other => {
+                return Err(ClusterError::Fatal(format!("unexpected answer to AllocateWorkerId: {other:?}")))
+            }
+        },
+    };
+    let started = heartbeat.running.iter().chain(heartbeat.exits.iter().filter_map(|e| e.started.as_ref()));
+    for running in started {
+        let unrecorded = cluster.read(|state| {
+            state
+                .apps
+                .get(&running.app_id)
+                .and_then(|app| app.attempts.iter().find(|a| a.attempt == running.attempt))
+                .is_some_and(|a| a.is_live() && a.worker_id == worker_id && a.started_ms.is_none())
+        });
+        if unrecorded {
+            let command = Command::AttemptStarted {
+                app_id: running.app_id,
+                attempt: running.attempt,
+                worker_id,
+                pid: running.pid,
+                log_path: running.log_path.clone(),
+                log_address: heartbeat.log_address.clone(),
+                now_ms: crate::api::now_ms(),
+            };
+            match cluster.write(command).await {
+                Ok(_) | Err(ClusterError::Rejected(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    let mut acked_exits = Vec::new();
+    for exit in heartbeat.exits {
+        let command = Command::AttemptEnded {
+            app_id: exit.app_id,
+            attempt: exit.attempt,
+            outcome: exit.outcome,
+            now_ms: crate::api::now_ms(),
+        };
+        match cluster.write(command).await {
+            Ok(result) => {
+                tracing::info!(app_id = exit.app_id, attempt = exit.attempt, ?result, "attempt ended");
+                acked_exits.push((exit.app_id, exit.attempt));
+            }
+            Err(ClusterError::Rejected(_)) => acked_exits.push((exit.app_id, exit.attempt)),
+            Err(other) => return Err(other),
+        }
+    }
+    // Confirms leadership with a quorum and makes the read below current.
+    cluster.read_barrier().await?;
+    let assigned = cluster.read(|state| {
+        state
+            .live_attempts()
+            .filter(|(_, attempt)| attempt.worker_id == worker_id)
+            .map(|(app, attempt)| AssignedAttempt {
+                app_id: app.id,
+                attempt: attempt.attempt,
+                slots: app.slots,
+                main_class: app.main_class.clone(),
+                args: app.args.clone(),
+                jar: app.jar.clone(),
+            })
+            .collect()
+    });
+    registry.with(|table| {
+        if heartbeat.stopping {
+            tracing::info!(worker_id, "worker stopped cleanly");
+            table.workers.remove(&worker_id);
+            return;
+        }
+        table.workers.insert(
+            worker_id,
+            Seen {
+                host: heartbeat.host,
+                slots: heartbeat.slots,
+                log_address: heartbeat.log_address,
+                at: received,
+            },
+        );
+    });
+    Ok(HeartbeatAnswer { worker_id, assigned, acked_exits })
+}
+
+/// On the leader: declares silent workers lost and places pending applications. Runs on every
+/// master; does nothing while this one does not lead.
+pub async fn run(cluster: Arc<Cluster>, registry: Arc<Registry>) {
+    let timing = registry.timing;
+    let period = (timing.heartbeat / 2).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(period).await;
+        let status = cluster.status();
+        let leading = status.role == "leader";
+        registry.observe_term(leading.then_some(status.term));
+        if !leading || !cluster.leads_with_quorum() {
+            continue;
+        }
+        if let Err(e) = step(&cluster, &registry, timing).await {
+            tracing::debug!(error = %e, "worker scheduling step did not complete");
+        }
+    }
+}
+
+async fn step(cluster: &Cluster, registry: &Registry, timing: WorkerTiming) -> Result<(), ClusterError> {
+    let (leading_for, seen): (Duration, BTreeMap<WorkerId, Seen>) = registry.with(|table| {
+        // A lost worker stays listed (as lost) for a while, then is forgotten.
+        table.workers.retain(|_, seen| seen.at.elapsed() < timing.loss * FORGET_AFTER_LOSSES);
+        (table.leader_since.map_or(Duration::ZERO, |since| since.elapsed()), table.workers.clone())
+    });
+    let silent_for: BTreeMap<WorkerId, Duration> = seen.iter().map(|(id, s)| (*id, s.at.elapsed())).collect();
+    let lost = cluster.read(|state| lost_attempts(state, &silent_for, leading_for, timing.loss));
+    for (app_id, attempt, worker_id) in lost {
+        tracing::warn!(app_id, attempt, worker_id, "worker lost: restarting its attempt elsewhere");
+        let command = Command::AttemptEnded {
+            app_id,
+            attempt,
+            outcome: AttemptOutcome::WorkerLost,
+            now_ms: crate::api::now_ms(),
+        };
+        match cluster.write(command).await {
+            Ok(_) | Err(ClusterError::Rejected(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    // Place only on workers heard from within the fence timeout: one silent longer has killed
+    // its attempts and would kill a new one too.
+    let live: Vec<LiveWorker> = seen
+        .iter()
+        .filter(|(_, s)| s.at.elapsed() < timing.fence)
+        .map(|(id, s)| LiveWorker { id: *id, slots: s.slots })
+        .collect();
+    let placements = cluster.read(|state| schedule(state, &live));
+    for placement in placements {
+        let command = Command::Assign {
+            app_id: placement.app_id,
+            attempt: placement.attempt,
+            worker_id: placement.worker_id,
+            now_ms: crate::api::now_ms(),
+        };
+        match cluster.write(command).await {
+            Ok(_) => tracing::info!(
+                app_id = placement.app_id,
+                attempt = placement.attempt,
+                worker_id = placement.worker_id,
+                "attempt assigned"
+            ),
+            Err(ClusterError::Rejected(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Every body exchanged about workers, in one place: worker ↔ master heartbeats, the worker's
+//! log route, and the REST answers `gear` reads (`workerlist`, `worker/{id}`, the log tail).
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{AppId, AttemptOutcome, JarRef, WorkerId};
+
+/// Worker → any master (followers forward to the leader). Carries the cluster secret header.
+pub const HEARTBEAT: &str = "/peer/worker/heartbeat";
+/// A heartbeat a follower passed on to the leader (never forwarded twice).
+pub const HEARTBEAT_FORWARDED: &str = "/peer/worker/heartbeat/forwarded";
+/// On the worker's own port: `GET /log?app=N&attempt=M&tail=BYTES`.
+pub const WORKER_LOG: &str = "/log";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// `None` on the first registration; the leader allocates one through Raft.
+    pub worker_id: Option<WorkerId>,
+    pub host: String,
+    pub slots: u32,
+    pub free_slots: u32,
+    /// `host:port` of this worker's log server.
+    pub log_address: String,
+    /// Attempts whose process runs (or ran) here; repeated every beat until acknowledged.
+    pub running: Vec<RunningAttempt>,
+    /// Attempts that ended here; repeated until `acked_exits` lists them.
+    pub exits: Vec<ExitReport>,
+    /// The worker's last word before a clean stop: place nothing more on it.
+    #[serde(default)]
+    pub stopping: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningAttempt {
+    pub app_id: AppId,
+    pub attempt: u32,
+    pub pid: u32,
+    pub log_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitReport {
+    pub app_id: AppId,
+    pub attempt: u32,
+    pub outcome: AttemptOutcome,
+    /// The process's pid and log when it did start (an attempt can end before a heartbeat
+    /// reported its start).
+    pub started: Option<RunningAttempt>,
+}
+
+/// The leader's answer: the worker runs exactly `assigned`, starting what it does not run and
+/// stopping what it runs that is not listed (level-triggered, as in Nomad).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAnswer {
+    pub worker_id: WorkerId,
+    pub assigned: Vec<AssignedAttempt>,
+    pub acked_exits: Vec<(AppId, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedAttempt {
+    pub app_id: AppId,
+    pub attempt: u32,
+    pub slots: u32,
+    pub main_class: String,
+    pub args: Vec<String>,
+    pub jar: JarRef,
+}
+
+/// `GET /api/v1.0/master/workerlist`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerList {
+    pub workers: Vec<WorkerSummary>,
+}
+
+/// One worker as the leader sees it (`GET /api/v1.0/worker/{id}` answers one of these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSummary {
+    pub worker_id: WorkerId,
+    pub host: String,
+    pub slots: u32,
+    /// Slots not taken by live attempts assigned to it (the replicated view).
+    pub free_slots: u32,
+    pub log_address: String,
+    /// Milliseconds since its last heartbeat reached this leader.
+    pub last_heartbeat_ms_ago: u64,
+    /// `alive`; `unreachable` once silent for longer than the fence timeout (it has stopped its
+    /// attempts); `lost` after the worker-loss timeout (its attempts were restarted elsewhere).
+    pub state: String,
+    /// `(appId, attempt)` of the live attempts assigned to it.
+    pub attempts: Vec<(AppId, u32)>,
+}
+
+/// Query of the worker's log route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogQuery {
+    pub app: AppId,
+    pub attempt: u32,
+    pub tail: Option<u64>,
+}
+
+/// Answer of `POST /api/v1.0/appmaster/{id}/restart`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartAnswer {
+    pub success: bool,
+    pub app_id: AppId,
+    /// False when no attempt was live (the application was already waiting for a worker).
+    pub restarted: bool,
+}

@@ -1,0 +1,504 @@
+//! Workers running applications: 3 masters and 2 workers as real processes on loopback, the
+//! application a small Java program (examples/java/Ticker.java) that appends a timestamped line
+//! every 100 ms, so overlapping attempts would show in its output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Options, TestCluster};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-worker");
+
+/// Short timings so a loss is declared in seconds: fence 1.5 s, loss 2.5 s (> 1.5 s + 0.2 s).
+const TIMING: &str = "gearpump.worker.heartbeat-interval = 200ms\n\
+                      gearpump.worker.fence-timeout = 1500ms\n\
+                      gearpump.master.worker-loss-timeout = 2500ms\n\
+                      gearpump.application.total-retries = 2\n\
+                      gearpump.worker.slots = 4\n";
+
+struct Workers {
+    children: Vec<Option<Child>>,
+    dirs: Vec<PathBuf>,
+    conf: PathBuf,
+    logs: Vec<PathBuf>,
+}
+
+impl Workers {
+    fn start(cluster: &TestCluster, count: usize) -> Workers {
+        let mut workers =
+            Workers { children: Vec::new(), dirs: Vec::new(), conf: cluster.conf.clone(), logs: Vec::new() };
+        for index in 0..count {
+            workers.dirs.push(cluster.dir.path().join(format!("worker-{index}")));
+            workers.logs.push(cluster.dir.path().join(format!("worker-{index}.log")));
+            let child = workers.spawn(index);
+            workers.children.push(Some(child));
+        }
+        workers
+    }
+
+    fn spawn(&self, index: usize) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.logs[index]).expect("log");
+        let log_err = log.try_clone().expect("log");
+        Command::new(WORKER_BIN)
+            .arg("--config")
+            .arg(&self.conf)
+            .arg("--state-dir")
+            .arg(&self.dirs[index])
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .expect("start gearpump-worker")
+    }
+
+    fn pid(&self, index: usize) -> Pid {
+        Pid::from_raw(self.children[index].as_ref().expect("worker runs").id() as i32)
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self, index: usize) {
+        let child = self.spawn(index);
+        self.children[index] = Some(child);
+    }
+
+    /// Which worker process has this id (from the id file each worker keeps).
+    fn index_of(&self, worker_id: u64) -> usize {
+        (0..self.dirs.len())
+            .find(|i| {
+                std::fs::read_to_string(self.dirs[*i].join("worker-id"))
+                    .is_ok_and(|t| t.trim() == worker_id.to_string())
+            })
+            .expect("a worker with that id")
+    }
+
+    fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default()))
+            .collect()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Compiles examples/java/Ticker.java into a jar under `dir`.
+fn ticker_jar(dir: &Path) -> PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).expect("classes dir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/java/Ticker.java");
+    let status = Command::new("javac").arg("-d").arg(&classes).arg(&source).status().expect("run javac");
+    assert!(status.success(), "javac failed");
+    let jar = dir.join("ticker.jar");
+    let status = Command::new("jar")
+        .arg("cf")
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg("Ticker.class")
+        .status()
+        .expect("run jar");
+    assert!(status.success(), "jar failed");
+    jar
+}
+
+async fn submit(cluster: &TestCluster, jar: &Path, main_class: &str, args: &[&str]) -> u64 {
+    let bytes = std::fs::read(jar).expect("read jar");
+    let form = reqwest::multipart::Form::new()
+        .part("jar", reqwest::multipart::Part::bytes(bytes).file_name("ticker.jar"))
+        .text("mainClass", main_class.to_string())
+        .text("args", serde_json::to_string(args).expect("args"));
+    let (status, body) = cluster.submit_form(0, form).await;
+    assert_eq!(status, 200, "submit: {body}");
+    body["appId"].as_u64().expect("appId")
+}
+
+/// The application as any running master sees it.
+async fn app(cluster: &TestCluster, id: u64) -> Value {
+    for index in 0..cluster.ports.len() {
+        if !cluster.is_running(index) {
+            continue;
+        }
+        if let Ok((200, body)) = cluster.get(index, &format!("/api/v1.0/appmaster/{id}")).await {
+            return body;
+        }
+    }
+    Value::Null
+}
+
+async fn wait_for(
+    cluster: &TestCluster,
+    workers: &Workers,
+    id: u64,
+    what: &str,
+    condition: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = app(cluster, id).await;
+        if condition(&body) {
+            return body;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "application {id}: {what} did not happen; last seen {body:#}\n{}\n{}",
+                cluster.logs(),
+                workers.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn attempts(app: &Value) -> &Vec<Value> {
+    app["attempts"].as_array().expect("attempts")
+}
+
+/// Attempt `n` is live and its process started.
+fn started(app: &Value, n: usize) -> bool {
+    app["status"] == "active"
+        && attempts(app).len() == n
+        && attempts(app)[n - 1]["startedMs"].is_u64()
+        && attempts(app)[n - 1]["endedMs"].is_null()
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+async fn wait_gone(pid: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (timestamp, attempt) of every line of the Ticker's output.
+fn ticks(path: &Path) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let ts = fields.next()?.parse().ok()?;
+            let _app = fields.next()?;
+            let attempt = fields.next()?.parse().ok()?;
+            Some((ts, attempt))
+        })
+        .collect()
+}
+
+/// The last line of attempt `a` is older than the first of attempt `b`: no overlap.
+fn assert_no_overlap(path: &Path, a: u64, b: u64) {
+    let ticks = ticks(path);
+    let last_a = ticks.iter().filter(|(_, n)| *n == a).map(|(ts, _)| *ts).max().expect("attempt a wrote");
+    let first_b = ticks.iter().filter(|(_, n)| *n == b).map(|(ts, _)| *ts).min().expect("attempt b wrote");
+    assert!(
+        last_a < first_b,
+        "attempts {a} and {b} overlapped: {a} wrote at {last_a}, {b} started at {first_b}"
+    );
+    println!("gap between attempt {a} and {b}: {} ms", first_b - last_a);
+}
+
+async fn wait_ticks(path: &Path, attempt: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ticks(path).iter().any(|(_, n)| *n == attempt) {
+        assert!(Instant::now() < deadline, "attempt {attempt} never wrote to {}", path.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start(dir_conf: &str) -> TestCluster {
+    TestCluster::start(Options { extra_conf: dir_conf.to_string(), ..Options::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_runs_moves_off_a_killed_worker_survives_master_failover_and_is_killed() {
+    let mut cluster = start(TIMING);
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let mut workers = Workers::start(&cluster, 2);
+    let jar = ticker_jar(cluster.dir.path());
+    let out = cluster.dir.path().join("ticks.txt");
+    let id = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8")]).await;
+
+    let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
+    let first = &attempts(&body)[0];
+    let pid1 = first["pid"].as_u64().expect("pid");
+    assert!(alive(pid1), "the application's process {pid1} runs");
+    wait_ticks(&out, 1).await;
+
+    // The worker dies: its fence stops the JVM, the leader restarts it on the other worker.
+    let victim = workers.index_of(first["workerId"].as_u64().expect("worker"));
+    workers.kill(victim);
+    let body = wait_for(&cluster, &workers, id, "attempt 2 active", |a| started(a, 2)).await;
+    let second = &attempts(&body)[1];
+    assert_ne!(second["workerId"], first["workerId"], "attempt 2 runs on the other worker");
+    assert_eq!(attempts(&body)[0]["outcome"], "workerLost");
+    wait_gone(pid1).await;
+    wait_ticks(&out, 2).await;
+    assert_no_overlap(&out, 1, 2);
+    let pid2 = second["pid"].as_u64().expect("pid");
+
+    // The leader master dies: the application keeps its process.
+    let leader = cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let leader_index = cluster.index_of(&leader);
+    cluster.kill(leader_index);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.wait_until_ready(Duration::from_secs(30)).await == leader {
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alive(pid2), "the application's process survived the master fail-over");
+    let body = app(&cluster, id).await;
+    assert!(started(&body, 2), "still attempt 2 after the fail-over: {body:#}");
+    assert_eq!(attempts(&body)[1]["pid"].as_u64(), Some(pid2), "same process");
+
+    // Its later exit is recorded by the new leader, and the policy restarts it.
+    kill(Pid::from_raw(pid2 as i32), Signal::SIGTERM).expect("SIGTERM the application");
+    let body = wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
+    let outcome = &attempts(&body)[1]["outcome"];
+    assert!(outcome.to_string().contains("143") || outcome.to_string().contains("signal"), "{outcome}");
+    let pid3 = attempts(&body)[2]["pid"].as_u64().expect("pid");
+
+    // gear kill stops the process.
+    let (ok, stdout, stderr) = cluster.gear(&["kill", "-appid", &id.to_string()]);
+    assert!(ok, "gear kill: {stdout} {stderr}");
+    wait_gone(pid3).await;
+    let body = app(&cluster, id).await;
+    assert_eq!(body["status"], "terminated");
+    drop(workers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message() {
+    // With a cluster secret: heartbeats (a peer route) and log fetches from workers carry it.
+    let secret_dir = tempfile::tempdir().expect("dir");
+    let secret = secret_dir.path().join("cluster.secret");
+    std::fs::write(&secret, "0123456789abcdef-worker-test").expect("secret");
+    let cluster = start(&format!("{TIMING}gearpump.master.secret-file = \"{}\"\n", secret.display()));
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let workers = Workers::start(&cluster, 2);
+    let jar = ticker_jar(cluster.dir.path());
+    let out = cluster.dir.path().join("crash.txt");
+    let crashing = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8"), "1"]).await;
+    let missing = submit(&cluster, &jar, "NoSuchMain", &[]).await;
+    let not_a_jar = common::make_jar(cluster.dir.path(), "garbage.jar", 4096, 7);
+    let garbage = submit(&cluster, &not_a_jar, "Ticker", &[]).await;
+
+    let body = wait_for(&cluster, &workers, crashing, "failed", |a| a["status"] == "failed").await;
+    assert_eq!(attempts(&body).len(), 3, "total-retries = 2: three attempts");
+    for attempt in attempts(&body) {
+        assert_eq!(attempt["outcome"]["exited"]["code"], 1, "{attempt}");
+    }
+    assert!(body.to_string().contains("exiting with status 1"), "the log tail is in the record: {body}");
+
+    let body = wait_for(&cluster, &workers, missing, "failed", |a| a["status"] == "failed").await;
+    assert_eq!(attempts(&body).len(), 3);
+    assert!(body.to_string().contains("NoSuchMain"), "the JVM's message names the class: {body}");
+
+    let body = wait_for(&cluster, &workers, garbage, "failed", |a| a["status"] == "failed").await;
+    assert_eq!(attempts(&body).len(), 3);
+    assert!(body.to_string().contains("Could not find or load main class"), "the JVM's message: {body}");
+
+    // The log is readable through any master, and through gear.
+    let (status, text) =
+        cluster.get(1, &format!("/api/v1.0/appmaster/{missing}/log?attempt=1")).await.expect("log");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.to_string().contains("NoSuchMain"), "{text}");
+    let record = app(&cluster, missing).await;
+    let worker_log = attempts(&record)[0]["logAddress"].as_str().expect("log address").to_string();
+    let url = format!("http://{worker_log}/log?app={missing}&attempt=1");
+    let refused = cluster.http.get(url).send().await.expect("ask the worker directly");
+    assert_eq!(refused.status(), 401, "the worker's log server wants the cluster secret");
+    let (ok, stdout, stderr) = cluster.gear(&["log", "-appid", &missing.to_string()]);
+    assert!(ok && stdout.contains("NoSuchMain"), "gear log: {stdout} {stderr}");
+    let (ok, stdout, stderr) = cluster.gear(&["info"]);
+    assert!(
+        ok && stdout.contains("NoSuchMain") && stdout.contains("exiting with status 1"),
+        "gear info: {stdout} {stderr}"
+    );
+
+    // Every master answers the worker list (followers ask the leader).
+    for index in 0..3 {
+        let (status, list) = cluster.get(index, "/api/v1.0/master/workerlist").await.expect("workerlist");
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["workers"].as_array().map(Vec::len), Some(2), "{list}");
+    }
+    let worker_id = list_worker_id(&cluster).await;
+    let (status, worker) = cluster.get(2, &format!("/api/v1.0/worker/{worker_id}")).await.expect("worker");
+    assert_eq!(status, 200, "{worker}");
+    assert_eq!(worker["workerId"], worker_id);
+    assert_eq!(worker["slots"], 4);
+    let (ok, stdout, stderr) = cluster.gear(&["workers"]);
+    assert!(ok && stdout.lines().count() == 3, "gear workers: {stdout} {stderr}");
+
+    // More slots than any worker has: refused, naming the largest worker.
+    let form = reqwest::multipart::Form::new()
+        .part("jar", reqwest::multipart::Part::bytes(std::fs::read(&jar).expect("jar")).file_name("t.jar"))
+        .text("mainClass", "Ticker")
+        .text("slots", "5");
+    let (status, body) = cluster.submit_form(1, form).await;
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("largest worker") && error.contains("has 4"), "{body}");
+    let (ok, stdout, stderr) =
+        cluster.gear(&["app", "-jar", jar.to_str().expect("utf-8"), "-slots", "5", "Ticker"]);
+    assert!(!ok && stderr.contains("largest worker"), "gear app -slots 5: {stdout} {stderr}");
+
+    // A heartbeat sent to a follower is forwarded to the leader; without the secret it is refused.
+    let leader = cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+    let heartbeat = serde_json::json!({
+        "workerId": null, "host": "probe", "slots": 1, "freeSlots": 1, "logAddress": "127.0.0.1:9",
+        "running": [], "exits": [], "stopping": true
+    });
+    let url = cluster.url(follower, "/peer/worker/heartbeat");
+    let refused = cluster.http.post(&url).json(&heartbeat).send().await.expect("heartbeat");
+    assert_eq!(refused.status(), 401);
+    let secret_text = std::fs::read_to_string(&secret).expect("secret");
+    let answer = cluster
+        .http
+        .post(&url)
+        .header("x-gearpump-cluster-secret", secret_text.trim())
+        .json(&heartbeat)
+        .send()
+        .await
+        .expect("heartbeat");
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.expect("answer");
+    assert_eq!(answer["workerId"], 2, "a third worker id, allocated through Raft: {answer}");
+    assert_eq!(answer["assigned"], serde_json::json!([]));
+}
+
+async fn list_worker_id(cluster: &TestCluster) -> u64 {
+    let (_, list) = cluster.get(0, "/api/v1.0/master/workerlist").await.expect("workerlist");
+    list["workers"][0]["workerId"].as_u64().expect("a worker")
+}
+
+#[test]
+fn a_worker_without_java_or_with_overlapping_timeouts_exits_78() {
+    let dir = tempfile::tempdir().expect("dir");
+    let conf = dir.path().join("gear.conf");
+    std::fs::write(&conf, "gearpump.worker.java = \"/nonexistent/java\"\n").expect("conf");
+    let output = Command::new(WORKER_BIN)
+        .arg("--config")
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(dir.path().join("w"))
+        .output()
+        .expect("run worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("/nonexistent/java") && stderr.contains("gearpump.worker.java"), "{stderr}");
+
+    // The gearpump-worker { ... } section overlays the base keys for the worker.
+    let text = "gearpump.worker.slots = 3\ngearpump-worker { gearpump.worker.slots = 7 }\n";
+    std::fs::write(&conf, text).expect("conf");
+    let output =
+        Command::new(WORKER_BIN).arg("--config").arg(&conf).arg("--check-config").output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("gearpump.worker.slots                = 7"),
+        "{stdout}"
+    );
+
+    let text = "gearpump.worker.fence-timeout = 3s\ngearpump.master.worker-loss-timeout = 3s\n";
+    std::fs::write(&conf, text).expect("conf");
+    for binary in [WORKER_BIN, common::MASTER_BIN] {
+        let output =
+            Command::new(binary).arg("--config").arg(&conf).arg("--check-config").output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{binary}: {stderr}");
+        let at = format!("{}:2:1", conf.display());
+        assert!(stderr.contains(&at) && stderr.contains("gearpump.master.worker-loss-timeout"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attempts() {
+    let cluster = start(TIMING);
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let mut workers = Workers::start(&cluster, 2);
+    let jar = ticker_jar(cluster.dir.path());
+    let out = cluster.dir.path().join("fence.txt");
+    let id = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8")]).await;
+    let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
+    let first = attempts(&body)[0].clone();
+    let pid1 = first["pid"].as_u64().expect("pid");
+    wait_ticks(&out, 1).await;
+
+    // SIGSTOP: the worker cannot act, its fence process kills the JVM before the leader gives
+    // up on the worker and starts attempt 2 elsewhere.
+    let frozen = workers.index_of(first["workerId"].as_u64().expect("worker"));
+    kill(workers.pid(frozen), Signal::SIGSTOP).expect("SIGSTOP");
+    let body = wait_for(&cluster, &workers, id, "attempt 2 active", |a| started(a, 2)).await;
+    wait_gone(pid1).await;
+    wait_ticks(&out, 2).await;
+    assert_no_overlap(&out, 1, 2);
+    kill(workers.pid(frozen), Signal::SIGCONT).expect("SIGCONT");
+    let second = attempts(&body)[1].clone();
+    let pid2 = second["pid"].as_u64().expect("pid");
+
+    // A worker that dies together with its fence leaves the JVM behind; restarted, it stops it.
+    let holder = workers.index_of(second["workerId"].as_u64().expect("worker"));
+    for fence in fence_processes(pid2) {
+        let _ = kill(Pid::from_raw(fence), Signal::SIGKILL);
+    }
+    workers.kill(holder);
+    assert!(alive(pid2), "the JVM outlived its worker and fence");
+    workers.restart(holder);
+    wait_gone(pid2).await;
+    let body = wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
+    let restarts = body["restarts"].clone();
+
+    // A restart request and a cleanly stopped worker move the application without counting
+    // against its restart policy.
+    let (ok, stdout, stderr) = cluster.gear(&["restart", "-appid", &id.to_string()]);
+    assert!(ok && stdout.contains("attempt stopped"), "gear restart: {stdout} {stderr}");
+    let body = wait_for(&cluster, &workers, id, "attempt 4 active", |a| started(a, 4)).await;
+    assert!(attempts(&body)[2]["outcome"].to_string().contains("restart requested"), "{body:#}");
+    let holder = workers.index_of(attempts(&body)[3]["workerId"].as_u64().expect("worker"));
+    let pid4 = attempts(&body)[3]["pid"].as_u64().expect("pid");
+    kill(workers.pid(holder), Signal::SIGTERM).expect("SIGTERM the worker");
+    let body = wait_for(&cluster, &workers, id, "attempt 5 active", |a| started(a, 5)).await;
+    assert!(!alive(pid4));
+    assert!(attempts(&body)[3]["outcome"].to_string().contains("its worker was stopped"), "{body:#}");
+    assert_ne!(attempts(&body)[4]["workerId"], attempts(&body)[3]["workerId"]);
+    assert_eq!(body["restarts"], restarts, "neither counted as a failure");
+}
+
+/// Pids of `gearpump-worker __fence` processes guarding process group `pgid`.
+fn fence_processes(pgid: u64) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.iter().any(|a| *a == b"__fence")
+            && args.get(4).is_some_and(|a| *a == pgid.to_string().as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
