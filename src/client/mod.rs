@@ -2,7 +2,7 @@
 //! any master and moves on to the next one when a master is down or has no quorum.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::{multipart, Response, StatusCode};
@@ -30,6 +30,28 @@ pub enum ClientError {
 pub struct MasterClient {
     masters: Vec<String>,
     http: reqwest::Client,
+    /// How long one master may take to answer a small request before the next is tried.
+    attempt_timeout: Duration,
+    /// How long to keep going round the masters while none can serve.
+    retry_for: Duration,
+}
+
+/// A master that has not answered a small request in this long is paused, cut off or
+/// overloaded: the next one is asked (writes carry their Idempotency-Key, so this is safe).
+/// A master without a leader answers 503 at once, so only a silent one costs this much.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Rounds over the masters stop after this (or the client's timeout, if shorter): long enough
+/// to ride out an election, short enough that `gear` reports an outage promptly.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+/// Pause between rounds when the masters did not say how long to wait.
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether a request is small (bounded by `attempt_timeout`) or a transfer whose body may take
+/// long (bounded by the client's overall timeout only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    Small,
+    Transfer,
 }
 
 impl MasterClient {
@@ -40,27 +62,58 @@ impl MasterClient {
             .no_proxy()
             .build()
             .map_err(|e| ClientError::Setup(e.to_string()))?;
-        Ok(MasterClient { masters, http })
+        Ok(MasterClient {
+            masters,
+            http,
+            attempt_timeout: ATTEMPT_TIMEOUT.min(timeout),
+            retry_for: RETRY_FOR.min(timeout),
+        })
     }
 
     /// Sends the request built by `build` to each master in turn until one answers with
-    /// something other than "unreachable" or 503.
-    async fn send<F>(&self, build: F) -> Result<(String, Response), ClientError>
+    /// something other than "unreachable", "no answer in time" or 503; then round again, after
+    /// the pause the masters asked for, until `retry_for` is spent — unless every master
+    /// refused the connection. A 503 comes at once from a
+    /// master without a leader, so a client that starts at a cut-off master reaches the
+    /// majority's side within a round trip.
+    async fn send<F>(&self, exchange: Exchange, build: F) -> Result<(String, Response), ClientError>
     where
         F: Fn(&reqwest::Client, &str) -> Result<reqwest::RequestBuilder, ClientError>,
     {
-        let mut tried = Vec::new();
-        for master in &self.masters {
-            let base = format!("http://{master}");
-            match build(&self.http, &base)?.send().await {
-                Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                    tried.push((master.clone(), error_message(response).await));
+        let give_up = Instant::now() + self.retry_for;
+        loop {
+            let mut tried = Vec::new();
+            let mut pause = ROUND_PAUSE;
+            // Only a master that is up but without a leader (or slow) may serve soon; when every
+            // one refuses the connection, the cluster is down or the addresses are wrong.
+            let mut worth_waiting = false;
+            for master in &self.masters {
+                let base = format!("http://{master}");
+                let mut request = build(&self.http, &base)?;
+                if exchange == Exchange::Small {
+                    request = request.timeout(self.attempt_timeout);
                 }
-                Ok(response) => return Ok((master.clone(), response)),
-                Err(e) => tried.push((master.clone(), describe_reqwest_error(&e))),
+                match request.send().await {
+                    Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                        let (message, retry_after) = unavailable(response).await;
+                        if let Some(retry_after) = retry_after {
+                            pause = pause.min(retry_after);
+                        }
+                        worth_waiting = true;
+                        tried.push((master.clone(), message));
+                    }
+                    Ok(response) => return Ok((master.clone(), response)),
+                    Err(e) => {
+                        worth_waiting |= !e.is_connect();
+                        tried.push((master.clone(), describe_reqwest_error(&e)));
+                    }
+                }
             }
+            if !worth_waiting || Instant::now() + pause >= give_up {
+                return Err(ClientError::NoMasterReachable { tried });
+            }
+            tokio::time::sleep(pause).await;
         }
-        Err(ClientError::NoMasterReachable { tried })
     }
 
     async fn json(&self, (master, response): (String, Response)) -> Result<Value, ClientError> {
@@ -76,7 +129,7 @@ impl MasterClient {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        let answer = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let answer = self.send(Exchange::Small, |http, base| Ok(http.get(format!("{base}{path}")))).await?;
         self.json(answer).await
     }
 
@@ -87,7 +140,9 @@ impl MasterClient {
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let key = new_id();
         let answer = self
-            .send(|http, base| Ok(http.delete(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key)))
+            .send(Exchange::Small, |http, base| {
+                Ok(http.delete(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key))
+            })
             .await?;
         self.json(answer).await
     }
@@ -95,7 +150,7 @@ impl MasterClient {
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let key = new_id();
         let answer = self
-            .send(|http, base| {
+            .send(Exchange::Small, |http, base| {
                 Ok(http.post(format!("{base}{path}")).header(IDEMPOTENCY_KEY, &key).json(body))
             })
             .await?;
@@ -128,7 +183,8 @@ impl MasterClient {
         if let Some(attempt) = attempt {
             path.push_str(&format!("&attempt={attempt}"));
         }
-        let (master, response) = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let (master, response) =
+            self.send(Exchange::Transfer, |http, base| Ok(http.get(format!("{base}{path}")))).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Api { master, status, message: error_message(response).await });
@@ -205,7 +261,8 @@ impl MasterClient {
     /// Downloads a jar to `output`, verifying the SHA-256 the master announces.
     pub async fn download(&self, name: &str, output: &Path) -> Result<u64, ClientError> {
         let path = format!("/api/v1.0/jarstore/download?file={}", percent_encode(name));
-        let (master, response) = self.send(|http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let (master, response) =
+            self.send(Exchange::Transfer, |http, base| Ok(http.get(format!("{base}{path}")))).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Api { master, status, message: error_message(response).await });
@@ -241,6 +298,14 @@ impl MasterClient {
         }
         Ok(size)
     }
+}
+
+/// A 503's message and, when the master said so, how soon it may serve again.
+async fn unavailable(response: Response) -> (String, Option<Duration>) {
+    let text = response.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let message = value["error"].as_str().map_or(text.clone(), str::to_string);
+    (message, value["retryAfterMs"].as_u64().map(Duration::from_millis))
 }
 
 async fn error_message(response: Response) -> String {

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::PRE_VOTE;
@@ -186,18 +187,30 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             .filter(|id| **id != cluster.node_id)
             .filter_map(|id| membership.get_node(id).map(|node| node.addr.clone()))
             .collect();
-        let asks = others.iter().map(|address| {
-            let (cluster, request) = (&cluster, &request);
-            async move {
-                let answer: Result<PreVoteAnswer, _> =
-                    cluster.peers.post(address, PRE_VOTE, request, bound / 2).await;
-                if answer.is_ok() {
-                    cluster.contact.heard_from(address);
+        let mut asks: futures::stream::FuturesUnordered<_> = others
+            .iter()
+            .map(|address| {
+                let (cluster, request) = (&cluster, &request);
+                async move {
+                    let answer: Result<PreVoteAnswer, _> =
+                        cluster.peers.post(address, PRE_VOTE, request, bound / 2).await;
+                    if answer.is_ok() {
+                        cluster.contact.heard_from(address);
+                    }
+                    answer.is_ok_and(|answer| answer.granted)
                 }
-                answer.is_ok_and(|answer| answer.granted)
+            })
+            .collect();
+        // Decide as soon as a majority said yes: a peer that is cut off would otherwise hold
+        // the election back for the whole ask timeout.
+        let mut granted = 1;
+        while granted * 2 <= voters.len() {
+            match asks.next().await {
+                Some(true) => granted += 1,
+                Some(false) => {}
+                None => break,
             }
-        });
-        let granted = 1 + futures::future::join_all(asks).await.into_iter().filter(|yes| *yes).count();
+        }
         if granted * 2 > voters.len() {
             tracing::info!(
                 term = metrics.current_term,

@@ -6,6 +6,7 @@
 
 pub mod jarstore_suite;
 pub mod minihdfs;
+pub mod netns;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
