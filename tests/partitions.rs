@@ -151,3 +151,109 @@ async fn an_isolated_leader_stops_leading_and_the_majority_elects_another() {
         "the healed old leader did not take over again"
     );
 }
+
+/// The figures of docs/RELIABILITY.md (run by scripts/partition-figures.sh, not in CI): clients
+/// spread over all masters write continuously through the client library while a follower or
+/// the leader is cut off for 3 s, again and again. Prints, per fault kind, the client-observed
+/// fraction of writes acknowledged during the fault, the time from the cut to the first write
+/// acknowledged after it, and leader changes; checks that every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; scripts/partition-figures.sh runs it"]
+async fn availability_figures_under_minority_faults() {
+    if skip() {
+        return;
+    }
+    let faults: usize = std::env::var("PARTITION_FAULTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let cluster = std::sync::Arc::new(NetnsCluster::start(3, CONF));
+    cluster.wait_until_agreed(Duration::from_secs(30)).await;
+    let jar = common::make_jar(cluster.dir.path(), "fig.jar", 512, 3);
+    let form = reqwest::multipart::Form::new()
+        .text("mainClass", "io.x.Figures")
+        .part("jar", reqwest::multipart::Part::bytes(std::fs::read(jar).expect("jar")).file_name("fig.jar"));
+    let submitted =
+        cluster.http.post(cluster.url(0, "/api/v1.0/master/submitapp")).multipart(form).send().await;
+    assert!(submitted.is_ok_and(|r| r.status() == 200));
+
+    let epoch = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for k in 0..6usize {
+        let order: Vec<String> = (0..3).map(|i| cluster.client_address((k + i) % 3)).collect();
+        let client = MasterClient::new(order, Duration::from_secs(30)).expect("client");
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            // (invoked, completed, acknowledged, key)
+            let mut ops: Vec<(Duration, Duration, bool, String)> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let key = format!("w{k}-{n}");
+                let invoked = epoch.elapsed();
+                let ok = client.put_app_data(1, &key, "v").await.is_ok();
+                ops.push((invoked, epoch.elapsed(), ok, key));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ops
+        }));
+    }
+
+    // (kind, cut at, healed at, leader changes)
+    let mut windows: Vec<(&str, Duration, Duration, bool)> = Vec::new();
+    for fault in 0..faults {
+        let (leader, term) = cluster.wait_until_agreed(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let leader_index = cluster.index_of(&leader);
+        let (kind, victim) = if fault % 2 == 0 {
+            ("follower cut off", (leader_index + 1 + fault / 2 % 2) % 3)
+        } else {
+            ("leader cut off", leader_index)
+        };
+        let cut = epoch.elapsed();
+        cluster.partition(victim);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let healed = epoch.elapsed();
+        cluster.heal(victim);
+        let (after, after_term) = cluster.wait_until_agreed(Duration::from_secs(30)).await;
+        windows.push((kind, cut, healed, (after, after_term) != (leader, term)));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut ops = Vec::new();
+    for writer in writers {
+        ops.extend(writer.await.expect("writer"));
+    }
+
+    for kind in ["follower cut off", "leader cut off"] {
+        let mut fractions = Vec::new();
+        let mut first_acks = Vec::new();
+        let mut changes = 0;
+        for (_, cut, healed, changed) in windows.iter().filter(|w| w.0 == kind) {
+            changes += usize::from(*changed);
+            let during: Vec<_> = ops.iter().filter(|(inv, _, _, _)| inv >= cut && inv < healed).collect();
+            let ok = during.iter().filter(|op| op.2).count();
+            fractions.push(ok as f64 / during.len().max(1) as f64);
+            let first = ops.iter().filter(|op| op.0 >= *cut && op.2).map(|op| op.1 - *cut).min();
+            first_acks.push(first.unwrap_or(Duration::MAX));
+        }
+        first_acks.sort();
+        let total_ok: f64 = fractions.iter().sum::<f64>() / fractions.len().max(1) as f64;
+        let pick = |q: f64| first_acks[((first_acks.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "{kind}: {} faults; writes acknowledged during the fault {:.2} % (mean over faults, min {:.2} %); \
+             first ack after the cut p50 {:?} p99 {:?} max {:?}; leader changes {changes}",
+            first_acks.len(),
+            total_ok * 100.0,
+            fractions.iter().copied().fold(1.0, f64::min) * 100.0,
+            pick(0.5),
+            pick(0.99),
+            first_acks.last().copied().unwrap_or_default(),
+        );
+    }
+    // Safety: every acknowledged write is in the state.
+    let (status, app) = cluster.get(0, "/api/v1.0/appmaster/1").await.expect("app 1");
+    assert_eq!(status, 200, "{app}");
+    let data = app["data"].as_object().expect("data");
+    let acked: Vec<&String> = ops.iter().filter(|op| op.2).map(|op| &op.3).collect();
+    let lost: Vec<&&String> = acked.iter().filter(|key| !data.contains_key(key.as_str())).collect();
+    println!("{} writes, {} acknowledged, {} lost", ops.len(), acked.len(), lost.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}

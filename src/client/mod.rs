@@ -147,6 +147,21 @@ impl MasterClient {
         self.json(answer).await
     }
 
+    /// Gearpump's SaveAppData: `value` under `key` of application `app_id`.
+    pub async fn put_app_data(&self, app_id: u32, key: &str, value: &str) -> Result<Value, ClientError> {
+        let path = format!("/api/v1.0/appmaster/{app_id}/data/{}", percent_encode(key));
+        let request_key = new_id();
+        let answer = self
+            .send(Exchange::Small, |http, base| {
+                Ok(http
+                    .put(format!("{base}{path}"))
+                    .header(IDEMPOTENCY_KEY, &request_key)
+                    .body(value.to_string()))
+            })
+            .await?;
+        self.json(answer).await
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let key = new_id();
         let answer = self
