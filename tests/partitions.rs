@@ -39,24 +39,34 @@ async fn a_partitioned_follower_rejoins_without_an_election() {
         return;
     }
     let cluster = NetnsCluster::start(3, CONF);
-    let (leader, term) = cluster.wait_until_agreed(Duration::from_secs(30)).await;
-    let leader_index = cluster.index_of(&leader);
-    let mut changes = 0;
+    // Leader changes after a follower came back (what pre-vote prevents), and any that happened
+    // among the others while it was away (a late heartbeat on a loaded machine: not its doing).
+    let (mut caused, mut meanwhile) = (0, 0);
     for run in 0..runs() {
-        let follower = (leader_index + 1 + run % 2) % 3;
+        let (leader, term) = cluster.wait_until_agreed(Duration::from_secs(30)).await;
+        let follower = (cluster.index_of(&leader) + 1 + run % 2) % 3;
         cluster.partition(follower);
         tokio::time::sleep(Duration::from_secs(5)).await;
         // While cut off it has not raised its term (pre-vote refused it an election).
         let (_, cut_off_term, _) = cluster.view(follower).await.expect("the client link still works");
         assert_eq!(cut_off_term, term, "run {run}: a cut-off follower raised its term");
+        let others: Vec<usize> = (0..3).filter(|i| *i != follower).collect();
+        let before_heal = cluster.view(others[0]).await.map(|(_, t, l)| (l, t));
+        if before_heal != Some((Some(leader.clone()), term)) {
+            meanwhile += 1;
+        }
         cluster.heal(follower);
-        let (now_leader, now_term) = cluster.wait_until_agreed(Duration::from_secs(30)).await;
-        if (now_leader.as_str(), now_term) != (leader.as_str(), term) {
-            changes += 1;
+        let after = cluster.wait_until_agreed(Duration::from_secs(30)).await;
+        if before_heal.is_some_and(|(l, t)| (l, t) != (Some(after.0.clone()), after.1)) {
+            caused += 1;
         }
     }
-    println!("{} follower partitions of 5 s: {changes} leader changes", runs());
-    assert_eq!(changes, 0, "a returning follower deposed the leader; logs:\n{}", cluster.logs());
+    println!(
+        "{} follower partitions of 5 s: {caused} leader changes caused by the follower's return, \
+         {meanwhile} elsewhere while it was away",
+        runs()
+    );
+    assert_eq!(caused, 0, "a returning follower deposed the leader; logs:\n{}", cluster.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

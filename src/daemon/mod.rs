@@ -123,7 +123,7 @@ pub async fn run(
         tokio::spawn(crate::scheduler::run(cluster.clone(), workers)),
     ];
 
-    wait_for_stop(&config_path, &overrides, &log_control).await;
+    wait_for_stop(|| reload(&config_path, &overrides, &log_control)).await;
 
     notify::stopping("stopping: handing over leadership");
     if let Some(successor) = cluster.hand_over_leadership().await {
@@ -163,12 +163,9 @@ async fn bind(address: &str, config: &MasterConfig) -> Result<TcpListener, Daemo
     })
 }
 
-/// Returns on SIGTERM or SIGINT; handles SIGHUP (re-read gear.conf) in between.
-async fn wait_for_stop(
-    config_path: &Option<PathBuf>,
-    overrides: &Overrides,
-    log_control: &logging::LogControl,
-) {
+/// Returns on SIGTERM or SIGINT; calls `on_hangup` for each SIGHUP in between (whose default
+/// action would kill the process). Both daemons, the master and the worker, stop this way.
+pub(crate) async fn wait_for_stop(mut on_hangup: impl FnMut()) {
     let (Ok(mut term), Ok(mut interrupt), Ok(mut hangup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
@@ -180,7 +177,7 @@ async fn wait_for_stop(
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
-            _ = hangup.recv() => reload(config_path, overrides, log_control),
+            _ = hangup.recv() => on_hangup(),
         }
     }
 }

@@ -150,7 +150,11 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let app = axum::Router::new().route(protocol::WORKER_LOG, get(serve_log)).with_state(worker.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let beats = tokio::spawn(heartbeat_loop(worker.clone()));
-    wait_for_stop().await;
+    // SIGHUP's default would kill the worker and, through the fences, its applications.
+    crate::daemon::wait_for_stop(|| {
+        tracing::info!("SIGHUP: gear.conf changes take effect after a restart of the worker");
+    })
+    .await;
     beats.abort();
     server.abort();
     stop_attempts(&worker).await;
@@ -185,25 +189,6 @@ async fn stop_attempts(worker: &Worker) {
         tracing::warn!(
             "could not report the stopped attempts (the leader will declare this worker lost): {why}"
         );
-    }
-}
-
-/// Returns on SIGTERM or SIGINT. SIGHUP (whose default would kill the worker and, through the
-/// fences, its applications) only says that a restart is needed for new settings.
-async fn wait_for_stop() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut interrupt), Ok(mut hangup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); return; }
-            _ = hangup.recv() => tracing::info!("SIGHUP: gear.conf changes take effect after a restart of the worker"),
-        }
     }
 }
 
@@ -431,10 +416,9 @@ fn apply_answer(worker: &Arc<Worker>, answer: HeartbeatAnswer) {
         if known {
             continue;
         }
-        if dir.exists() {
-            // Started here before (this worker restarted since): never run an attempt twice.
-            let outcome =
-                AttemptOutcome::Failed { cause: "the worker restarted while the attempt ran".into() };
+        // An attempt that cannot start here is reported as failed, never run.
+        let refuse = |cause: String| {
+            let outcome = AttemptOutcome::Failed { cause };
             worker.with(|s| {
                 s.exits.push(ExitReport {
                     app_id: spec.app_id,
@@ -443,18 +427,14 @@ fn apply_answer(worker: &Arc<Worker>, answer: HeartbeatAnswer) {
                     started: None,
                 })
             });
+        };
+        if dir.exists() {
+            // Started here before (this worker restarted since): never run an attempt twice.
+            refuse("the worker restarted while the attempt ran".into());
             continue;
         }
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            let outcome = AttemptOutcome::Failed { cause: format!("{}: {e}", dir.display()) };
-            worker.with(|s| {
-                s.exits.push(ExitReport {
-                    app_id: spec.app_id,
-                    attempt: spec.attempt,
-                    outcome,
-                    started: None,
-                })
-            });
+            refuse(format!("{}: {e}", dir.display()));
             continue;
         }
         let log_path = dir.join("log").display().to_string();

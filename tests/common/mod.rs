@@ -32,6 +32,21 @@ pub fn free_ports(count: usize) -> Vec<u16> {
     ports
 }
 
+/// GET `url`: the status and the body as JSON (a string when it is not JSON).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value), String> {
+    let response = http.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+}
+
+/// The last `lines` lines of a log file, for failure messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
+    tail.join("\n")
+}
+
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub ports: Vec<u16>,
@@ -169,10 +184,7 @@ impl TestCluster {
     }
 
     pub async fn get(&self, index: usize, path: &str) -> Result<(u16, Value), String> {
-        let response = self.http.get(self.url(index, path)).send().await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| e.to_string())?;
-        Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+        get_json(&self.http, &self.url(index, path)).await
     }
 
     /// POSTs a multipart form to `submitapp` on master `index`: (status, JSON body or Null).
@@ -231,12 +243,7 @@ impl TestCluster {
 
     pub fn logs(&self) -> String {
         (0..self.ports.len())
-            .map(|i| {
-                let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
-                let tail: Vec<&str> =
-                    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-                format!("--- {} ---\n{}\n", self.address(i), tail.join("\n"))
-            })
+            .map(|i| format!("--- {} ---\n{}\n", self.address(i), log_tail(&self.log_path(i), 30)))
             .collect()
     }
 

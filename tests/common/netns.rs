@@ -189,10 +189,7 @@ impl NetnsCluster {
     }
 
     pub async fn get(&self, i: usize, path: &str) -> Result<(u16, Value), String> {
-        let response = self.http.get(self.url(i, path)).send().await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| e.to_string())?;
-        Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+        super::get_json(&self.http, &self.url(i, path)).await
     }
 
     /// Role, term and the leader it names, from master i's own status.
@@ -236,10 +233,11 @@ impl NetnsCluster {
     pub fn logs(&self) -> String {
         (0..self.children.len())
             .map(|i| {
-                let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
-                let tail: Vec<&str> =
-                    text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-                format!("--- master {i} ({}) ---\n{}\n", self.peer_address(i), tail.join("\n"))
+                format!(
+                    "--- master {i} ({}) ---\n{}\n",
+                    self.peer_address(i),
+                    super::log_tail(&self.log_path(i), 20)
+                )
             })
             .collect()
     }
