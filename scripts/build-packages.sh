@@ -1,5 +1,6 @@
 #!/bin/bash
-# Builds gearpump-master's .deb and .rpm into target/packages/.
+# Builds the .deb and .rpm of gearpump-master and of gearpump-worker (cargo-deb's and
+# cargo-generate-rpm's `worker` variant, same binaries) into target/packages/.
 #
 #   scripts/build-packages.sh [--version V] [--no-build] [--lint] [--out DIR]
 #
@@ -79,7 +80,7 @@ if ((build)); then
     log "cargo build --release"
     cargo build --release --locked --bins
 fi
-for b in gearpump-master gear gearpump-setup; do
+for b in gearpump-master gear gearpump-setup gearpump-worker; do
     [[ -x target/release/$b ]] || { log "target/release/$b missing (build first or drop --no-build)"; exit 1; }
 done
 generate_man_and_completions
@@ -95,10 +96,18 @@ if [[ -n $version ]]; then
 fi
 deb=$(cargo deb "${deb_args[@]}" | tail -n 1)
 log "deb: $deb"
+worker_deb=$(cargo deb --variant worker "${deb_args[@]}" | tail -n 1)
+log "deb: $worker_deb"
+worker_rpm=''
 if ((want_rpm)); then
     cargo generate-rpm "${rpm_args[@]}"
     [[ -s $rpm ]] || { log "cargo generate-rpm did not write $rpm"; exit 1; }
     log "rpm: $rpm"
+    worker_rpm=$out/gearpump-worker-$rpm_version-1.$(uname -m).rpm
+    rpm_args[1]=$worker_rpm
+    cargo generate-rpm --variant worker "${rpm_args[@]}"
+    [[ -s $worker_rpm ]] || { log "cargo generate-rpm did not write $worker_rpm"; exit 1; }
+    log "rpm: $worker_rpm"
 else
     rpm=''
 fi
@@ -107,7 +116,7 @@ if ((lint)); then
     ensure_host_packages lintian
     log "lintian $deb"
     # --fail-on error: warnings are explained in packaging/LINTIAN.md
-    lintian --fail-on error --info "$deb"
+    lintian --fail-on error --info "$deb" "$worker_deb"
 fi
-printf '%s\n' "$deb"
-[[ -z $rpm ]] || printf '%s\n' "$rpm"
+printf '%s\n' "$deb" "$worker_deb"
+[[ -z $rpm ]] || printf '%s\n' "$rpm" "$worker_rpm"

@@ -20,6 +20,8 @@ if [[ $(id -u) -eq 0 && ${GEARPUMP_SKIP_TESTBED:-0} != 1 ]]; then
   tests/testbed/systemd_test.sh
   echo "== gearpump-setup container test (install, re-run, add, remove, dry run, failures, leader loss)"
   tests/testbed/setup_test.sh --packages target/packages
+  echo "== gearpump-worker container test (worker package, setup --workers, an application, stop)"
+  tests/testbed/worker_test.sh --packages target/packages
 else
   echo "== NOT RUN: the container tests (systemd, gearpump-setup) need root (and GEARPUMP_SKIP_TESTBED unset)" >&2
 fi

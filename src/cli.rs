@@ -119,6 +119,7 @@ pub enum GearCommand {
     after_help = "Examples:\n  gearpump-setup --masters node1,node2,node3 --nfs filer:/export/gearpump\n  \
 gearpump-setup --masters node1,node2,node3,node4,node5 --nfs filer:/export/gearpump   # add two\n  \
 gearpump-setup --masters node1,node2,node4,node5 --remove node3 --nfs filer:/export/gearpump\n  \
+gearpump-setup --masters node1,node2,node3 --workers node4,node5\n  \
 gearpump-setup --masters node1,node2,node3 --dry-run"
 )]
 pub struct SetupArgs {
@@ -128,6 +129,11 @@ pub struct SetupArgs {
     /// Take a master out of the running cluster (repeatable); it is stopped and disabled
     #[arg(long, value_name = "NAME")]
     pub remove: Vec<String>,
+    /// Worker nodes, comma-separated (a node may also be a master): gearpump-worker is
+    /// installed and configured with the masters, started once the masters are READY, and
+    /// waited for until the leader lists it alive
+    #[arg(long, value_name = "NAME,...")]
+    pub workers: Option<String>,
     /// The masters' port (REST and Raft)
     #[arg(long, default_value_t = 3000)]
     pub port: u16,

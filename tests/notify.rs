@@ -123,3 +123,44 @@ fn watchdog_pings_while_healthy_and_stop_when_frozen() {
     let resumed = receive_until(&socket, Duration::from_secs(5), |m| m.contains("WATCHDOG=1"));
     assert!(resumed.iter().any(|m| m.contains("WATCHDOG=1")), "{resumed:?}");
 }
+
+/// gearpump-worker under Type=notify: STATUS while it registers, READY=1 with its id and the
+/// master once a leader acknowledged it, watchdog pings from its heartbeat loop, STOPPING=1.
+#[test]
+fn a_worker_is_ready_once_registered_and_pings_the_watchdog() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (socket, path) = bind(dir.path());
+    let master_socket = dir.path().join("master-notify.sock");
+    let _master_listener = UnixDatagram::bind(&master_socket).expect("bind");
+    let port = free_ports(1)[0];
+    let _master = start(dir.path(), &[port], port, &master_socket, None);
+    let conf = dir.path().join(format!("gear-{port}.conf"));
+    let mut worker = Master(
+        Command::new(env!("CARGO_BIN_EXE_gearpump-worker"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("--state-dir")
+            .arg(dir.path().join("worker"))
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "2000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gearpump-worker"),
+    );
+    let messages = receive_until(&socket, Duration::from_secs(20), |m| m.contains("READY=1"));
+    let ready = messages
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1 in {messages:?}"));
+    let expected = format!("STATUS=worker 0 via master 127.0.0.1:{port}; 0/1000 slots, 0 attempt(s)");
+    assert!(ready.contains(&expected), "{ready}");
+    let pings = receive_until(&socket, Duration::from_secs(5), |m| m.contains("WATCHDOG=1"));
+    assert!(pings.iter().any(|m| m.contains("WATCHDOG=1")), "{pings:?}");
+
+    let pid = nix::unistd::Pid::from_raw(worker.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| m.contains("STOPPING=1"));
+    assert!(messages.iter().any(|m| m.contains("STOPPING=1")), "{messages:?}");
+    assert!(worker.0.wait().expect("exit").success());
+}

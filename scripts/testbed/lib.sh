@@ -32,6 +32,8 @@ TESTBED_BOOT_TIMEOUT=${TESTBED_BOOT_TIMEOUT:-90}
 TESTBED_PACKAGES=(
     systemd systemd-sysv dbus libpam-systemd openssh-server iproute2 iputils-ping procps
     curl ca-certificates jq less rpm sudo
+    # gearpump-worker depends on a Java runtime; the nodes cannot reach a mirror to fetch one
+    default-jre-headless
 )
 # Host tools the harness needs; installed when missing (CI starts from a fresh machine).
 TESTBED_HOST_PACKAGES=(

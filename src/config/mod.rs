@@ -29,7 +29,7 @@ pub use host_port::HostPort;
 pub(crate) use jar_root::{parse as parse_jar_root, parse_hdfs_uri};
 use keys::Kind;
 use known_keys::KeyKind;
-pub use workers::{load_worker, WorkerConfig, WorkerTiming};
+pub use workers::{load_worker, load_worker_str, WorkerConfig, WorkerTiming};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gearpump/gear.conf";
 

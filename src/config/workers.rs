@@ -145,7 +145,17 @@ pub fn load_worker(path: Option<&Path>, state_dir: Option<PathBuf>) -> Result<Wo
         None => None,
     }
     .map(|source| Source { overlay: "gearpump-worker", ..source });
-    let source = source.as_ref();
+    from_source(source.as_ref(), state_dir)
+}
+
+/// Parses a worker's configuration text as if read from `path` (gearpump-setup checks the
+/// gear.conf it writes on a worker node with this).
+pub fn load_worker_str(path: &Path, text: &str) -> Result<WorkerConfig, ConfigError> {
+    let source = Source { overlay: "gearpump-worker", ..super::parse_source(path, text.to_string())? };
+    from_source(Some(&source), None)
+}
+
+fn from_source(source: Option<&Source>, state_dir: Option<PathBuf>) -> Result<WorkerConfig, ConfigError> {
     let mut warnings = Vec::new();
     if let Some(source) = source {
         warn_about_unknown_keys(source, &mut warnings);

@@ -3,7 +3,7 @@
 mod health;
 mod jar_retention;
 mod logging;
-mod notify;
+pub(crate) mod notify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

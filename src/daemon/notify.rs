@@ -9,7 +9,7 @@ use sd_notify::NotifyState;
 
 use crate::cluster::Cluster;
 
-fn send(states: &[NotifyState]) {
+pub(crate) fn send(states: &[NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }

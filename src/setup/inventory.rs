@@ -25,9 +25,26 @@ impl std::fmt::Display for Family {
     }
 }
 
+/// Which of the two packages a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Product {
+    Master,
+    Worker,
+}
+
+impl Product {
+    pub fn package_name(self) -> &'static str {
+        match self {
+            Product::Master => "gearpump-master",
+            Product::Worker => "gearpump-worker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageFile {
     pub path: PathBuf,
+    pub product: Product,
     pub family: Family,
     /// Debian spelling (amd64, arm64, all) whatever the package's own.
     pub arch: String,
@@ -65,6 +82,8 @@ pub struct Inventory {
     pub masters: Vec<String>,
     /// Masters to take out.
     pub removed: Vec<String>,
+    /// Nodes that run gearpump-worker (some may be masters too), in the order given.
+    pub workers: Vec<String>,
     pub port: u16,
     pub packages: Vec<PackageFile>,
     pub jar_store: JarStore,
@@ -84,9 +103,18 @@ impl Inventory {
         self.masters.iter().map(|m| self.master_address(m)).collect()
     }
 
-    /// Every node the run touches: the masters, then the ones being removed.
+    /// Every node the run touches: the masters, the workers that are not masters, then the
+    /// masters being removed.
     pub fn all_nodes(&self) -> Vec<String> {
-        self.masters.iter().chain(self.removed.iter()).cloned().collect()
+        let mut nodes = self.masters.clone();
+        nodes.extend(self.worker_only().cloned());
+        nodes.extend(self.removed.iter().filter(|r| !nodes.contains(r)).cloned().collect::<Vec<_>>());
+        nodes
+    }
+
+    /// Workers that are not masters too: their gear.conf and secret are the worker plan's.
+    pub fn worker_only(&self) -> impl Iterator<Item = &String> {
+        self.workers.iter().filter(|w| !self.masters.contains(w))
     }
 }
 
@@ -209,38 +237,44 @@ pub fn parse_package_name(path: &Path) -> Result<PackageFile, String> {
         "noarch" => "all".to_string(),
         other => other.to_string(),
     };
-    if let Some(stem) = name.strip_suffix(".deb") {
-        let parts: Vec<&str> = stem.split('_').collect();
-        if let ["gearpump-master", version, arch] = parts.as_slice() {
-            return Ok(PackageFile {
-                path: path.to_path_buf(),
-                family: Family::Deb,
-                arch: normalize(arch),
-                version: (*version).to_string(),
-            });
-        }
-    } else if let Some(stem) = name.strip_suffix(".rpm") {
-        if let Some(rest) = stem.strip_prefix("gearpump-master-") {
-            if let Some((version, arch)) = rest.rsplit_once('.') {
-                if version.contains('-') {
+    for product in [Product::Master, Product::Worker] {
+        let prefix = product.package_name();
+        if let Some(stem) = name.strip_suffix(".deb") {
+            let parts: Vec<&str> = stem.split('_').collect();
+            if let [package, version, arch] = parts.as_slice() {
+                if *package == prefix {
                     return Ok(PackageFile {
                         path: path.to_path_buf(),
-                        family: Family::Rpm,
+                        product,
+                        family: Family::Deb,
                         arch: normalize(arch),
-                        version: version.to_string(),
+                        version: (*version).to_string(),
                     });
+                }
+            }
+        } else if let Some(stem) = name.strip_suffix(".rpm") {
+            if let Some(rest) = stem.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) {
+                if let Some((version, arch)) = rest.rsplit_once('.') {
+                    if version.contains('-') {
+                        return Ok(PackageFile {
+                            path: path.to_path_buf(),
+                            product,
+                            family: Family::Rpm,
+                            arch: normalize(arch),
+                            version: version.to_string(),
+                        });
+                    }
                 }
             }
         }
     }
     Err(format!(
-        "{}: not a gearpump-master package name (gearpump-master_VERSION_ARCH.deb or \
-         gearpump-master-VERSION-RELEASE.ARCH.rpm)",
+        "{}: not a gearpump-master or gearpump-worker package name (gearpump-master_VERSION_ARCH.deb \
+         or gearpump-master-VERSION-RELEASE.ARCH.rpm, the same with gearpump-worker)",
         path.display()
     ))
 }
 
-/// The packages in target/packages/ (the build script's output), newest name last.
 pub fn default_packages(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut found: Vec<PathBuf> = entries
@@ -307,6 +341,10 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
         ),
         None => None,
     };
+    let workers = match &args.workers {
+        Some(list) => split_names(list, "--workers")?,
+        None => Vec::new(),
+    };
     let package_paths =
         if args.package.is_empty() { default_packages(package_dir) } else { args.package.clone() };
     let mut packages: Vec<PackageFile> = Vec::new();
@@ -315,9 +353,13 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
             return Err(SetupError::Arguments(format!("--package {}: no such file", path.display())));
         }
         let package = parse_package_name(path).map_err(SetupError::Arguments)?;
-        if let Some(other) = packages.iter().find(|p| p.family == package.family && p.arch == package.arch) {
+        if let Some(other) = packages
+            .iter()
+            .find(|p| p.product == package.product && p.family == package.family && p.arch == package.arch)
+        {
             return Err(SetupError::Arguments(format!(
-                "two {} packages for {}: {} and {}; pass the one to install with --package",
+                "two {} {} packages for {}: {} and {}; pass the one to install with --package",
+                package.product.package_name(),
                 package.family,
                 package.arch,
                 other.path.display(),
@@ -332,6 +374,12 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
              (build them with scripts/build-packages.sh)",
             package_dir.display()
         ));
+    } else if !workers.is_empty() && !packages.iter().any(|p| p.product == Product::Worker) {
+        warnings.push(
+            "--workers without a gearpump-worker package: worker nodes without it installed will fail \
+             (scripts/build-packages.sh builds it next to gearpump-master)"
+                .into(),
+        );
     }
     if let Some(key) = &args.ssh_key {
         if !key.is_file() {
@@ -356,6 +404,7 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
     Ok(Inventory {
         masters,
         removed,
+        workers,
         port: args.port,
         packages,
         jar_store,
@@ -476,5 +525,12 @@ mod tests {
         let rpm = parse_package_name(Path::new("gearpump-master-0.1.0-1.x86_64.rpm")).expect("rpm");
         assert_eq!((rpm.family, rpm.arch.as_str(), rpm.version.as_str()), (Family::Rpm, "amd64", "0.1.0-1"));
         assert!(parse_package_name(Path::new("other_1_amd64.deb")).is_err());
+        let worker = parse_package_name(Path::new("gearpump-worker_0.1.0-1_amd64.deb")).expect("worker deb");
+        assert_eq!(
+            (worker.product, worker.family, worker.version.as_str()),
+            (Product::Worker, Family::Deb, "0.1.0-1")
+        );
+        let worker = parse_package_name(Path::new("gearpump-worker-0.1.0-1.x86_64.rpm")).expect("worker rpm");
+        assert_eq!((worker.product, worker.arch.as_str()), (Product::Worker, "amd64"));
     }
 }

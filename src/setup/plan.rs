@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::gearconf::{self, OwnedKey};
-use super::inventory::{Family, Inventory, JarStore, PackageFile};
-use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE};
+use super::inventory::{Family, Inventory, JarStore, PackageFile, Product};
+use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE, WORKER_SERVICE};
 use super::ssh::shell_quote;
 
 /// The gear.conf the package ships: what a node will have once the package is installed.
@@ -28,6 +28,7 @@ pub enum Step {
     Join,
     Remove,
     Ready,
+    Register,
 }
 
 impl std::fmt::Display for Step {
@@ -42,6 +43,7 @@ impl std::fmt::Display for Step {
             Step::Join => "join",
             Step::Remove => "remove",
             Step::Ready => "ready",
+            Step::Register => "register",
         })
     }
 }
@@ -165,13 +167,12 @@ pub fn drop_in(mount: &str) -> String {
     )
 }
 
-/// The package a node takes, by family and architecture (an `all` package fits any).
-pub fn package_for<'a>(inv: &'a Inventory, facts: &NodeFacts) -> Option<&'a PackageFile> {
+/// The package of `product` a node takes, by family and architecture (an `all` package fits
+/// any).
+pub fn package_for<'a>(inv: &'a Inventory, facts: &NodeFacts, product: Product) -> Option<&'a PackageFile> {
     let family = facts.family?;
-    inv.packages
-        .iter()
-        .find(|p| p.family == family && p.arch == facts.arch)
-        .or_else(|| inv.packages.iter().find(|p| p.family == family && p.arch == "all"))
+    let mut ours = inv.packages.iter().filter(|p| p.product == product && p.family == family);
+    ours.clone().find(|p| p.arch == facts.arch).or_else(|| ours.find(|p| p.arch == "all"))
 }
 
 fn is_loopback(address: &str) -> bool {
@@ -195,7 +196,7 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
             );
             continue;
         };
-        let wanted = package_for(inv, f);
+        let wanted = package_for(inv, f, Product::Master);
         match (&f.installed, wanted) {
             (None, None) => fail(
                 &mut failures,
@@ -221,24 +222,7 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
                 );
             }
         }
-        for name in &inv.masters {
-            match f.resolved.get(name) {
-                None => fail(
-                    &mut failures,
-                    node,
-                    format!("{name} does not resolve on {node}: add it to DNS or /etc/hosts of every node"),
-                ),
-                Some(address) if is_loopback(address) => fail(
-                    &mut failures,
-                    node,
-                    format!(
-                        "{name} resolves to the loopback address {address} on {node}, which the other \
-                         masters cannot reach: map it to the node's network address in /etc/hosts"
-                    ),
-                ),
-                Some(_) => {}
-            }
-        }
+        check_masters_resolve(inv, node, f, &mut failures);
         if f.ntp_synchronized != "yes" {
             warnings.push(format!(
                 "{node}: the clock is not NTP-synchronized ({}): log times will disagree between masters",
@@ -246,7 +230,50 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
             ));
         }
     }
+    for node in inv.worker_only() {
+        let Some(f) = facts.get(node) else { continue };
+        if f.family.is_none() {
+            fail(
+                &mut failures,
+                node,
+                "neither dpkg nor rpm is installed: not a Debian or RPM-based host".into(),
+            );
+            continue;
+        }
+        check_masters_resolve(inv, node, f, &mut failures);
+    }
+    for node in &inv.workers {
+        let Some(f) = facts.get(node) else { continue };
+        let Some(family) = f.family else { continue };
+        if f.worker_installed.is_none() && package_for(inv, f, Product::Worker).is_none() {
+            fail(
+                &mut failures,
+                node,
+                format!(
+                    "gearpump-worker is not installed and no {family} gearpump-worker package for {} was \
+                     given (have: {}; scripts/build-packages.sh builds it)",
+                    f.arch,
+                    describe_packages(&inv.packages)
+                ),
+            );
+        }
+    }
     (failures, warnings)
+}
+
+/// A node must reach every master by the name gear.conf gives it.
+fn check_masters_resolve(inv: &Inventory, node: &str, f: &NodeFacts, failures: &mut Vec<NodeFailure>) {
+    for name in &inv.masters {
+        let cause = match f.resolved.get(name) {
+            None => format!("{name} does not resolve on {node}: add it to DNS or /etc/hosts of every node"),
+            Some(address) if is_loopback(address) => format!(
+                "{name} resolves to the loopback address {address} on {node}, which the other \
+                 nodes cannot reach: map it to the node's network address in /etc/hosts"
+            ),
+            Some(_) => continue,
+        };
+        failures.push(NodeFailure { node: node.to_string(), step: Step::Preflight, cause });
+    }
 }
 
 fn describe_packages(packages: &[PackageFile]) -> String {
@@ -315,31 +342,8 @@ pub fn plan_node(
     let mut restart = false;
 
     // 1. package: install when missing or of another version than the one given
-    if let Some(package) = package_for(inv, facts) {
-        if facts.installed.as_deref() != Some(package.version.as_str()) {
-            let file_name =
-                package.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let remote = format!("{REMOTE_PACKAGE_DIR}/{file_name}");
-            actions.push(Action::Run {
-                step: Step::Package,
-                what: "make the upload folder".into(),
-                script: format!("mkdir -p {REMOTE_PACKAGE_DIR} && chmod 1777 {REMOTE_PACKAGE_DIR}"),
-            });
-            actions.push(Action::Copy {
-                step: Step::Package,
-                local: package.path.clone(),
-                remote: remote.clone(),
-            });
-            actions.push(Action::Run {
-                step: Step::Package,
-                what: format!(
-                    "install gearpump-master {} (was {})",
-                    package.version,
-                    facts.installed.as_deref().unwrap_or("not installed")
-                ),
-                script: install_script(family, &remote),
-            });
-        }
+    if let Some(package) = package_for(inv, facts, Product::Master) {
+        install_actions(&mut actions, package, family, facts.installed.as_deref());
     } else if facts.installed.is_none() {
         return Err(failure(
             Step::Package,
@@ -351,55 +355,12 @@ pub fn plan_node(
         ));
     }
 
-    // 2. gear.conf: only the owned keys change
-    let current = facts.file(GEAR_CONF);
-    let base = current.unwrap_or(SHIPPED_GEAR_CONF);
-    let rewrite = gearconf::rewrite(base, &owned_keys(inv, node));
-    let load =
-        |text: &str| crate::config::load_str(std::path::Path::new(GEAR_CONF), text, &Default::default());
-    if let Err(e) = load(&rewrite.text) {
-        // Tell a file that was unparsable before this tool touched it from a rewrite gone wrong.
-        let cause = match current.map(load) {
-            Some(Err(before @ crate::config::ConfigError::Syntax { .. })) => format!(
-                "the node's {GEAR_CONF} does not parse as it is: {before}; fix it (or move it away to start \
-                 from the shipped one) and run again"
-            ),
-            _ => format!("the rewritten gear.conf would not load: {e}"),
-        };
-        return Err(failure(Step::GearConf, cause));
-    }
-    if current != Some(rewrite.text.as_str()) {
-        // The masters list only seeds a fresh master (a running cluster's membership lives in its
-        // Raft log), so a running master needs no restart for it; every other key does.
-        if facts.is_active() && rewrite.changes.keys().any(|k| k != gearconf::MASTERS.name) {
-            restart = true;
-        }
-        actions.push(Action::Write {
-            step: Step::GearConf,
-            path: GEAR_CONF.into(),
-            mode: 0o644,
-            owner: "root:root".into(),
-            content: rewrite.text,
-            secret: false,
-            // also on a first install: the previous file is then the package's own
-            backup: true,
-        });
-    }
-
-    // 3. the cluster secret
-    let secret_line = format!("{secret}\n");
-    if facts.file(SECRET_FILE) != Some(secret_line.as_str()) {
-        restart |= facts.is_active();
-        actions.push(Action::Write {
-            step: Step::Secret,
-            path: SECRET_FILE.into(),
-            mode: 0o600,
-            owner: "gearpump:gearpump".into(),
-            content: secret_line,
-            secret: true,
-            backup: false,
-        });
-    }
+    // 2. gear.conf: only the owned keys change; 3. the cluster secret
+    let config = config_actions(inv, node, facts, secret)?;
+    // The masters list only seeds a fresh master (a running cluster's membership lives in its
+    // Raft log), so a running master needs no restart for it; every other key does.
+    restart |= facts.is_active() && (config.secret_changed || config.other_key_changed);
+    actions.extend(config.actions);
 
     // 4. the NFS jar store: client, mount unit, drop-in
     if let JarStore::Nfs { export, options, mount } = &inv.jar_store {
@@ -457,6 +418,237 @@ pub fn plan_node(
     Ok(NodePlan { node: node.to_string(), address, actions, restart: restart && !start, start, join })
 }
 
+/// Copy, then install `package` unless `installed` is its version already.
+fn install_actions(
+    actions: &mut Vec<Action>,
+    package: &PackageFile,
+    family: Family,
+    installed: Option<&str>,
+) {
+    if installed == Some(package.version.as_str()) {
+        return;
+    }
+    let file_name = package.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let remote = format!("{REMOTE_PACKAGE_DIR}/{file_name}");
+    actions.push(Action::Run {
+        step: Step::Package,
+        what: "make the upload folder".into(),
+        script: format!("mkdir -p {REMOTE_PACKAGE_DIR} && chmod 1777 {REMOTE_PACKAGE_DIR}"),
+    });
+    actions.push(Action::Copy { step: Step::Package, local: package.path.clone(), remote: remote.clone() });
+    actions.push(Action::Run {
+        step: Step::Package,
+        what: format!(
+            "install {} {} (was {})",
+            package.product.package_name(),
+            package.version,
+            installed.unwrap_or("not installed")
+        ),
+        script: install_script(family, &remote),
+    });
+}
+
+/// The gear.conf and cluster secret writes a node needs (masters and workers share both).
+struct ConfigActions {
+    actions: Vec<Action>,
+    /// A key other than the masters list changes.
+    other_key_changed: bool,
+    masters_changed: bool,
+    secret_changed: bool,
+}
+
+fn config_actions(
+    inv: &Inventory,
+    node: &str,
+    facts: &NodeFacts,
+    secret: &str,
+) -> Result<ConfigActions, NodeFailure> {
+    let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
+    let mut config = ConfigActions {
+        actions: Vec::new(),
+        other_key_changed: false,
+        masters_changed: false,
+        secret_changed: false,
+    };
+    let current = facts.file(GEAR_CONF);
+    let base = current.unwrap_or(SHIPPED_GEAR_CONF);
+    let rewrite = gearconf::rewrite(base, &owned_keys(inv, node));
+    // A master checks it as a master (it must be in the masters list); a worker-only node as
+    // the worker reads it.
+    let is_master = inv.masters.iter().any(|m| m == node);
+    let load = |text: &str| {
+        let path = std::path::Path::new(GEAR_CONF);
+        if is_master {
+            crate::config::load_str(path, text, &Default::default()).map(drop)
+        } else {
+            crate::config::load_worker_str(path, text).map(drop)
+        }
+    };
+    if let Err(e) = load(&rewrite.text) {
+        // Tell a file that was unparsable before this tool touched it from a rewrite gone wrong.
+        let cause = match current.map(load) {
+            Some(Err(before @ crate::config::ConfigError::Syntax { .. })) => format!(
+                "the node's {GEAR_CONF} does not parse as it is: {before}; fix it (or move it away to start \
+                 from the shipped one) and run again"
+            ),
+            _ => format!("the rewritten gear.conf would not load: {e}"),
+        };
+        return Err(failure(Step::GearConf, cause));
+    }
+    if current != Some(rewrite.text.as_str()) {
+        config.other_key_changed = rewrite.changes.keys().any(|k| k != gearconf::MASTERS.name);
+        config.masters_changed = rewrite.changes.keys().any(|k| k == gearconf::MASTERS.name);
+        config.actions.push(Action::Write {
+            step: Step::GearConf,
+            path: GEAR_CONF.into(),
+            mode: 0o644,
+            owner: "root:root".into(),
+            content: rewrite.text,
+            secret: false,
+            // also on a first install: the previous file is then the package's own
+            backup: true,
+        });
+    }
+    let secret_line = format!("{secret}\n");
+    if facts.file(SECRET_FILE) != Some(secret_line.as_str()) {
+        config.secret_changed = true;
+        config.actions.push(Action::Write {
+            step: Step::Secret,
+            path: SECRET_FILE.into(),
+            mode: 0o600,
+            owner: "gearpump:gearpump".into(),
+            content: secret_line,
+            secret: true,
+            backup: false,
+        });
+    }
+    Ok(config)
+}
+
+/// What a worker node needs: its package, and (unless it is a master too, whose plan writes
+/// them) gear.conf and the secret; started or restarted after the masters are READY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerPlan {
+    pub node: String,
+    pub actions: Vec<Action>,
+    /// Needs `systemctl start` (not running now).
+    pub start: bool,
+    /// Running, but gear.conf or the secret changes: restarted (its attempts are restarted
+    /// elsewhere by the masters).
+    pub restart: bool,
+}
+
+pub fn plan_worker(
+    inv: &Inventory,
+    node: &str,
+    facts: &NodeFacts,
+    secret: &str,
+) -> Result<WorkerPlan, NodeFailure> {
+    let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
+    let family =
+        facts.family.ok_or_else(|| failure(Step::Preflight, "neither dpkg nor rpm is installed".into()))?;
+    let mut actions = Vec::new();
+    if let Some(package) = package_for(inv, facts, Product::Worker) {
+        install_actions(&mut actions, package, family, facts.worker_installed.as_deref());
+    } else if facts.worker_installed.is_none() {
+        return Err(failure(
+            Step::Package,
+            format!(
+                "gearpump-worker is not installed and no {family} gearpump-worker package for {} was given \
+                 (have: {})",
+                facts.arch,
+                describe_packages(&inv.packages)
+            ),
+        ));
+    }
+    // The worker reads every key it uses (masters list included) only when it starts.
+    let config = config_actions(inv, node, facts, secret)?;
+    let changed = config.secret_changed || config.other_key_changed || config.masters_changed;
+    if !inv.masters.iter().any(|m| m == node) {
+        actions.extend(config.actions);
+    }
+    if facts.worker_enabled != "enabled" {
+        actions.push(Action::Run {
+            step: Step::Start,
+            what: "enable the worker service".into(),
+            script: format!("systemctl enable {WORKER_SERVICE}"),
+        });
+    }
+    let start = !facts.worker_is_active();
+    Ok(WorkerPlan { node: node.to_string(), actions, start, restart: changed && !start })
+}
+
+/// Starts or restarts a worker and waits for READY, which it sends once a leader registered
+/// it (the masters are READY by then).
+pub fn worker_start_script(restart: bool) -> String {
+    let verb = if restart { "restart" } else { "start" };
+    format!("systemctl reset-failed {WORKER_SERVICE} 2>/dev/null; systemctl {verb} {WORKER_SERVICE}")
+}
+
+/// Renders a worker's plan for `--dry-run`.
+pub fn render_worker(plan: &WorkerPlan, facts: &NodeFacts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== {} worker (gearpump-worker {}; service {})",
+        plan.node,
+        facts.worker_installed.as_deref().unwrap_or("not installed"),
+        if facts.worker_active.is_empty() { "unknown" } else { &facts.worker_active }
+    );
+    render_actions(&mut out, &plan.node, &plan.actions);
+    if plan.start || plan.restart {
+        let _ = writeln!(
+            out,
+            "  [start] once the masters are READY, {} and wait until READY (registered):",
+            if plan.restart { "restart (its applications move to other workers)" } else { "start" }
+        );
+        let _ = writeln!(out, "      $ {}", worker_start_script(plan.restart));
+        let _ = writeln!(
+            out,
+            "  [register] wait until GET /api/v1.0/master/workerlist lists host {} alive",
+            plan.node
+        );
+    }
+    if plan.actions.is_empty() && !plan.start && !plan.restart {
+        let _ = writeln!(out, "  nothing to change");
+    }
+    out
+}
+
+fn render_actions(out: &mut String, node: &str, actions: &[Action]) {
+    for action in actions {
+        match action {
+            Action::Copy { step, local, remote } => {
+                let _ = writeln!(out, "  [{step}] scp {} {node}:{remote}", local.display());
+            }
+            Action::Run { step, what, script } => {
+                let _ = writeln!(out, "  [{step}] {what}:");
+                for line in script.lines() {
+                    let _ = writeln!(out, "      $ {line}");
+                }
+            }
+            Action::Write { step, path, mode, owner, content, secret, backup } => {
+                let _ = writeln!(
+                    out,
+                    "  [{step}] write {path} (mode {mode:04o}, owner {owner}{})",
+                    if *backup { ", previous file kept as a dated .bak" } else { "" }
+                );
+                if *secret {
+                    let _ = writeln!(
+                        out,
+                        "      | <the cluster secret, {} characters, not shown>",
+                        content.trim_end().len()
+                    );
+                } else {
+                    for line in content.lines() {
+                        let _ = writeln!(out, "      | {line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The command that starts a master without waiting for READY (Type=notify would block until
 /// a quorum exists, which needs the other masters started too, or this one added).
 pub fn start_script() -> String {
@@ -486,37 +678,7 @@ pub fn render(plan: &NodePlan, facts: &NodeFacts, cluster: &ClusterView) -> Stri
         facts.installed.as_deref().unwrap_or("not installed"),
         if facts.active.is_empty() { "unknown" } else { &facts.active }
     );
-    for action in &plan.actions {
-        match action {
-            Action::Copy { step, local, remote } => {
-                let _ = writeln!(out, "  [{step}] scp {} {}:{remote}", local.display(), plan.node);
-            }
-            Action::Run { step, what, script } => {
-                let _ = writeln!(out, "  [{step}] {what}:");
-                for line in script.lines() {
-                    let _ = writeln!(out, "      $ {line}");
-                }
-            }
-            Action::Write { step, path, mode, owner, content, secret, backup } => {
-                let _ = writeln!(
-                    out,
-                    "  [{step}] write {path} (mode {mode:04o}, owner {owner}{})",
-                    if *backup { ", previous file kept as a dated .bak" } else { "" }
-                );
-                if *secret {
-                    let _ = writeln!(
-                        out,
-                        "      | <the cluster secret, {} characters, not shown>",
-                        content.trim_end().len()
-                    );
-                } else {
-                    for line in content.lines() {
-                        let _ = writeln!(out, "      | {line}");
-                    }
-                }
-            }
-        }
-    }
+    render_actions(&mut out, &plan.node, &plan.actions);
     if plan.restart {
         let _ = writeln!(out, "  [start] restart (one master at a time), then wait until READY:");
         let _ = writeln!(out, "      $ {}", restart_script());
@@ -548,12 +710,22 @@ mod tests {
     fn inv(line: &str) -> Inventory {
         let args = SetupArgs::try_parse_from(line.split_whitespace()).expect("args");
         let mut inv = inventory::from_args(&args, std::path::Path::new("/nonexistent")).expect("valid");
-        inv.packages = vec![PackageFile {
-            path: "target/packages/gearpump-master_0.1.0-1_amd64.deb".into(),
-            family: Family::Deb,
-            arch: "amd64".into(),
-            version: "0.1.0-1".into(),
-        }];
+        inv.packages = vec![
+            PackageFile {
+                path: "target/packages/gearpump-master_0.1.0-1_amd64.deb".into(),
+                product: Product::Master,
+                family: Family::Deb,
+                arch: "amd64".into(),
+                version: "0.1.0-1".into(),
+            },
+            PackageFile {
+                path: "target/packages/gearpump-worker_0.1.0-1_amd64.deb".into(),
+                product: Product::Worker,
+                family: Family::Deb,
+                arch: "amd64".into(),
+                version: "0.1.0-1".into(),
+            },
+        ];
         inv
     }
 
@@ -707,5 +879,80 @@ mod tests {
             .iter()
             .any(|t| t.starts_with("node3 preflight: gearpump-master is not installed and no rpm package")));
         assert!(warnings.iter().any(|w| w.contains("NTP")));
+    }
+
+    #[test]
+    fn a_worker_node_gets_its_package_config_and_secret_and_a_master_node_only_the_package() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4");
+        let facts = plain_node(&["node1", "node2", "node3"]);
+        let plan = plan_worker(&inv, "node4", &facts, SECRET).expect("plan");
+        let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
+        assert_eq!(
+            steps,
+            [Step::Package, Step::Package, Step::Package, Step::GearConf, Step::Secret, Step::Start]
+        );
+        assert!(plan.start && !plan.restart);
+        let rendered = render_worker(&plan, &facts);
+        assert!(rendered.contains("/tmp/gearpump-setup/gearpump-worker_0.1.0-1_amd64.deb"), "{rendered}");
+        assert!(rendered.contains("install gearpump-worker 0.1.0-1 (was not installed)"));
+        assert!(rendered.contains("|   hostname = \"node4\""));
+        assert!(rendered.contains("$ systemctl reset-failed gearpump-worker.service 2>/dev/null; systemctl start gearpump-worker.service"));
+        assert!(rendered.contains("workerlist lists host node4 alive"));
+        assert!(!rendered.contains(SECRET), "the secret must never be printed");
+        // node3 is a master too: its master plan writes gear.conf and the secret, once
+        let plan = plan_worker(&inv, "node3", &facts, SECRET).expect("plan");
+        let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
+        assert_eq!(steps, [Step::Package, Step::Package, Step::Package, Step::Start]);
+        let master = plan_node(&inv, "node3", &facts, SECRET, &ClusterView::default()).expect("plan");
+        assert!(!master
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Run { what, .. } if what.contains("gearpump-worker"))));
+    }
+
+    #[test]
+    fn a_configured_worker_plans_nothing_and_restarts_for_a_new_masters_list() {
+        let inv3 = inv("gearpump-setup --masters node1,node2,node3 --workers node4");
+        let mut facts = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
+        let first = plan_worker(&inv3, "node4", &facts, SECRET).expect("plan");
+        for action in &first.actions {
+            if let Action::Write { path, content, .. } = action {
+                facts.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        facts.worker_installed = Some("0.1.0-1".into());
+        facts.worker_active = "active".into();
+        facts.worker_enabled = "enabled".into();
+        let again = plan_worker(&inv3, "node4", &facts, SECRET).expect("plan");
+        assert_eq!(again.actions, []);
+        assert!(!again.start && !again.restart);
+        assert!(render_worker(&again, &facts).contains("nothing to change"));
+        // the worker heartbeats to the masters list it read at start: a new list needs a restart
+        let inv5 = inv("gearpump-setup --masters node1,node2,node3,node5 --workers node4");
+        let plan = plan_worker(&inv5, "node4", &facts, SECRET).expect("plan");
+        assert!(plan.restart && !plan.start);
+        assert_eq!(plan.actions.len(), 1, "only gear.conf changes");
+        assert!(render_worker(&plan, &facts).contains("systemctl restart gearpump-worker.service"));
+    }
+
+    #[test]
+    fn a_worker_without_a_worker_package_fails_preflight() {
+        let mut inv = inv("gearpump-setup --masters node1 --workers node2");
+        inv.packages.retain(|p| p.product == Product::Master);
+        let mut facts = BTreeMap::new();
+        facts.insert("node1".to_string(), plain_node(&["node1"]));
+        facts.insert("node2".to_string(), plain_node(&[]));
+        let (failures, _) = preflight(&inv, &facts);
+        let text: Vec<String> =
+            failures.iter().map(|f| format!("{} {}: {}", f.node, f.step, f.cause)).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with("node2 preflight: node1 does not resolve on node2")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("node2 preflight: gearpump-worker is not installed and no deb")),
+            "{text:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use super::ssh::shell_quote;
 pub const GEAR_CONF: &str = "/etc/gearpump/gear.conf";
 pub const SECRET_FILE: &str = "/etc/gearpump/cluster.secret";
 pub const SERVICE: &str = "gearpump-master.service";
+pub const WORKER_SERVICE: &str = "gearpump-worker.service";
 pub const DROP_IN: &str = "/etc/systemd/system/gearpump-master.service.d/50-gearpump-setup-jarstore.conf";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +20,10 @@ pub struct NodeFacts {
     pub installed: Option<String>,
     pub active: String,
     pub enabled: String,
+    /// VERSION-RELEASE of the installed gearpump-worker, if any.
+    pub worker_installed: Option<String>,
+    pub worker_active: String,
+    pub worker_enabled: String,
     /// The line `ss` prints for a listener on the master port, if one exists.
     pub listener: Option<String>,
     pub ntp_synchronized: String,
@@ -38,9 +43,19 @@ impl NodeFacts {
     }
 
     pub fn is_active(&self) -> bool {
-        self.active == "active" || self.active == "activating" || self.active == "reloading"
+        is_running(&self.active)
+    }
+
+    pub fn worker_is_active(&self) -> bool {
+        is_running(&self.worker_active)
     }
 }
+
+fn is_running(state: &str) -> bool {
+    state == "active" || state == "activating" || state == "reloading"
+}
+
+impl NodeFacts {}
 
 /// Normalizes `uname -m` to Debian's spelling, as package names are normalized.
 pub fn normalize_arch(machine: &str) -> String {
@@ -62,14 +77,18 @@ echo "arch=$(uname -m)"
 if command -v dpkg-query >/dev/null 2>&1; then
   echo family=deb
   echo "installed=$(dpkg-query -W -f='${{Status}} ${{Version}}' gearpump-master 2>/dev/null | sed -n 's/^install ok installed //p')"
+  echo "worker_installed=$(dpkg-query -W -f='${{Status}} ${{Version}}' gearpump-worker 2>/dev/null | sed -n 's/^install ok installed //p')"
 elif command -v rpm >/dev/null 2>&1; then
   echo family=rpm
   echo "installed=$(rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' gearpump-master 2>/dev/null | grep -v 'not installed')"
+  echo "worker_installed=$(rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' gearpump-worker 2>/dev/null | grep -v 'not installed')"
 else
   echo family=
 fi
 echo "active=$(systemctl is-active {service} 2>/dev/null)"
 echo "enabled=$(systemctl is-enabled {service} 2>/dev/null)"
+echo "worker_active=$(systemctl is-active {worker_service} 2>/dev/null)"
+echo "worker_enabled=$(systemctl is-enabled {worker_service} 2>/dev/null)"
 if command -v ss >/dev/null 2>&1; then
   echo "listener=$(ss -Htlnp 'sport = :{port}' 2>/dev/null | head -n 1 | tr -s ' ')"
 else
@@ -92,6 +111,7 @@ for f in {files}; do
 done
 "#,
         service = SERVICE,
+        worker_service = WORKER_SERVICE,
         port = port,
         names = words(names),
         units = words(units),
@@ -121,6 +141,11 @@ pub fn parse_probe(output: &str, files: &[String]) -> Result<NodeFacts, String> 
             "installed" => facts.installed = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
             "active" => facts.active = value.trim().to_string(),
             "enabled" => facts.enabled = value.trim().to_string(),
+            "worker_installed" => {
+                facts.worker_installed = Some(value.trim().to_string()).filter(|v| !v.is_empty())
+            }
+            "worker_active" => facts.worker_active = value.trim().to_string(),
+            "worker_enabled" => facts.worker_enabled = value.trim().to_string(),
             "listener" => {
                 facts.listener = Some(value.trim().to_string()).filter(|v| !v.is_empty() && v != "?")
             }
@@ -185,7 +210,7 @@ mod tests {
 
     #[test]
     fn parses_a_probe() {
-        let output = "arch=x86_64\nfamily=deb\ninstalled=0.1.0-1\nactive=inactive\nenabled=enabled\n\
+        let output = "arch=x86_64\nfamily=deb\ninstalled=0.1.0-1\nworker_installed=0.1.0-1\nactive=inactive\nenabled=enabled\nworker_active=active\n\
             listener=\nntp=no\nresolve.node1=10.0.0.11\nresolve.node2=\nbash=yes\nunit.x.mount=\n\
             file.begin=/etc/gearpump/gear.conf\naGVsbG8K\nfile.end=/etc/gearpump/gear.conf\n";
         let files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
@@ -194,6 +219,8 @@ mod tests {
         assert_eq!(facts.family, Some(Family::Deb));
         assert_eq!(facts.installed.as_deref(), Some("0.1.0-1"));
         assert_eq!(facts.listener, None);
+        assert_eq!(facts.worker_installed.as_deref(), Some("0.1.0-1"));
+        assert!(facts.worker_is_active() && !facts.is_active());
         assert_eq!(facts.resolved.get("node1").map(String::as_str), Some("10.0.0.11"));
         assert!(!facts.resolved.contains_key("node2"));
         assert_eq!(facts.file(GEAR_CONF), Some("hello\n"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::inventory::{Inventory, JarStore};
-use super::plan::{self, Action, ClusterView, NodeFailure, NodePlan, Step};
+use super::plan::{self, Action, ClusterView, NodeFailure, NodePlan, Step, WorkerPlan};
 use super::probe::{self, NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE};
 use super::ssh::{Output, Transport};
 use super::SetupError;
@@ -20,6 +20,9 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// A new master's catch-up as a learner may take up to 120 s on the master's side.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(150);
+/// `systemctl start` of a worker returns at READY (registered); the unit's own start timeout
+/// is 120 s.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Runs `work` for every item on its own thread and returns the results in the items' order.
 fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -163,8 +166,10 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     for warning in warnings {
         say(out, format!("warning: {warning}"));
     }
+    // masters reach each other; workers reach every master
+    let reaching: Vec<String> = inv.masters.iter().chain(inv.worker_only()).cloned().collect();
     if failures.is_empty() {
-        let reach = parallel(&inv.masters, |node| {
+        let reach = parallel(&reaching, |node| {
             let f = &facts[node];
             let targets: Vec<(String, String)> = inv
                 .masters
@@ -177,7 +182,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                 run_checked(transport, node, &probe::reach_script(&addresses, inv.port), &[], PROBE_TIMEOUT);
             (targets, answer)
         });
-        for (node, (targets, answer)) in inv.masters.iter().zip(reach) {
+        for (node, (targets, answer)) in reaching.iter().zip(reach) {
             match answer {
                 Err(cause) => failures.push(NodeFailure { node: node.clone(), step: Step::Preflight, cause }),
                 Ok(output) => {
@@ -272,6 +277,13 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
             Err(f) => failures.push(f),
         }
     }
+    let mut worker_plans: Vec<WorkerPlan> = Vec::new();
+    for node in &inv.workers {
+        match plan::plan_worker(inv, node, &facts[node], &secret) {
+            Ok(p) => worker_plans.push(p),
+            Err(f) => failures.push(f),
+        }
+    }
     if !failures.is_empty() {
         return Err(SetupError::Nodes(failures));
     }
@@ -309,26 +321,50 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                 say(out, "  nothing to change".into());
             }
         }
+        for p in &worker_plans {
+            let _ = write!(out, "{}", plan::render_worker(p, &facts[&p.node]));
+        }
         say(out, format!("== cluster\n  wait until all {} masters are READY with one leader, then print the masters table", inv.masters.len()));
+        if !worker_plans.is_empty() {
+            say(
+                out,
+                format!(
+                    "  then start the workers and wait until the leader lists {} alive",
+                    inv.workers.join(", ")
+                ),
+            );
+        }
         return Ok(());
     }
 
-    // 6. packages, gear.conf, secret, jar store: every node in parallel
+    // 6. packages, gear.conf, secret, jar store: every node in parallel (a node that is master
+    // and worker: the master's actions, then the worker's)
     let mut changes = 0usize;
-    let busy: Vec<&NodePlan> = plans.iter().filter(|p| !p.actions.is_empty()).collect();
+    let mut busy: Vec<(String, Vec<&Action>)> = Vec::new();
+    for (node, actions) in plans
+        .iter()
+        .map(|p| (&p.node, &p.actions))
+        .chain(worker_plans.iter().map(|p| (&p.node, &p.actions)))
+        .filter(|(_, actions)| !actions.is_empty())
+    {
+        match busy.iter_mut().find(|(n, _)| n == node) {
+            Some((_, list)) => list.extend(actions),
+            None => busy.push((node.clone(), actions.iter().collect())),
+        }
+    }
     if !busy.is_empty() {
         say(
             out,
-            format!("configuring {}", busy.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")),
+            format!("configuring {}", busy.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
         );
     }
-    let results = parallel(&busy, |p| {
+    let results = parallel(&busy, |(node, actions)| {
         let mut log = Vec::new();
-        for action in &p.actions {
-            match execute(transport, &p.node, action) {
-                Ok(line) => log.push(format!("{}: [{}] {line}", p.node, action.step())),
+        for action in actions {
+            match execute(transport, node, action) {
+                Ok(line) => log.push(format!("{node}: [{}] {line}", action.step())),
                 Err(cause) => {
-                    return (log, Some(NodeFailure { node: p.node.clone(), step: action.step(), cause }))
+                    return (log, Some(NodeFailure { node: node.clone(), step: action.step(), cause }))
                 }
             }
         }
@@ -342,7 +378,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         failures.extend(failure);
     }
     if !failures.is_empty() {
-        say(out, "no master was started or restarted because of these failures".into());
+        say(out, "no master or worker was started or restarted because of these failures".into());
         return Err(SetupError::Nodes(failures));
     }
 
@@ -420,18 +456,125 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         }
         Err(cause) => say(out, format!("warning: the masters table is unavailable: {cause}")),
     }
+
+    // 10. workers, once the masters are READY: start (or restart), then registered and alive
+    let moving: Vec<&WorkerPlan> = worker_plans.iter().filter(|p| p.start || p.restart).collect();
+    if !moving.is_empty() {
+        say(
+            out,
+            format!(
+                "starting workers {} (each returns once a leader registered it)",
+                moving.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        let started = parallel(&moving, |p| {
+            run_checked(transport, &p.node, &plan::worker_start_script(p.restart), &[], WORKER_START_TIMEOUT)
+        });
+        for (p, result) in moving.iter().zip(started) {
+            changes += 1;
+            if let Err(cause) = result {
+                failures.push(NodeFailure {
+                    node: p.node.clone(),
+                    step: Step::Start,
+                    cause: format!(
+                        "{} (see `journalctl -u gearpump-worker` on the node)",
+                        cause.replace('\n', " ")
+                    ),
+                });
+            }
+        }
+        if !failures.is_empty() {
+            return Err(SetupError::Nodes(failures));
+        }
+    }
+    if !inv.workers.is_empty() {
+        let table = wait_workers(inv, &http, inv.ready_timeout, out)?;
+        for (node, id) in &table {
+            say(out, format!("worker {node}: registered as worker {id}, alive"));
+        }
+    }
+    let workers =
+        if inv.workers.is_empty() { String::new() } else { format!(", {} workers alive", inv.workers.len()) };
     if changes == 0 {
         say(
             out,
             format!(
-                "Nothing changed: all {} masters were already installed, configured and running.",
-                inv.masters.len()
+                "Nothing changed: all {} masters{} were already installed, configured and running.",
+                inv.masters.len(),
+                if inv.workers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {} workers", inv.workers.len())
+                }
             ),
         );
     } else {
-        say(out, format!("Done: {changes} change(s); {} masters READY with one leader.", inv.masters.len()));
+        say(
+            out,
+            format!(
+                "Done: {changes} change(s); {} masters READY with one leader{workers}.",
+                inv.masters.len()
+            ),
+        );
     }
     Ok(())
+}
+
+/// Waits until the leader's worker list shows every requested worker (by its host name, which
+/// setup wrote as gearpump.hostname) alive; returns node -> worker id.
+fn wait_workers(
+    inv: &Inventory,
+    http: &Http,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<BTreeMap<String, u64>, SetupError> {
+    let deadline = Instant::now() + timeout;
+    let _ = writeln!(
+        out,
+        "waiting until the leader lists {} alive (up to {} s)",
+        inv.workers.join(", "),
+        timeout.as_secs()
+    );
+    loop {
+        let answer = http.get(inv.master_addresses(), "/api/v1.0/master/workerlist");
+        let mut alive: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        if let Ok(list) = &answer {
+            for w in list["workers"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let (Some(host), Some(state)) = (w["host"].as_str(), w["state"].as_str()) else { continue };
+                if state == "alive" {
+                    if let Some(id) = w["workerId"].as_u64() {
+                        alive.insert(host.to_string(), id);
+                    }
+                }
+                seen.insert(host.to_string(), state.to_string());
+            }
+        }
+        let missing: Vec<&String> = inv.workers.iter().filter(|w| !alive.contains_key(*w)).collect();
+        if missing.is_empty() {
+            return Ok(inv.workers.iter().filter_map(|w| alive.get(w).map(|id| (w.clone(), *id))).collect());
+        }
+        if Instant::now() >= deadline {
+            let failures = missing
+                .into_iter()
+                .map(|node| NodeFailure {
+                    node: node.clone(),
+                    step: Step::Register,
+                    cause: match (&answer, seen.get(node)) {
+                        (Err(cause), _) => format!("the masters do not list workers: {}", cause.replace('\n', " ")),
+                        (Ok(_), Some(state)) => format!(
+                            "the leader lists it as {state}, not alive (see `journalctl -u gearpump-worker` on the node)"
+                        ),
+                        (Ok(_), None) => "the leader does not list it: it never registered (see `journalctl -u \
+                                          gearpump-worker` on the node)"
+                            .into(),
+                    },
+                })
+                .collect();
+            return Err(SetupError::Nodes(failures));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Waits until every listed master answers READY, all name the same leader, and the membership's
@@ -569,12 +712,22 @@ mod tests {
     fn inventory(line: &str) -> Inventory {
         let args = SetupArgs::try_parse_from(line.split_whitespace()).expect("args");
         let mut inv = inventory::from_args(&args, Path::new("/nonexistent")).expect("valid");
-        inv.packages = vec![inventory::PackageFile {
-            path: "gearpump-master_0.1.0-1_amd64.deb".into(),
-            family: inventory::Family::Deb,
-            arch: "amd64".into(),
-            version: "0.1.0-1".into(),
-        }];
+        inv.packages = vec![
+            inventory::PackageFile {
+                path: "gearpump-master_0.1.0-1_amd64.deb".into(),
+                product: inventory::Product::Master,
+                family: inventory::Family::Deb,
+                arch: "amd64".into(),
+                version: "0.1.0-1".into(),
+            },
+            inventory::PackageFile {
+                path: "gearpump-worker_0.1.0-1_amd64.deb".into(),
+                product: inventory::Product::Worker,
+                family: inventory::Family::Deb,
+                arch: "amd64".into(),
+                version: "0.1.0-1".into(),
+            },
+        ];
         inv
     }
 
@@ -598,6 +751,39 @@ mod tests {
         assert!(text.contains(
             "$ systemctl reset-failed gearpump-master.service 2>/dev/null; systemctl start --no-block"
         ));
+    }
+
+    #[test]
+    fn dry_run_with_workers_plans_the_worker_nodes_after_the_masters() {
+        let inv = inventory("gearpump-setup --masters node1,node2,node3 --workers node3,node4 --dry-run");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: None };
+        let mut out = Vec::new();
+        run(&inv, &nodes, &mut out).expect("dry run succeeds");
+        let text = String::from_utf8_lossy(&out);
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe") || c.ends_with(" reach")), "{calls:?}");
+        assert!(calls.contains(&"node4 probe".to_string()) && calls.contains(&"node4 reach".to_string()));
+        let node4 =
+            text.find("== node4 worker (gearpump-worker not installed; service unknown)").expect(&text);
+        let node3 = text.find("== node3 worker").expect("node3's worker plan");
+        assert!(text.find("== node3 (deb amd64").is_some_and(|master| master < node3 && node3 < node4));
+        assert!(text[node4..].contains("|   hostname = \"node4\""));
+        assert!(
+            !text[node3..node4].contains("write /etc/gearpump/gear.conf"),
+            "node3's master plan writes it"
+        );
+        assert!(text.contains("then start the workers and wait until the leader lists node3, node4 alive"));
+    }
+
+    #[test]
+    fn an_unreachable_worker_node_stops_the_run_before_any_change() {
+        let inv = inventory("gearpump-setup --masters node1,node2 --workers node3");
+        let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: Some("node3") };
+        let mut out = Vec::new();
+        let report = run(&inv, &nodes, &mut out).expect_err("node3 is down").to_string();
+        assert!(report.contains("node3  preflight  ssh to node3 failed"), "{report}");
+        let calls = nodes.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert!(calls.iter().all(|c| c.ends_with(" probe")), "{calls:?}");
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub fn spawn_java(launch: &Launch<'_>) -> Result<tokio::process::Child, String> 
         .arg(launch.main_class)
         .args(launch.args)
         .envs(launch.env.iter().map(|(k, v)| (*k, v.as_str())))
+        // systemd's notify socket and watchdog are the worker's, not the application's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))

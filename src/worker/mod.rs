@@ -68,6 +68,8 @@ struct Running {
 #[derive(Default)]
 struct Shared {
     worker_id: Option<WorkerId>,
+    /// The master that acknowledged the last heartbeat (for systemd's STATUS=).
+    master: Option<String>,
     running: BTreeMap<Key, Running>,
     exits: Vec<ExitReport>,
 }
@@ -155,6 +157,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         tracing::info!("SIGHUP: gear.conf changes take effect after a restart of the worker");
     })
     .await;
+    crate::daemon::notify::stopping("stopping its attempts and reporting them to the masters");
     beats.abort();
     server.abort();
     stop_attempts(&worker).await;
@@ -254,18 +257,24 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
     let mut last_ack: Option<Instant> = None;
     let mut preferred = 0usize;
     let mut complained = false;
+    let mut systemd = Systemd::default();
     loop {
         let sent_ms = now_ms();
         let sent = Instant::now();
         let heartbeat = build_heartbeat(&worker);
+        // Healthy unless the state dir refuses the lease: masters being away is not the
+        // worker's fault (restarting it would not help, and the fences already act).
+        let mut healthy = true;
         match send_heartbeat(&worker, &heartbeat, &mut preferred).await {
             Ok(answer) => {
                 last_ack = Some(sent);
-                write_lease(&worker.lease, sent_ms);
+                healthy = write_lease(&worker.lease, sent_ms);
                 if complained {
                     tracing::info!("heartbeats are acknowledged again");
                     complained = false;
                 }
+                let master = worker.masters.get(preferred).cloned();
+                worker.with(|s| s.master = master);
                 apply_answer(&worker, answer);
             }
             Err(why) => {
@@ -273,20 +282,69 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
                     tracing::warn!("heartbeat not acknowledged: {why}");
                     complained = true;
                 }
+                worker.with(|s| s.master = None);
             }
         }
         if last_ack.is_none_or(|at| at.elapsed() > timing.fence) {
             fence_all(&worker, timing.fence);
         }
+        systemd.report(&worker, healthy);
         tokio::time::sleep(timing.heartbeat.saturating_sub(sent.elapsed())).await;
     }
 }
 
-fn write_lease(path: &Path, sent_ms: u64) {
+/// The systemd notify protocol for `Type=notify`: READY=1 once the masters gave this worker
+/// an id, STATUS= with the id, the master it talks to and its slots, and WATCHDOG=1 from the
+/// heartbeat loop while it is healthy (a hung loop or an unwritable state dir stops the pings).
+/// Outside systemd (no NOTIFY_SOCKET) nothing is sent.
+#[derive(Default)]
+struct Systemd {
+    ready: bool,
+    status: String,
+}
+
+impl Systemd {
+    fn report(&mut self, worker: &Worker, healthy: bool) {
+        use sd_notify::NotifyState;
+        let line = status_line(worker);
+        let registered = worker.with(|s| s.worker_id.is_some());
+        if registered && !self.ready {
+            self.ready = true;
+            tracing::info!("ready: {line}");
+            crate::daemon::notify::send(&[NotifyState::Ready, NotifyState::Status(&line)]);
+        } else if line != self.status {
+            crate::daemon::notify::send(&[NotifyState::Status(&line)]);
+        }
+        self.status = line;
+        if healthy {
+            crate::daemon::notify::send(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!("not pinging the watchdog: the state dir does not take the fencing lease");
+        }
+    }
+}
+
+/// One line for `systemctl status`: who we are, which master answers, what runs here.
+fn status_line(worker: &Worker) -> String {
+    worker.with(|s| {
+        let used: u32 = s.running.values().map(|r| r.slots).sum();
+        let load = format!("{used}/{} slots, {} attempt(s)", worker.config.slots, s.running.len());
+        match (s.worker_id, &s.master) {
+            (Some(id), Some(master)) => format!("worker {id} via master {master}; {load}"),
+            (Some(id), None) => format!("worker {id}; no master acknowledges heartbeats; {load}"),
+            (None, _) => format!("registering with {}", worker.masters.join(",")),
+        }
+    })
+}
+
+/// False when the lease cannot be written (the fences will then stop the attempts).
+fn write_lease(path: &Path, sent_ms: u64) -> bool {
     let tmp = path.with_extension("tmp");
     if std::fs::write(&tmp, sent_ms.to_string()).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
         tracing::warn!(path = %path.display(), "cannot write the fencing lease; attempts will be fenced");
+        return false;
     }
+    true
 }
 
 fn fence_all(worker: &Worker, fence: Duration) {

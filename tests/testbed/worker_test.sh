@@ -1,0 +1,198 @@
+#!/bin/bash
+# gearpump-worker on the container testbed: its own package (with a Java runtime from the node
+# image), gearpump-setup --workers, READY once registered, an application submitted with `gear
+# app` running on a worker node, and `systemctl stop gearpump-worker` leaving no process of any
+# attempt. Run as root:
+#
+#   tests/testbed/worker_test.sh [--packages DIR] [--keep]
+#
+# Without --packages it runs scripts/build-packages.sh --deb-only first. Prints PASS/FAIL per
+# check and ends with "N passed, N failed"; a trap removes everything it made, also on failure.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/testbed/lib.sh
+. "$root/scripts/testbed/lib.sh"
+# shellcheck source=scripts/testbed/check.sh
+. "$root/scripts/testbed/check.sh"
+
+pkgdir=$root/target/packages keep=0 build=1
+while (($# > 0)); do
+    case $1 in
+        --packages) pkgdir=$(realpath "${2:?}"); build=0; shift 2 ;;
+        --keep) keep=1; shift ;;
+        *) echo "usage: $0 [--packages DIR] [--keep]" >&2; exit 2 ;;
+    esac
+done
+
+export TESTBED_NODES=3
+export TESTBED_LOCK_WAIT=${TESTBED_LOCK_WAIT:-1200}
+PORT=3000
+WUNIT=gearpump-worker.service
+work=$(mktemp -d /var/tmp/gearpump-worker-test.XXXXXX)
+
+tb_require_root
+on_exit() {
+    local rc=$?
+    if ((keep)); then
+        tb_log "--keep: nodes left running; scripts/testbed/testbed cleanup removes them ($work stays)"
+    else
+        testbed_cleanup || true
+        rm -rf --one-file-system "$work"
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+on() { testbed_sh "$@"; }
+wait_for() { # SECONDS CMD...
+    local deadline=$(($(date +%s) + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        (($(date +%s) < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+# ---------------------------------------------------------------- packages
+
+ver=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)
+arch=$(dpkg --print-architecture)
+deb=$pkgdir/gearpump-master_${ver}-1_${arch}.deb
+wdeb=$pkgdir/gearpump-worker_${ver}-1_${arch}.deb
+if ((build)); then
+    tb_log "building packages into $pkgdir"
+    "$root/scripts/build-packages.sh" --deb-only --out "$pkgdir" >&2
+fi
+SETUP=${SETUP_BIN:-$root/target/release/gearpump-setup}
+GEAR=${GEAR_BIN:-$root/target/release/gear}
+check "packages $(basename "$deb"), $(basename "$wdeb") and admin tools exist" \
+    test -f "$deb" -a -f "$wdeb" -a -x "$SETUP" -a -x "$GEAR"
+check "master package: no worker files, no Java dependency" bash -c \
+    "! dpkg-deb -c '$deb' | grep -q gearpump-worker && ! dpkg-deb -f '$deb' Depends | grep -qiE 'java|jre'"
+check "worker package: binary, launcher, unit, sysusers, tmpfiles; depends on a Java runtime the Debian way" bash -c \
+    "c=\$(dpkg-deb -c '$wdeb') && for f in ./usr/bin/gearpump-worker ./usr/share/gearpump/bin/worker \
+        ./lib/systemd/system/gearpump-worker.service ./usr/lib/sysusers.d/gearpump-worker.conf \
+        ./usr/lib/tmpfiles.d/gearpump-worker.conf; do grep -qF \" \$f\" <<<\"\$c\" || { echo \"missing \$f\"; exit 1; }; done &&
+     dpkg-deb -f '$wdeb' Depends | grep -qF 'default-jre-headless | java-runtime-headless' &&
+     ! grep -q 'etc/gearpump/gear.conf' <<<\"\$c\""
+
+# ---------------------------------------------------------------- testbed
+
+testbed_lock
+testbed_cleanup
+testbed_setup
+SSHCONF=$TESTBED_RUN/ssh/config
+setup() { "$SETUP" --ssh-config "$SSHCONF" --connect-timeout 5 --timeout 120 "$@"; }
+gear() { "$GEAR" --timeout 10 -m "node1:$PORT" "$@"; }
+for n in node1 node2 node3; do testbed_boot "$n"; done
+check "node image has a Java runtime" on node2 'java -version'
+
+# node1: master and worker; node2: worker only; node3: untouched until the dry run's check
+out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" --dry-run 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/dry-run.txt"
+check "dry run exits 0 and prints both worker plans" bash -c \
+    "test $rc = 0 && grep -qF '== node1 worker (gearpump-worker not installed' '$work/dry-run.txt' &&
+     grep -qF '== node2 worker (gearpump-worker not installed' '$work/dry-run.txt' &&
+     grep -qF 'install gearpump-worker' '$work/dry-run.txt'"
+check "dry run installed nothing" on node2 '! dpkg -s gearpump-worker >/dev/null 2>&1 && ! test -e /etc/gearpump/gear.conf'
+
+t0=$(date +%s)
+out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/install.txt"
+check "setup --masters node1 --workers node1,node2: exit 0 ($(($(date +%s) - t0)) s)" test "$rc" = 0
+[[ $rc == 0 ]] || sed 's/^/    | /' "$work/install.txt" | tail -n 30
+check "setup reports both workers registered and alive" bash -c \
+    "grep -qE '^worker node1: registered as worker [0-9]+, alive' '$work/install.txt' &&
+     grep -qE '^worker node2: registered as worker [0-9]+, alive' '$work/install.txt'"
+check "node2: worker package only (no master package), unit active and enabled" on node2 \
+    "dpkg -s gearpump-worker >/dev/null && ! dpkg -s gearpump-master >/dev/null 2>&1 &&
+     systemctl is-active --quiet $WUNIT && systemctl is-enabled --quiet $WUNIT"
+check "node2: gear.conf names node2 and the master; secret shared with the master, 0600 gearpump" on node2 \
+    "grep -qF 'hostname = \"node2\"' /etc/gearpump/gear.conf && grep -qF 'masters = [\"node1:3000\"]' /etc/gearpump/gear.conf &&
+     test \"\$(stat -c '%a %U' /etc/gearpump/cluster.secret)\" = '600 gearpump'"
+s1=$(on node1 'sha256sum </etc/gearpump/cluster.secret' || echo none1)
+s2=$(on node2 'sha256sum </etc/gearpump/cluster.secret' || echo none2)
+check "one secret on master and worker" test "$s1" = "$s2"
+show() { on "$1" "systemctl show -p $2 --value $WUNIT"; }
+check "node2: Type=notify, watchdog 10s, runs as gearpump" bash -c \
+    "test \"\$(ssh -F '$SSHCONF' node2 systemctl show -p Type,WatchdogUSec,User --value $WUNIT | tr '\n' ' ')\" = 'notify 10s gearpump '"
+status=$(show node2 StatusText || true)
+tb_log "node2 worker status: $status"
+check "node2: STATUS names the worker id and the master ($status)" \
+    grep -qE '^worker [0-9]+ via master node1:3000; 0/[0-9]+ slots' <<<"$status"
+check "node2: READY=1 came with the registration (journal)" on node2 \
+    "journalctl -u $WUNIT --no-pager | grep -q 'ready: worker [0-9]* via master node1:3000'"
+check "worker list: node1 and node2 alive" bash -c \
+    "curl -sf --max-time 3 http://node1:$PORT/api/v1.0/master/workerlist | jq -e '[.workers[] | select(.state == \"alive\") | .host] | sort == [\"node1\", \"node2\"]'"
+sec=$(on node2 "systemd-analyze security $WUNIT --no-pager 2>/dev/null | tail -n 1" || true)
+tb_log "systemd-analyze security $WUNIT: $sec"
+check "systemd-analyze security runs ($sec)" grep -q 'Overall exposure level' <<<"$sec"
+check "systemd-analyze verify: no complaint about the worker unit" on node2 \
+    "! systemd-analyze verify /lib/systemd/system/$WUNIT 2>&1 | grep -F $WUNIT"
+
+out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/rerun.txt"
+check "re-run: exit 0, nothing changed" bash -c "test $rc = 0 && grep -q '^Nothing changed' '$work/rerun.txt'"
+
+# ---------------------------------------------------------------- an application on a worker
+
+mkdir -p "$work/classes"
+javac --release 17 -d "$work/classes" "$root/examples/java/Ticker.java"
+jar --create --file "$work/ticker.jar" -C "$work/classes" .
+TICKS=/var/lib/gearpump-worker/ticks.txt
+out=$(gear app -jar "$work/ticker.jar" Ticker "$TICKS" 2>&1) && rc=0 || rc=$?
+check "gear app submits the Ticker ($out)" test "$rc" = 0
+app_id=$(sed -n 's/^Submitted application \([0-9]*\) .*/\1/p' <<<"$out")
+app() { curl -sf --max-time 3 "http://node1:$PORT/api/v1.0/appmaster/$app_id"; }
+running() { app | jq -e --argjson n "$1" '.status == "active" and (.attempts | length) == $n and .attempts[-1].startedMs != null and .attempts[-1].endedMs == null'; }
+check "application $app_id: attempt 1 started" wait_for 60 running 1
+host_of() { # worker id -> host
+    curl -sf --max-time 3 "http://node1:$PORT/api/v1.0/master/workerlist" | jq -r --argjson w "$1" '.workers[] | select(.workerId == $w) | .host'
+}
+wid=$(app | jq -r '.attempts[-1].workerId' || true)
+holder=$(host_of "$wid" || true)
+other=node1
+[[ $holder == node1 ]] && other=node2
+check "attempt 1 runs on worker $wid ($holder): a JVM of the gearpump user writes ticks" on "${holder:-node2}" \
+    "sleep 1; pgrep -u gearpump -f '[T]icker $TICKS' >/dev/null && test -s $TICKS"
+check "$holder: STATUS shows the attempt" bash -c "ssh -F '$SSHCONF' '$holder' systemctl show -p StatusText --value $WUNIT | grep -q '1 attempt'"
+check "$holder: the JVM and its fence are in the worker unit's cgroup" on "$holder" \
+    "cg=\$(systemctl show -p ControlGroup --value $WUNIT) && for p in \$(pgrep -f '[T]icker $TICKS') \$(pgrep -f '[g]earpump-worker __fence'); do grep -qF \"\$cg\" /proc/\$p/cgroup || exit 1; done"
+
+# ---------------------------------------------------------------- systemctl stop: no process left
+
+t_stop=$(date +%s%N)
+check "$holder: systemctl stop gearpump-worker" on "$holder" "systemctl stop $WUNIT"
+# any process started for an attempt carries GEARPUMP_APP_ID in its environment
+attempt_procs='for e in /proc/[0-9]*/environ; do tr "\\0" "\\n" <"$e" 2>/dev/null | grep -q "^GEARPUMP_APP_ID=" && echo "$e"; done'
+no_attempt_left() {
+    # anchored: this very shell's command line holds $TICKS, a path under /var/lib/gearpump-worker
+    on "$holder" "! pgrep -f '[T]icker $TICKS' && ! pgrep -f '^/usr/bin/gearpump-worker' && test -z \"\$($attempt_procs)\""
+}
+# what is left right after the stop returned, if anything (killed processes still being reaped)
+tb_log "$holder right after the stop: $(on "$holder" "ps -eo pid,ppid,stat,user,args | grep -E '[T]icker|[g]earpump-worker|[j]ava'" | tr '\n' ';' || true)"
+check "$holder: no process of any attempt left (no Ticker JVM, no fence, no worker; within 2 s)" wait_for 2 no_attempt_left
+check "$holder: the unit is inactive, its cgroup empty" on "$holder" \
+    "! systemctl is-active --quiet $WUNIT && test \"\$(systemctl show -p MainPID --value $WUNIT)\" = 0"
+check "attempt 2 starts on $other after the clean stop (not counted as a failure)" wait_for 30 running 2
+t_moved=$(date +%s%N)
+tb_log "clean stop of $holder -> attempt 2 on $other: $(((t_moved - t_stop) / 1000000)) ms (polling every 0.5 s)"
+check "attempt 2 runs on $other" bash -c "test \"\$(curl -sf --max-time 3 http://node1:$PORT/api/v1.0/master/workerlist | jq -r --argjson w \"\$(curl -sf --max-time 3 http://node1:$PORT/api/v1.0/appmaster/$app_id | jq '.attempts[-1].workerId')\" '.workers[] | select(.workerId == \$w) | .host')\" = '$other'"
+on "$holder" "systemctl start $WUNIT" || true
+check "$holder: started again, registered (READY) under the same id" bash -c \
+    "ssh -F '$SSHCONF' '$holder' systemctl show -p StatusText --value $WUNIT | grep -q '^worker $wid via master'"
+
+# The worker and the fence SIGKILLed together: nothing of theirs kills the JVM any more; systemd
+# does (KillMode=mixed: what is left in the cgroup when the main process dies), then restarts
+# the worker.
+jvm=$(on "$other" "pgrep -f '[T]icker $TICKS'" | head -n 1 || true)
+check "$other: the attempt's JVM runs (pid $jvm)" test -n "$jvm"
+on "$other" "kill -KILL \$(pgrep -f '[g]earpump-worker __fence') \$(systemctl show -p MainPID --value $WUNIT)" || true
+check "$other: worker and fence SIGKILLed: systemd kills the orphaned JVM" \
+    wait_for 10 on "$other" "! kill -0 $jvm 2>/dev/null"
+check "$other: the worker is restarted (Restart=on-failure) and READY again" \
+    wait_for 30 on "$other" "systemctl is-active --quiet $WUNIT && test \"\$(systemctl show -p NRestarts --value $WUNIT)\" -ge 1"
+gear kill -appid "$app_id" >/dev/null 2>&1 || true
+
+summary
