@@ -46,6 +46,13 @@ pub struct GearArgs {
     /// Per-request timeout in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 30, global = true)]
     pub timeout: u64,
+    /// The cluster CA (PEM): talk https:// and trust only masters with its certificates
+    /// (default: ca-file of ~/.config/gearpump/client.conf or /etc/gearpump/client.conf)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// A file holding the bearer token (mode 0600) (default: $GEARPUMP_TOKEN, then client.conf)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: GearCommand,
 }

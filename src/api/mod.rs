@@ -1,6 +1,7 @@
 //! The HTTP server on the master's port: Gearpump's client REST paths, the peer routes Raft
 //! uses, health checks and metrics.
 
+pub mod auth;
 mod client_routes;
 mod error;
 mod health;
@@ -34,6 +35,8 @@ pub struct Context {
     pub config: Arc<MasterConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub secret: Option<String>,
+    /// Client tokens and roles, checked by the `auth::authorize` layer.
+    pub auth: auth::Auth,
     /// The jar store's last health probe (`None` before the first), refreshed in the
     /// background (`daemon::probe_jar_store`) so `/health/ready` never waits on a slow store.
     pub jar_health: std::sync::RwLock<Option<JarProbe>>,
@@ -70,5 +73,7 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/api/v1.0/master/submitapp", post(jar_routes::submit_app))
         .layer(DefaultBodyLimit::max(upload_limit));
     let peer = peer_routes::router(context.clone()).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
-    client.merge(upload).merge(peer).fallback(client_routes::not_found).with_state(context)
+    // One layer in front of every route: `auth::ROUTES` says what each needs.
+    let authorize = axum::middleware::from_fn_with_state(context.clone(), auth::authorize);
+    client.merge(upload).merge(peer).fallback(client_routes::not_found).layer(authorize).with_state(context)
 }

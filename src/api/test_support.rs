@@ -57,13 +57,15 @@ pub(crate) async fn one_master_context(
     );
     let config = crate::config::load_str(Path::new("gear.conf"), &text, &Default::default())
         .expect("valid configuration");
-    let cluster = crate::cluster::Cluster::start(&config, None).await.expect("a one-master cluster");
+    let cluster =
+        crate::cluster::Cluster::start(&config, Default::default()).await.expect("a one-master cluster");
     let context = Arc::new(Context {
         cluster,
         jars,
         config: Arc::new(config),
         metrics: Default::default(),
         secret: None,
+        auth: super::auth::Auth::open(),
         jar_health: std::sync::RwLock::new(None),
     });
     (context, dir)

@@ -1,6 +1,8 @@
 //! A typed HTTP client for the master REST API, used by `gear` (and the installer). It talks to
 //! any master and moves on to the next one when a master is down or has no quorum.
 
+pub mod credentials;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,20 +29,45 @@ pub enum ClientError {
     Setup(String),
 }
 
+pub use credentials::Credentials;
+
 pub struct MasterClient {
     masters: Vec<String>,
     http: reqwest::Client,
+    scheme: &'static str,
+    token: Option<String>,
 }
 
 impl MasterClient {
     pub fn new(masters: Vec<String>, timeout: Duration) -> Result<MasterClient, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
-        Ok(MasterClient { masters, http })
+        MasterClient::with_credentials(masters, timeout, &Credentials::default())
+    }
+
+    /// With a CA, masters are called over `https://` and must present a certificate from it;
+    /// with a token, every request carries `Authorization: Bearer`.
+    pub fn with_credentials(
+        masters: Vec<String>,
+        timeout: Duration,
+        credentials: &Credentials,
+    ) -> Result<MasterClient, ClientError> {
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(timeout).no_proxy();
+        let scheme = match &credentials.ca_file {
+            Some(ca) => {
+                builder = builder.use_preconfigured_tls(credentials::tls_config(ca)?).https_only(true);
+                "https"
+            }
+            None => "http",
+        };
+        let http = builder.build().map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(MasterClient { masters, http, scheme, token: credentials.token.clone() })
+    }
+
+    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
     }
 
     /// Sends the request built by `build` to each master in turn until one answers with
@@ -51,8 +78,8 @@ impl MasterClient {
     {
         let mut tried = Vec::new();
         for master in &self.masters {
-            let base = format!("http://{master}");
-            match build(&self.http, &base)?.send().await {
+            let base = format!("{}://{master}", self.scheme);
+            match self.authorized(build(&self.http, &base)?).send().await {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     tried.push((master.clone(), error_message(response).await));
                 }
@@ -140,8 +167,14 @@ impl MasterClient {
                 form = form.text("namePrefix", prefix.to_string());
             }
             let form = form.part("jar", part);
-            let url = format!("http://{master}/api/v1.0/master/submitapp");
-            match self.http.post(url).header(IDEMPOTENCY_KEY, &key).multipart(form).send().await {
+            let url = format!("{}://{master}/api/v1.0/master/submitapp", self.scheme);
+            match self
+                .authorized(self.http.post(url))
+                .header(IDEMPOTENCY_KEY, &key)
+                .multipart(form)
+                .send()
+                .await
+            {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     tried.push((master.clone(), error_message(response).await));
                 }
@@ -204,7 +237,16 @@ async fn error_message(response: Response) -> String {
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {
-    if error.is_connect() {
+    // The TLS reason (unknown issuer, wrong name) is in the source chain.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if error.is_connect() && !cause.is_empty() && !cause.contains("refused") {
+        format!("cannot connect: {cause}")
+    } else if error.is_connect() {
         "connection refused or unreachable".into()
     } else if error.is_timeout() {
         "timed out".into()
