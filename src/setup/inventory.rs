@@ -73,6 +73,18 @@ pub struct Inventory {
     pub ready_timeout: Duration,
     pub dry_run: bool,
     pub warnings: Vec<String>,
+    /// TLS and tokens (the default), or `--insecure`.
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// The CA and tokens in `pki_dir`; `rotate`: new node certificates.
+    Secure {
+        pki_dir: PathBuf,
+        rotate: bool,
+    },
+    Insecure,
 }
 
 impl Inventory {
@@ -353,7 +365,25 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
             "--connect-timeout and --timeout must be at least 1 second".into(),
         ));
     }
+    let security = if args.insecure {
+        warnings.push(
+            "--insecure: the masters speak plain HTTP and accept any client; anyone who reaches \
+             the master port can submit jars (remote code execution once workers run them)"
+                .into(),
+        );
+        Security::Insecure
+    } else {
+        let pki_dir = match &args.pki_dir {
+            Some(dir) => dir.clone(),
+            None => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".config/gearpump"),
+                None => return Err(SetupError::Arguments("HOME is not set: give --pki-dir DIR".into())),
+            },
+        };
+        Security::Secure { pki_dir, rotate: args.rotate_certs }
+    };
     Ok(Inventory {
+        security,
         masters,
         removed,
         port: args.port,
