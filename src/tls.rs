@@ -62,6 +62,28 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The master hosts a peer certificate may name: `gearpump.cluster.masters` plus the hosts of
+/// the current Raft membership (a master added at run time is in the membership before the
+/// others' configuration lists it), kept current by the daemon.
+#[derive(Debug, Clone)]
+pub struct MasterNames(Arc<std::sync::RwLock<Vec<String>>>);
+
+impl MasterNames {
+    pub fn new(hosts: Vec<String>) -> MasterNames {
+        MasterNames(Arc::new(std::sync::RwLock::new(hosts)))
+    }
+
+    pub fn set(&self, hosts: Vec<String>) {
+        if let Ok(mut current) = self.0.write() {
+            *current = hosts;
+        }
+    }
+
+    pub fn get(&self) -> Vec<String> {
+        self.0.read().map(|hosts| hosts.clone()).unwrap_or_default()
+    }
+}
+
 /// Who is on the other end of a connection: its address and, when it presented a valid node
 /// certificate, the master host that certificate names.
 #[derive(Debug, Clone)]
@@ -152,8 +174,8 @@ impl std::fmt::Debug for NodeTls {
 }
 
 impl NodeTls {
-    /// Loads and checks the files for the master `this_host` of the masters `hosts`.
-    pub fn load(files: &TlsFiles, this_host: &str, hosts: &[String]) -> Result<NodeTls, TlsError> {
+    /// Loads and checks the files for the master `this_host`; peers must name one of `names`.
+    pub fn load(files: &TlsFiles, this_host: &str, names: &MasterNames) -> Result<NodeTls, TlsError> {
         let provider = provider();
         let roots = Arc::new(read_roots(&files.ca_file)?);
         let chain = read_certificates(&files.cert_file)?;
@@ -184,7 +206,7 @@ impl NodeTls {
                     "point ca-file at the cluster CA",
                 )
             })?;
-        let verifier = Arc::new(NodeCertVerifier { inner, hosts: hosts.to_vec() });
+        let verifier = Arc::new(NodeCertVerifier { inner, names: names.clone() });
         let bad_config =
             |e: rustls::Error| tls_error(&files.cert_file, e.to_string(), "check the certificate and key");
         let mut server = ServerConfig::builder_with_provider(provider.clone())
@@ -281,7 +303,7 @@ pub fn named_master(certificate: &CertificateDer<'_>, hosts: &[String]) -> Optio
 #[derive(Debug)]
 struct NodeCertVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    hosts: Vec<String>,
+    names: MasterNames,
 }
 
 impl ClientCertVerifier for NodeCertVerifier {
@@ -304,7 +326,7 @@ impl ClientCertVerifier for NodeCertVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        if named_master(end_entity, &self.hosts).is_none() {
+        if named_master(end_entity, &self.names.get()).is_none() {
             return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
                 rustls::OtherError(Arc::new(NotAMaster)),
             )));
@@ -396,11 +418,11 @@ impl NodeListener {
     pub fn new(
         listener: TcpListener,
         tls: Option<Arc<ServerConfig>>,
-        hosts: Vec<String>,
+        names: MasterNames,
     ) -> io::Result<NodeListener> {
         let local = listener.local_addr()?;
         let (sender, incoming) = mpsc::channel(64);
-        tokio::spawn(accept_loop(listener, tls.map(tokio_rustls::TlsAcceptor::from), hosts, sender));
+        tokio::spawn(accept_loop(listener, tls.map(tokio_rustls::TlsAcceptor::from), names, sender));
         Ok(NodeListener { incoming, local })
     }
 }
@@ -408,11 +430,10 @@ impl NodeListener {
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    hosts: Vec<String>,
+    names: MasterNames,
     sender: mpsc::Sender<(Conn, Caller)>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let hosts = Arc::new(hosts);
     loop {
         // Wait for a free slot before accepting: excess connections queue in the backlog.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -432,7 +453,7 @@ async fn accept_loop(
             }
             continue;
         };
-        let (acceptor, sender, hosts) = (acceptor.clone(), sender.clone(), hosts.clone());
+        let (acceptor, sender, names) = (acceptor.clone(), sender.clone(), names.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
@@ -441,7 +462,7 @@ async fn accept_loop(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(|certificate| named_master(certificate, &hosts));
+                        .and_then(|certificate| named_master(certificate, &names.get()));
                     let _ =
                         sender.send((Conn::Tls(Box::new(stream), permit), Caller { address, node })).await;
                 }

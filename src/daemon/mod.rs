@@ -18,7 +18,7 @@ use crate::api::{self, metrics::Metrics, Context};
 use crate::cluster::{Cluster, PeerAuth};
 use crate::config::{self, MasterConfig, Overrides};
 use crate::jarstore;
-use crate::tls::{Caller, NodeListener, NodeTls};
+use crate::tls::{Caller, MasterNames, NodeListener, NodeTls};
 
 /// Why the master could not run; the binary maps each to an exit status.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +87,9 @@ pub async fn run(
         }
     };
     let hosts: Vec<String> = config.masters.iter().map(|m| m.host.clone()).collect();
+    let names = MasterNames::new(hosts.clone());
     let tls = match &config.tls {
-        Some(files) => Some(NodeTls::load(files, &config.this_master.host, &hosts)?),
+        Some(files) => Some(NodeTls::load(files, &config.this_master.host, &names)?),
         None => None,
     };
     if let Some(warning) = tls.as_ref().and_then(|tls| tls.expiry_warning.clone()) {
@@ -138,7 +139,7 @@ pub async fn run(
     let jar_health = tokio::spawn(probe_jar_store(context.clone()));
     let retention = tokio::spawn(jar_retention::run(context.clone()));
     let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
-    let listener = NodeListener::new(listener, tls.map(|tls| tls.server), hosts).map_err(|e| {
+    let listener = NodeListener::new(listener, tls.map(|tls| tls.server), names.clone()).map_err(|e| {
         DaemonError::Listen { address: address.clone(), cause: e.to_string(), fix: "check the port".into() }
     })?;
     let server = axum::serve(listener, api::router(context).into_make_service_with_connect_info::<Caller>())
@@ -151,6 +152,7 @@ pub async fn run(
         tokio::spawn(notify::report(cluster.clone(), config.startup_timeout)),
         tokio::spawn(notify::watchdog(cluster.clone(), config.state_dir.clone())),
         tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
+        tokio::spawn(follow_membership(cluster.clone(), names, hosts)),
         retention,
         jar_health,
     ];
@@ -228,6 +230,30 @@ fn reload(config_path: &Option<PathBuf>, overrides: &Overrides, log_control: &lo
             tracing::info!(
                 "SIGHUP: other settings (masters, ports, timeouts, jar store) take effect after a restart"
             );
+        }
+    }
+}
+
+/// Keeps the names a peer certificate may carry in step with the Raft membership, so a master
+/// added at run time is accepted by the others before their gear.conf lists it.
+async fn follow_membership(cluster: Arc<Cluster>, names: MasterNames, configured: Vec<String>) {
+    let mut watch = cluster.watch_metrics();
+    loop {
+        let mut hosts = configured.clone();
+        let members: Vec<String> = watch
+            .borrow_and_update()
+            .membership_config
+            .nodes()
+            .filter_map(|(_, node)| config::HostPort::parse(&node.addr).ok().map(|hp| hp.host))
+            .collect();
+        for host in members {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        names.set(hosts);
+        if watch.changed().await.is_err() {
+            return;
         }
     }
 }

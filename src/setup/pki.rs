@@ -208,7 +208,7 @@ impl AdminPki {
             .and_then(|()| write_file(&files.cert_file, cert, 0o600))
             .and_then(|()| write_file(&files.key_file, key, 0o600));
         let good = written.is_ok()
-            && matches!(crate::tls::NodeTls::load(&files, node, &[node.to_string()]), Ok(tls) if tls.expiry_warning.is_none());
+            && matches!(crate::tls::NodeTls::load(&files, node, &crate::tls::MasterNames::new(vec![node.to_string()])), Ok(tls) if tls.expiry_warning.is_none());
         let _ = std::fs::remove_dir_all(&dir);
         good
     }
