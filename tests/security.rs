@@ -314,3 +314,74 @@ async fn a_certificate_expiring_soon_is_warned_about() {
     let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     assert!(log.contains("expires within 30 days"), "{log}");
 }
+
+/// A master added at run time under TLS: its certificate names a host (`localhost`) that the
+/// others' masters list lacks, so it is refused until the membership change lists it, then it
+/// catches up and votes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_added_at_run_time_is_accepted_once_it_is_a_member() {
+    let (cluster, certs, ca) = secure_cluster();
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let port = free_ports(1)[0];
+    let address = format!("localhost:{port}");
+    let tls = TlsPaths::write(certs.path(), "added", &ca.pem(), &ca.issue(&["localhost"]));
+    let mut masters: Vec<String> = (0..3).map(|i| format!("\"{}\"", cluster.address(i))).collect();
+    masters.push(format!("\"{address}\""));
+    let conf = certs.path().join("added.conf");
+    let tokens = certs.path().join("tokens");
+    let secret = certs.path().join("secret");
+    std::fs::write(
+        &conf,
+        format!(
+            "gearpump.hostname = \"localhost\"\ngearpump.master.bind-host = \"127.0.0.1\"\n\
+             gearpump.cluster.masters = [{}]\ngearpump.jarstore.rootpath = \"file://{}\"\n{}\
+             gearpump.master.auth.tokens-file = \"{}\"\ngearpump.master.secret-file = \"{}\"\n",
+            masters.join(", "),
+            cluster.dir.path().join("jars").display(),
+            tls.conf(),
+            tokens.display(),
+            secret.display()
+        ),
+    )
+    .expect("conf");
+    let log = std::fs::File::create(certs.path().join("added.log")).expect("log");
+    let mut child = Command::new(MASTER_BIN)
+        .arg("--config")
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(certs.path().join("added-state"))
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .expect("start the added master");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = std::fs::read_to_string(cluster.log_path(0)).expect("log");
+    let (status, view) = call(
+        &cluster,
+        cluster.http.post(cluster.url(0, "/api/v1.0/master/members")).json(&json!({ "add": address })),
+        Some(ADMIN),
+    )
+    .await;
+    let added_log = std::fs::read_to_string(certs.path().join("added.log")).unwrap_or_default();
+    assert_eq!(status, 200, "{view}\n{added_log}");
+    assert!(view["voters"].to_string().contains(&address), "{view}");
+    // Its own calls to the others (status polls) now pass their handshake: it sees all four.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = format!("https://localhost:{port}/api/v1.0/master");
+        let (_, body) = call(&cluster, cluster.http.get(url), Some(READ)).await;
+        let cluster_view = body["masterDescription"]["cluster"].as_array().cloned().unwrap_or_default();
+        if cluster_view.len() == 4 && cluster_view.iter().all(|m| m["reachable"] == true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the added master does not reach the others: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        before.contains("refused a TLS connection") || added_log.contains("refused"),
+        "before the change its calls were refused"
+    );
+}
