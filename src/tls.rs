@@ -15,8 +15,9 @@
 //! a key readable by group or others, a certificate that does not match its key, one that has
 //! expired, is not yet valid, was not signed by the CA, or does not name this master.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +44,14 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections the port accepts at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Open connections from one IP address; more are closed at once, so one client cannot take
+/// every slot of the port.
+pub const MAX_CONNECTIONS_PER_IP: usize = 128;
+/// A request's headers must arrive within this (from the connection's start or the previous
+/// response), so a client sending them a byte at a time (slowloris) cannot hold a slot.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers) the port reads.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A bad TLS file: exit 78 with the file and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -368,10 +377,32 @@ impl std::fmt::Display for NotAMaster {
 
 impl std::error::Error for NotAMaster {}
 
+/// A connection's place in the port's limits, given back when the connection closes.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_ip: PerIp,
+}
+
+type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.per_ip.lock() {
+            if let Some(count) = counts.get_mut(&self.ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
 /// One accepted connection, plain or TLS, holding its connection slot until it closes.
 pub enum Conn {
-    Plain(TcpStream, OwnedSemaphorePermit),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, OwnedSemaphorePermit),
+    Plain(TcpStream, Slot),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, Slot),
 }
 
 impl AsyncRead for Conn {
@@ -406,12 +437,11 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// The master's port for `axum::serve`: accepts TCP, bounds open connections, finishes TLS
+/// The master's port: accepts TCP, bounds open connections, finishes TLS
 /// handshakes in their own tasks (one slow handshake never delays the next accept) and hands
 /// over each connection with its `Caller`.
 pub struct NodeListener {
     incoming: mpsc::Receiver<(Conn, Caller)>,
-    local: SocketAddr,
 }
 
 impl NodeListener {
@@ -420,10 +450,9 @@ impl NodeListener {
         tls: Option<Arc<ServerConfig>>,
         names: MasterNames,
     ) -> io::Result<NodeListener> {
-        let local = listener.local_addr()?;
         let (sender, incoming) = mpsc::channel(64);
         tokio::spawn(accept_loop(listener, tls.map(tokio_rustls::TlsAcceptor::from), names, sender));
-        Ok(NodeListener { incoming, local })
+        Ok(NodeListener { incoming })
     }
 }
 
@@ -434,6 +463,8 @@ async fn accept_loop(
     sender: mpsc::Sender<(Conn, Caller)>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip: PerIp = Arc::default();
+    let mut refused_at: Option<std::time::Instant> = None;
     loop {
         // Wait for a free slot before accepting: excess connections queue in the backlog.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -446,6 +477,24 @@ async fn accept_loop(
                 continue;
             }
         };
+        let ip = address.ip();
+        let admitted = match per_ip.lock() {
+            Ok(mut counts) => {
+                let count = counts.entry(ip).or_insert(0);
+                *count += 1;
+                *count <= MAX_CONNECTIONS_PER_IP
+            }
+            Err(_) => true,
+        };
+        let permit = Slot { _permit: permit, ip, per_ip: per_ip.clone() };
+        if !admitted {
+            // At most one line a minute: a flood must not flood the journal too.
+            if refused_at.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(remote = %address, "closed a connection: {MAX_CONNECTIONS_PER_IP} are open from this address");
+                refused_at = Some(std::time::Instant::now());
+            }
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = &acceptor else {
             if sender.send((Conn::Plain(stream, permit), Caller { address, node: None })).await.is_err() {
@@ -477,24 +526,40 @@ async fn accept_loop(
     }
 }
 
-impl axum::serve::Listener for NodeListener {
-    type Io = Conn;
-    type Addr = Caller;
-
-    async fn accept(&mut self) -> (Conn, Caller) {
-        match self.incoming.recv().await {
-            Some(accepted) => accepted,
-            None => std::future::pending().await,
-        }
+/// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
+/// (the caller bounds how long). HTTP/1.1 only, with a deadline for each request's headers
+/// and a bound on their size; each request carries its connection's `ConnectInfo<Caller>`.
+pub async fn serve(
+    mut listener: NodeListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_header_size(MAX_HEADER_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let (io, caller) = tokio::select! {
+            accepted = listener.incoming.recv() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(caller.clone()));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Caller> {
-        Ok(Caller { address: self.local, node: None })
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NodeListener>> for Caller {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, NodeListener>) -> Caller {
-        stream.remote_addr().clone()
-    }
+    graceful.shutdown().await;
 }

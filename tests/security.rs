@@ -385,3 +385,89 @@ async fn a_master_added_at_run_time_is_accepted_once_it_is_a_member() {
         "before the change its calls were refused"
     );
 }
+
+/// Reads until the server closes the connection or `within` passes; true when it closed.
+fn closed_within(stream: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).expect("timeout");
+    let mut buffer = [0u8; 4096];
+    let started = Instant::now();
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+        if started.elapsed() > within {
+            return false;
+        }
+    }
+}
+
+/// Slow headers, connection floods and huge headers cannot hold the port; nothing a client
+/// sends comes back as HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_floods_and_huge_headers_cannot_hold_the_port() {
+    use std::io::Write;
+    let cluster = TestCluster::start(Options { masters: 1, ..Options::default() });
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let address = cluster.address(0);
+
+    // Slowloris: a header line every second never completes the request; the port closes it
+    // after the 10 s header deadline.
+    let slow = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+            stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n").expect("write");
+            let started = Instant::now();
+            for i in 0..20 {
+                if stream.write_all(format!("X-Slow-{i}: y\r\n").as_bytes()).is_err() {
+                    break;
+                }
+                if closed_within(&mut stream, Duration::from_secs(1)) {
+                    return Some(started.elapsed());
+                }
+            }
+            None
+        })
+    };
+
+    // A flood from one address: beyond 128 open connections, the next ones are closed at once.
+    let mut held: Vec<std::net::TcpStream> =
+        (0..128).map(|_| std::net::TcpStream::connect(&address).expect("connect")).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = std::net::TcpStream::connect(&address).expect("connect");
+    assert!(closed_within(&mut extra, Duration::from_secs(3)), "connection 129 from one address was kept");
+    held.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.get(0, "/health/live").await.expect("served again").0, 200);
+
+    // Headers beyond 64 KiB are refused.
+    let huge = cluster
+        .http
+        .get(cluster.url(0, "/health/live"))
+        .header("x-huge", "a".repeat(100 * 1024))
+        .send()
+        .await;
+    assert!(huge.map(|r| r.status().as_u16() >= 400).unwrap_or(true), "a 100 KiB header was accepted");
+
+    // A path full of markup comes back as JSON, not HTML, with nosniff.
+    let response =
+        cluster.http.get(cluster.url(0, "/%3Cscript%3Ealert(1)%3C/script%3E")).send().await.expect("answer");
+    assert_eq!(response.status().as_u16(), 404);
+    let headers = response.headers().clone();
+    assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    assert_eq!(headers.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
+
+    let closed_after =
+        tokio::task::spawn_blocking(move || slow.join().expect("slow client")).await.expect("join");
+    let closed_after = closed_after.expect("the slow client was never cut off");
+    assert!(closed_after < Duration::from_secs(15), "cut off after {closed_after:?}");
+    eprintln!("slowloris connection closed after {closed_after:?}");
+}

@@ -75,5 +75,20 @@ pub fn router(context: Arc<Context>) -> Router {
     let peer = peer_routes::router(context.clone()).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
     // One layer in front of every route: `auth::ROUTES` says what each needs.
     let authorize = axum::middleware::from_fn_with_state(context.clone(), auth::authorize);
-    client.merge(upload).merge(peer).fallback(client_routes::not_found).layer(authorize).with_state(context)
+    client
+        .merge(upload)
+        .merge(peer)
+        .fallback(client_routes::not_found)
+        .layer(authorize)
+        .layer(axum::middleware::map_response(no_sniff))
+        .with_state(context)
+}
+
+/// Every answer is JSON, plain text or a jar, never HTML; this keeps a browser from guessing
+/// otherwise about one that echoes a request's path.
+async fn no_sniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
+    response
 }

@@ -18,7 +18,7 @@ use crate::api::{self, metrics::Metrics, Context};
 use crate::cluster::{Cluster, PeerAuth};
 use crate::config::{self, MasterConfig, Overrides};
 use crate::jarstore;
-use crate::tls::{Caller, MasterNames, NodeListener, NodeTls};
+use crate::tls::{MasterNames, NodeListener, NodeTls};
 
 /// Why the master could not run; the binary maps each to an exit status.
 #[derive(Debug, thiserror::Error)]
@@ -142,11 +142,9 @@ pub async fn run(
     let listener = NodeListener::new(listener, tls.map(|tls| tls.server), names.clone()).map_err(|e| {
         DaemonError::Listen { address: address.clone(), cause: e.to_string(), fix: "check the port".into() }
     })?;
-    let server = axum::serve(listener, api::router(context).into_make_service_with_connect_info::<Caller>())
-        .with_graceful_shutdown(async move {
-            let _ = stop_receiver.wait_for(|stop| *stop).await;
-        });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(crate::tls::serve(listener, api::router(context), async move {
+        let _ = stop_receiver.wait_for(|stop| *stop).await;
+    }));
 
     let background = [
         tokio::spawn(notify::report(cluster.clone(), config.startup_timeout)),
@@ -167,8 +165,7 @@ pub async fn run(
     }
     let _ = stop_sender.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("open connections did not finish within 5 s; closing them"),
     }
