@@ -143,7 +143,12 @@ async fn main() {
         let hdfs = support::common::minihdfs::MiniHdfs::start();
         hdfs_direct(hdfs.uri(), &jar, size).await;
         let conf = format!("{extra}\ngearpump.jarstore.rootpath = \"{}/gearpump/jars\"", hdfs.uri());
-        let cluster = TestCluster::start(Options { masters: 1, extra_conf: conf, shared_jar_store: false });
+        let cluster = TestCluster::start(Options {
+            masters: 1,
+            extra_conf: conf,
+            shared_jar_store: false,
+            ..Options::default()
+        });
         cluster.wait_until_ready(Duration::from_secs(30)).await;
         through_master(&cluster, &jar, size, "through a master, hdfs:// store").await;
     }

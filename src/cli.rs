@@ -46,6 +46,13 @@ pub struct GearArgs {
     /// Per-request timeout in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 30, global = true)]
     pub timeout: u64,
+    /// The cluster CA (PEM): talk https:// and trust only masters with its certificates
+    /// (default: ca-file of ~/.config/gearpump/client.conf or /etc/gearpump/client.conf)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// A file holding the bearer token (mode 0600) (default: $GEARPUMP_TOKEN, then client.conf)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: GearCommand,
 }
@@ -181,6 +188,16 @@ pub struct SetupArgs {
     /// Print, per node, every command and file it would run or write; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Where the admin's cluster CA, tokens and client.conf are kept (created on the first run,
+    /// reused after) (default: ~/.config/gearpump, where gear looks for client.conf)
+    #[arg(long, value_name = "DIR")]
+    pub pki_dir: Option<PathBuf>,
+    /// Issue new node certificates from the cluster CA and restart the masters one at a time
+    #[arg(long, conflicts_with = "insecure")]
+    pub rotate_certs: bool,
+    /// No TLS and no client tokens (NOT recommended: anyone reaching the port may submit jars)
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Gearpump's single-dash long flags and their GNU spelling.

@@ -15,6 +15,7 @@
 //! - [`client`], [`wire`]: the REST client used by `gear` and `gearpump-setup`, and the names
 //!   both sides share.
 //! - [`setup`]: the `gearpump-setup` installer.
+//! - [`tls`]: rustls on the master's port and between masters; `api::auth` holds tokens and roles.
 
 pub mod api;
 pub mod cli;
@@ -26,5 +27,6 @@ pub mod jarstore;
 pub mod scheduler;
 pub mod setup;
 pub mod state;
+pub mod tls;
 pub mod wire;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! The HTTP server on the master's port: Gearpump's client REST paths, the peer routes Raft
 //! uses, health checks and metrics.
 
+pub mod auth;
 mod client_routes;
 mod error;
 mod health;
@@ -35,6 +36,8 @@ pub struct Context {
     pub config: Arc<MasterConfig>,
     pub metrics: Arc<metrics::Metrics>,
     pub secret: Option<String>,
+    /// Client tokens and roles, checked by the `auth::authorize` layer.
+    pub auth: auth::Auth,
     /// The jar store's last health probe (`None` before the first), refreshed in the
     /// background (`daemon::probe_jar_store`) so `/health/ready` never waits on a slow store.
     pub jar_health: std::sync::RwLock<Option<JarProbe>>,
@@ -77,5 +80,22 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/api/v1.0/master/submitapp", post(jar_routes::submit_app))
         .layer(DefaultBodyLimit::max(upload_limit));
     let peer = peer_routes::router(context.clone()).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
-    client.merge(upload).merge(peer).fallback(client_routes::not_found).with_state(context)
+    // One layer in front of every route: `auth::ROUTES` says what each needs.
+    let authorize = axum::middleware::from_fn_with_state(context.clone(), auth::authorize);
+    client
+        .merge(upload)
+        .merge(peer)
+        .fallback(client_routes::not_found)
+        .layer(authorize)
+        .layer(axum::middleware::map_response(no_sniff))
+        .with_state(context)
+}
+
+/// Every answer is JSON, plain text or a jar, never HTML; this keeps a browser from guessing
+/// otherwise about one that echoes a request's path.
+async fn no_sniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
+    response
 }

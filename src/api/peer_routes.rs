@@ -1,11 +1,14 @@
 //! Routes only masters call: Raft RPCs, bootstrap hello, status, forwarded writes and reads.
-//! With a cluster secret configured, a request without it is refused with 401 and logged.
+//! With TLS, only a connection whose certificate (verified at the handshake against the cluster
+//! CA) names a master may call them; with a cluster secret configured, a request without it is
+//! refused too (with TLS the secret is a second factor that no longer travels in clear text).
+//! A forwarded membership change with neither is accepted from loopback only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +21,7 @@ use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, W
 use crate::cluster::{
     ClusterError, MembersView, MembershipChange, PreVoteAnswer, PreVoteRequest, RaftRpc, SECRET_HEADER,
 };
+use crate::tls::Caller;
 
 pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
@@ -33,14 +37,36 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::PRE_VOTE, post(pre_vote))
         .route(crate::worker::protocol::HEARTBEAT, post(super::worker_routes::heartbeat))
         .route(crate::worker::protocol::HEARTBEAT_FORWARDED, post(super::worker_routes::heartbeat_forwarded))
-        .layer(middleware::from_fn_with_state(context, require_secret))
+        .layer(middleware::from_fn_with_state(context, require_peer))
 }
 
-async fn require_secret(State(context): State<Arc<Context>>, request: Request, next: Next) -> Response {
+async fn require_peer(State(context): State<Arc<Context>>, request: Request, next: Next) -> Response {
+    let caller = request.extensions().get::<ConnectInfo<Caller>>().map(|info| info.0.clone());
+    let remote = caller.as_ref().map(|c| c.address.to_string()).unwrap_or_else(|| "unknown".into());
+    if context.auth.tls && caller.as_ref().and_then(|c| c.node.as_ref()).is_none() {
+        tracing::warn!(%remote, path = %request.uri().path(), "refused a peer request without a master certificate");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "peer routes need a master certificate from the cluster CA",
+        )
+        .into_response();
+    }
+    if context.secret.is_none()
+        && !context.auth.tls
+        && request.uri().path() == protocol::MEMBERS
+        && !caller.as_ref().is_some_and(|c| crate::api::auth::is_loopback(&c.address))
+    {
+        tracing::warn!(%remote, "refused a membership change from an unauthenticated peer");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "membership changes between masters need TLS or a cluster secret (gearpump.master.tls, gearpump.master.secret-file)",
+        )
+        .into_response();
+    }
     if let Some(secret) = &context.secret {
         let given = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, secret.as_bytes()) {
-            tracing::warn!(path = %request.uri().path(), "refused a peer request without the cluster secret");
+            tracing::warn!(%remote, path = %request.uri().path(), "refused a peer request without the cluster secret");
             return ApiError::new(StatusCode::UNAUTHORIZED, "peer request without a valid cluster secret")
                 .into_response();
         }
@@ -49,7 +75,8 @@ async fn require_secret(State(context): State<Arc<Context>>, request: Request, n
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PeerRouteError> {

@@ -57,7 +57,8 @@ pub(crate) async fn one_master_context(
     );
     let config = crate::config::load_str(Path::new("gear.conf"), &text, &Default::default())
         .expect("valid configuration");
-    let cluster = crate::cluster::Cluster::start(&config, None).await.expect("a one-master cluster");
+    let cluster =
+        crate::cluster::Cluster::start(&config, Default::default()).await.expect("a one-master cluster");
     let config_timing = config.worker_timing;
     let context = Arc::new(Context {
         cluster,
@@ -65,6 +66,7 @@ pub(crate) async fn one_master_context(
         config: Arc::new(config),
         metrics: Default::default(),
         secret: None,
+        auth: super::auth::Auth::open(),
         jar_health: std::sync::RwLock::new(None),
         workers: Arc::new(crate::scheduler::Registry::new(config_timing)),
     });

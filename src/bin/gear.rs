@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand};
-use gearpump_master::client::{table_text as text, MasterClient};
+use gearpump_master::client::credentials::{self, Sources};
+use gearpump_master::client::{table_text as text, ClientError, Credentials, MasterClient};
 use gearpump_master::config;
 use serde_json::Value;
 
@@ -28,8 +29,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn masters(args: &GearArgs) -> Result<Vec<String>> {
-    if let Some(list) = &args.master {
+fn masters(args: &GearArgs, credentials: &Credentials) -> Result<Vec<String>> {
+    if let Some(list) = args.master.as_ref().or(credentials.masters.as_ref()) {
         let masters: Vec<String> =
             list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
         for master in &masters {
@@ -45,7 +46,32 @@ fn masters(args: &GearArgs) -> Result<Vec<String>> {
 }
 
 async fn run(args: GearArgs) -> Result<()> {
-    let client = MasterClient::new(masters(&args)?, Duration::from_secs(args.timeout))?;
+    let credentials = credentials::resolve(&Sources::standard(args.ca.clone(), args.token_file.clone()))?;
+    let client = MasterClient::with_credentials(
+        masters(&args, &credentials)?,
+        Duration::from_secs(args.timeout),
+        &credentials,
+    )?;
+    command(&args, &client).await.map_err(|error| explain_refusal(error, &credentials))
+}
+
+/// A 401 or 403 says which token was sent, so the operator knows what to fix.
+fn explain_refusal(error: anyhow::Error, credentials: &Credentials) -> anyhow::Error {
+    let Some(ClientError::Api { status, .. }) = error.downcast_ref::<ClientError>() else { return error };
+    if status.as_u16() != 401 && status.as_u16() != 403 {
+        return error;
+    }
+    let hint = match &credentials.token_source {
+        Some(source) => format!("the token came from {source}"),
+        None => format!(
+            "no token was sent: give --token-file FILE, set {}, or write token-file in ~/.config/gearpump/client.conf",
+            credentials::TOKEN_ENV
+        ),
+    };
+    error.context(hint)
+}
+
+async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
     match &args.command {
         GearCommand::App { jar, name_prefix, user, slots, main_class, args: app_args } => {
             let user =

@@ -1,6 +1,8 @@
 //! A typed HTTP client for the master REST API, used by `gear` (and the installer). It talks to
 //! any master and moves on to the next one when a master is down or has no quorum.
 
+pub mod credentials;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,8 @@ pub enum ClientError {
     Setup(String),
 }
 
+pub use credentials::Credentials;
+
 pub struct MasterClient {
     masters: Vec<String>,
     http: reqwest::Client,
@@ -34,6 +38,8 @@ pub struct MasterClient {
     attempt_timeout: Duration,
     /// How long to keep going round the masters while none can serve.
     retry_for: Duration,
+    scheme: &'static str,
+    token: Option<String>,
 }
 
 /// A master that has not answered a small request in this long is paused, cut off or
@@ -57,18 +63,41 @@ enum Exchange {
 
 impl MasterClient {
     pub fn new(masters: Vec<String>, timeout: Duration) -> Result<MasterClient, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        MasterClient::with_credentials(masters, timeout, &Credentials::default())
+    }
+
+    /// With a CA, masters are called over `https://` and must present a certificate from it;
+    /// with a token, every request carries `Authorization: Bearer`.
+    pub fn with_credentials(
+        masters: Vec<String>,
+        timeout: Duration,
+        credentials: &Credentials,
+    ) -> Result<MasterClient, ClientError> {
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).timeout(timeout).no_proxy();
+        let scheme = match &credentials.ca_file {
+            Some(ca) => {
+                builder = builder.use_preconfigured_tls(credentials::tls_config(ca)?).https_only(true);
+                "https"
+            }
+            None => "http",
+        };
+        let http = builder.build().map_err(|e| ClientError::Setup(e.to_string()))?;
         Ok(MasterClient {
             masters,
             http,
             attempt_timeout: ATTEMPT_TIMEOUT.min(timeout),
             retry_for: RETRY_FOR.min(timeout),
+            scheme,
+            token: credentials.token.clone(),
         })
+    }
+
+    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
     }
 
     /// Sends the request built by `build` to each master in turn until one answers with
@@ -89,8 +118,8 @@ impl MasterClient {
             // one refuses the connection, the cluster is down or the addresses are wrong.
             let mut worth_waiting = false;
             for master in &self.masters {
-                let base = format!("http://{master}");
-                let mut request = build(&self.http, &base)?;
+                let base = format!("{}://{master}", self.scheme);
+                let mut request = self.authorized(build(&self.http, &base)?);
                 if exchange == Exchange::Small {
                     request = request.timeout(self.attempt_timeout);
                 }
@@ -262,8 +291,14 @@ impl MasterClient {
                 form = form.text("slots", slots.to_string());
             }
             let form = form.part("jar", part);
-            let url = format!("http://{master}/api/v1.0/master/submitapp");
-            match self.http.post(url).header(IDEMPOTENCY_KEY, &key).multipart(form).send().await {
+            let url = format!("{}://{master}/api/v1.0/master/submitapp", self.scheme);
+            match self
+                .authorized(self.http.post(url))
+                .header(IDEMPOTENCY_KEY, &key)
+                .multipart(form)
+                .send()
+                .await
+            {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     tried.push((master.clone(), error_message(response).await));
                 }
@@ -335,7 +370,16 @@ async fn error_message(response: Response) -> String {
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {
-    if error.is_connect() {
+    // The TLS reason (unknown issuer, wrong name) is in the source chain.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if error.is_connect() && !cause.is_empty() && !cause.contains("refused") {
+        format!("cannot connect: {cause}")
+    } else if error.is_connect() {
         "connection refused or unreachable".into()
     } else if error.is_timeout() {
         "timed out".into()

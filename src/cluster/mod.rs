@@ -25,7 +25,7 @@ pub use bootstrap::BootstrapState;
 pub use election::{PreVoteAnswer, PreVoteRequest};
 pub use membership::{MembersView, MembershipChange};
 use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest};
-pub use peers::{PeerError, PeerFailure, Peers, SECRET_HEADER};
+pub use peers::{PeerAuth, PeerError, PeerFailure, Peers, SECRET_HEADER};
 pub use state_machine::AppliedState;
 use state_machine::{SharedState, StateMachineStore};
 use types::Raft;
@@ -86,7 +86,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Opens durable state under `state_dir`, starts the Raft core and the bootstrap task.
-    pub async fn start(config: &MasterConfig, secret: Option<String>) -> Result<Arc<Cluster>, ClusterError> {
+    pub async fn start(config: &MasterConfig, auth: PeerAuth) -> Result<Arc<Cluster>, ClusterError> {
         let state_error =
             |cause: String| ClusterError::StateDir { path: config.state_dir.display().to_string(), cause };
         std::fs::create_dir_all(&config.state_dir).map_err(|e| state_error(e.to_string()))?;
@@ -99,7 +99,7 @@ impl Cluster {
         let applied = state_machine.shared();
 
         let raft_config = raft_config(config).map_err(ClusterError::Fatal)?;
-        let peers = Peers::new(config.failover_timeout.min(Duration::from_secs(1)), secret)
+        let peers = Peers::with_auth(config.failover_timeout.min(Duration::from_secs(1)), auth)
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let network = network::PeerNetwork::new(peers.clone(), config.failover_timeout / 4);
         let node_id = node_id_of(&config.this_master);

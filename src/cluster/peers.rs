@@ -51,23 +51,44 @@ pub struct PeerFailure {
     pub cause: ClusterError,
 }
 
+/// How this master proves itself to the others: the cluster secret header and/or, with TLS,
+/// its node certificate (the client side of `tls::NodeTls`).
+#[derive(Clone, Default)]
+pub struct PeerAuth {
+    pub secret: Option<String>,
+    pub tls: Option<rustls::ClientConfig>,
+}
+
 #[derive(Clone)]
 pub struct Peers {
     http: reqwest::Client,
     secret: Option<String>,
+    scheme: &'static str,
 }
 
 impl Peers {
     /// `connect_timeout` bounds only the TCP connect: a peer that does not accept within it is
     /// treated as down (the fail-over bound, at most a second).
     pub fn new(connect_timeout: Duration, secret: Option<String>) -> reqwest::Result<Peers> {
-        let http = reqwest::Client::builder()
+        Peers::with_auth(connect_timeout, PeerAuth { secret, tls: None })
+    }
+
+    /// With TLS, every call is `https://` with this master's certificate as client certificate,
+    /// and the callee must present a certificate from the cluster CA naming the address dialled.
+    pub fn with_auth(connect_timeout: Duration, auth: PeerAuth) -> reqwest::Result<Peers> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .no_proxy()
-            .build()?;
-        Ok(Peers { http, secret })
+            .no_proxy();
+        let scheme = match auth.tls {
+            Some(tls) => {
+                builder = builder.use_preconfigured_tls(tls).https_only(true);
+                "https"
+            }
+            None => "http",
+        };
+        Ok(Peers { http: builder.build()?, secret: auth.secret, scheme })
     }
 
     pub async fn get<Resp: DeserializeOwned>(
@@ -76,7 +97,7 @@ impl Peers {
         path: &str,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        self.exchange(address, self.http.get(format!("http://{address}{path}")), timeout).await
+        self.exchange(address, self.http.get(format!("{}://{address}{path}", self.scheme)), timeout).await
     }
 
     pub async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
@@ -86,7 +107,7 @@ impl Peers {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let builder = self.http.post(format!("http://{address}{path}")).json(body);
+        let builder = self.http.post(format!("{}://{address}{path}", self.scheme)).json(body);
         self.exchange(address, builder, timeout).await
     }
 

@@ -225,6 +225,48 @@ key_table! {
         default_doc: Some("none"),
         doc: "cluster secret (≥ 16 chars, same on all masters); peer routes refuse requests without it (401)",
     };
+    TOKENS_FILE = Key {
+        name: "gearpump.master.auth.tokens-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "client bearer tokens, one `ROLE TOKEN` a line (roles `admin`, `submit`, `read`; mode 0600/0640); \
+              when set, every client route but the open ones needs a token (401/403)",
+    };
+    AUTH_OPEN_HEALTH = Key {
+        name: "gearpump.master.auth.open-health",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Choice { default: "yes", choices: &["yes", "no"] },
+        default_doc: None,
+        doc: "whether `/health/live`, `/health/ready` and `/metrics` answer without a token",
+    };
+    TLS_CA_FILE = Key {
+        name: "gearpump.master.tls.ca-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "the cluster CA (PEM); with cert-file and key-file, the port speaks TLS and masters \
+              authenticate each other with certificates from this CA naming a host of the masters list",
+    };
+    TLS_CERT_FILE = Key {
+        name: "gearpump.master.tls.cert-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "this master's certificate chain (PEM), signed by the CA, naming this master's host",
+    };
+    TLS_KEY_FILE = Key {
+        name: "gearpump.master.tls.key-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "this master's private key (PEM, mode 0600: refused when group or others may read it)",
+    };
     LOG_LEVEL = Key {
         name: "gearpump.master.log-level",
         spellings: &[],

@@ -115,6 +115,12 @@ pub struct MasterConfig {
     pub snapshot_every: u64,
     pub log_keep: u64,
     pub secret_file: Option<PathBuf>,
+    /// `gearpump.master.auth.tokens-file`: client tokens with roles (`api::auth`).
+    pub tokens_file: Option<PathBuf>,
+    /// `/health/*` and `/metrics` answer without a token.
+    pub open_health: bool,
+    /// `gearpump.master.tls.*`: all three set, or none (checked at load).
+    pub tls: Option<TlsFiles>,
     pub log_level: String,
     pub total_retries: u32,
     /// Heartbeat, fence and worker-loss timeouts (see `workers.rs`).
@@ -284,6 +290,9 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         settings.shown.insert(keys::SECRET_FILE.name, "(none: peer RPC unauthenticated)".into());
     }
     let log_level = settings.text(&keys::LOG_LEVEL).unwrap_or_default();
+    let tokens_file = settings.text(&keys::TOKENS_FILE).map(PathBuf::from);
+    let open_health = settings.text(&keys::AUTH_OPEN_HEALTH).as_deref() != Some("no");
+    let tls = tls_files(&settings)?;
 
     Ok(MasterConfig {
         file: source.map(|s| s.path.clone()),
@@ -302,6 +311,9 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         snapshot_every,
         log_keep,
         secret_file,
+        tokens_file,
+        open_health,
+        tls,
         log_level,
         total_retries,
         worker_timing,
@@ -309,6 +321,43 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         shown: settings.shown,
         warnings,
     })
+}
+
+/// The three files of `gearpump.master.tls`, all paths as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// All three TLS keys or none: half a TLS setup would silently serve plain HTTP.
+fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
+    let ca = settings.text(&keys::TLS_CA_FILE);
+    let cert = settings.text(&keys::TLS_CERT_FILE);
+    let key = settings.text(&keys::TLS_KEY_FILE);
+    match (ca, cert, key) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            ca_file: PathBuf::from(ca),
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+        })),
+        (ca, cert, key) => {
+            let missing: Vec<&str> =
+                [(ca, &keys::TLS_CA_FILE), (cert, &keys::TLS_CERT_FILE), (key, &keys::TLS_KEY_FILE)]
+                    .into_iter()
+                    .filter(|(value, _)| value.is_none())
+                    .map(|(_, key)| key.name)
+                    .collect();
+            Err(ConfigError::Invalid {
+                location: String::new(),
+                key: "gearpump.master.tls".into(),
+                problem: format!("only part of the TLS files are set; missing {}", missing.join(", ")),
+                fix: "set ca-file, cert-file and key-file together (gearpump-setup writes all three), or none of them".into(),
+            })
+        }
+    }
 }
 
 /// A value of the file, parsed and validated according to its key's kind.

@@ -5,7 +5,6 @@ mod jar_retention;
 mod logging;
 pub(crate) mod notify;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,10 +13,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::api::auth::{Auth, Tokens};
 use crate::api::{self, metrics::Metrics, Context};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, PeerAuth};
 use crate::config::{self, MasterConfig, Overrides};
 use crate::jarstore;
+use crate::tls::{MasterNames, NodeListener, NodeTls};
 
 /// Why the master could not run; the binary maps each to an exit status.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum DaemonError {
     Listen { address: String, cause: String, fix: String },
     #[error("cluster secret file {path}: {cause}\n  fix: create it with the same secret on every master (mode 0600, owned by the service user), or remove gearpump.master.secret-file")]
     Secret { path: String, cause: String },
+    #[error(transparent)]
+    Tokens(#[from] crate::api::auth::TokensError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{0}\n  fix: check gearpump.jarstore.rootpath and, for hdfs://nameservice/..., the Hadoop configuration (HADOOP_CONF_DIR)")]
     JarStore(String),
     #[error(transparent)]
@@ -41,7 +46,11 @@ impl DaemonError {
     /// on configuration, such as a nameservice the Hadoop files do not define), 69 (EX_UNAVAILABLE) when the port or state is unusable.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) | DaemonError::Secret { .. } | DaemonError::JarStore(_) => 78,
+            DaemonError::Config(_)
+            | DaemonError::Secret { .. }
+            | DaemonError::Tokens(_)
+            | DaemonError::Tls(_)
+            | DaemonError::JarStore(_) => 78,
             DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
             DaemonError::Serve(_) => 1,
         }
@@ -60,7 +69,7 @@ fn read_secret(path: &std::path::Path) -> Result<String, DaemonError> {
 
 /// Runs the master until SIGTERM/SIGINT. `config_path` and `overrides` are kept for SIGHUP.
 pub async fn run(
-    config: MasterConfig,
+    mut config: MasterConfig,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 ) -> Result<(), DaemonError> {
@@ -77,6 +86,29 @@ pub async fn run(
             None
         }
     };
+    let hosts: Vec<String> = config.masters.iter().map(|m| m.host.clone()).collect();
+    let names = MasterNames::new(hosts.clone());
+    let tls = match &config.tls {
+        Some(files) => Some(NodeTls::load(files, &config.this_master.host, &names)?),
+        None => None,
+    };
+    if let Some(warning) = tls.as_ref().and_then(|tls| tls.expiry_warning.clone()) {
+        tracing::warn!("{warning}");
+        config.warnings.push(warning);
+    }
+    let tokens = match &config.tokens_file {
+        Some(path) => Some(Tokens::load(path)?),
+        None => None,
+    };
+    if tls.is_none() && tokens.is_none() {
+        let warning = "neither gearpump.master.tls nor gearpump.master.auth.tokens-file is configured: \
+                       traffic is plain HTTP and any client that reaches the port may submit and kill \
+                       applications (membership changes are accepted from loopback only); \
+                       gearpump-setup configures both";
+        tracing::warn!("{warning}");
+        config.warnings.push(warning.into());
+    }
+    let auth = Auth { tokens, open_health: config.open_health, tls: tls.is_some() };
     let jars = jarstore::open(&config.jar_store, config.jar_timeout)
         .map_err(|e| DaemonError::JarStore(e.to_string()))?;
     if !jars.is_highly_available() {
@@ -85,7 +117,8 @@ pub async fn run(
 
     let address = format!("{}:{}", config.bind_host, config.this_master.port);
     let listener = bind(&address, &config).await?;
-    let cluster = Cluster::start(&config, secret.clone()).await?;
+    let peer_auth = PeerAuth { secret: secret.clone(), tls: tls.as_ref().map(|tls| tls.client.clone()) };
+    let cluster = Cluster::start(&config, peer_auth).await?;
     tracing::info!(
         master = %config.this_master, node_id = cluster.node_id(), listen = %address,
         masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
@@ -101,23 +134,25 @@ pub async fn run(
         config: config.clone(),
         metrics: metrics.clone(),
         secret,
+        auth,
         jar_health: std::sync::RwLock::new(None),
         workers: workers.clone(),
     });
     let jar_health = tokio::spawn(probe_jar_store(context.clone()));
     let retention = tokio::spawn(jar_retention::run(context.clone()));
     let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
-    let server =
-        axum::serve(listener, api::router(context).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop_receiver.wait_for(|stop| *stop).await;
-            });
-    let server = tokio::spawn(async move { server.await });
+    let listener = NodeListener::new(listener, tls.map(|tls| tls.server), names.clone()).map_err(|e| {
+        DaemonError::Listen { address: address.clone(), cause: e.to_string(), fix: "check the port".into() }
+    })?;
+    let server = tokio::spawn(crate::tls::serve(listener, api::router(context), async move {
+        let _ = stop_receiver.wait_for(|stop| *stop).await;
+    }));
 
     let background = [
         tokio::spawn(notify::report(cluster.clone(), config.startup_timeout)),
         tokio::spawn(notify::watchdog(cluster.clone(), config.state_dir.clone())),
         tokio::spawn(count_leader_changes(cluster.clone(), metrics)),
+        tokio::spawn(follow_membership(cluster.clone(), names, hosts)),
         retention,
         jar_health,
         tokio::spawn(crate::scheduler::run(cluster.clone(), workers)),
@@ -133,8 +168,7 @@ pub async fn run(
     }
     let _ = stop_sender.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("open connections did not finish within 5 s; closing them"),
     }
@@ -193,6 +227,30 @@ fn reload(config_path: &Option<PathBuf>, overrides: &Overrides, log_control: &lo
             tracing::info!(
                 "SIGHUP: other settings (masters, ports, timeouts, jar store) take effect after a restart"
             );
+        }
+    }
+}
+
+/// Keeps the names a peer certificate may carry in step with the Raft membership, so a master
+/// added at run time is accepted by the others before their gear.conf lists it.
+async fn follow_membership(cluster: Arc<Cluster>, names: MasterNames, configured: Vec<String>) {
+    let mut watch = cluster.watch_metrics();
+    loop {
+        let mut hosts = configured.clone();
+        let members: Vec<String> = watch
+            .borrow_and_update()
+            .membership_config
+            .nodes()
+            .filter_map(|(_, node)| config::HostPort::parse(&node.addr).ok().map(|hp| hp.host))
+            .collect();
+        for host in members {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        names.set(hosts);
+        if watch.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -37,6 +37,10 @@ pub(crate) const MASTERS: &Key = &keys::MASTERS;
 pub(crate) const JAR_ROOT: &Key = &keys::JAR_ROOT;
 pub(crate) const FAILOVER: &Key = &keys::FAILOVER;
 pub(crate) const SECRET_FILE: &Key = &keys::SECRET_FILE;
+pub(crate) const TLS_CA_FILE: &Key = &keys::TLS_CA_FILE;
+pub(crate) const TLS_CERT_FILE: &Key = &keys::TLS_CERT_FILE;
+pub(crate) const TLS_KEY_FILE: &Key = &keys::TLS_KEY_FILE;
+pub(crate) const TOKENS_FILE: &Key = &keys::TOKENS_FILE;
 
 /// Renders a string as a HOCON quoted string (JSON string syntax is valid HOCON).
 pub fn quoted(text: &str) -> String {

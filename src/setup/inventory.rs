@@ -92,6 +92,18 @@ pub struct Inventory {
     pub ready_timeout: Duration,
     pub dry_run: bool,
     pub warnings: Vec<String>,
+    /// TLS and tokens (the default), or `--insecure`.
+    pub security: Security,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// The CA and tokens in `pki_dir`; `rotate`: new node certificates.
+    Secure {
+        pki_dir: PathBuf,
+        rotate: bool,
+    },
+    Insecure,
 }
 
 impl Inventory {
@@ -401,7 +413,34 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
             "--connect-timeout and --timeout must be at least 1 second".into(),
         ));
     }
+    // Workers have no certificates yet: under TLS the masters would refuse their heartbeats
+    // and setup would wait for registrations that never come. Say so before touching a node.
+    if !workers.is_empty() && !args.insecure {
+        return Err(SetupError::Arguments(
+            "--workers needs --insecure for now: workers do not speak TLS yet (worker certificates are \
+             not implemented), and a secured cluster would refuse their heartbeats"
+                .into(),
+        ));
+    }
+    let security = if args.insecure {
+        warnings.push(
+            "--insecure: the masters speak plain HTTP and accept any client; anyone who reaches \
+             the master port can submit jars (remote code execution once workers run them)"
+                .into(),
+        );
+        Security::Insecure
+    } else {
+        let pki_dir = match &args.pki_dir {
+            Some(dir) => dir.clone(),
+            None => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".config/gearpump"),
+                None => return Err(SetupError::Arguments("HOME is not set: give --pki-dir DIR".into())),
+            },
+        };
+        Security::Secure { pki_dir, rotate: args.rotate_certs }
+    };
     Ok(Inventory {
+        security,
         masters,
         removed,
         workers,
@@ -460,6 +499,14 @@ mod tests {
         assert!(refused("gearpump-setup --masters node1,a/b").contains("not a host name"));
         assert!(refused("gearpump-setup --masters node1 --remove node1").contains("no master would be left"));
         assert!(refused("gearpump-setup --masters a,b,c --remove d --remove d").contains("twice"));
+    }
+
+    #[test]
+    fn workers_need_insecure_until_they_have_certificates() {
+        assert!(
+            refused("gearpump-setup --masters node1 --workers node2").contains("--workers needs --insecure")
+        );
+        assert!(inventory("gearpump-setup --masters node1 --workers node2 --insecure").is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod gearconf;
 pub mod inventory;
+pub mod pki;
 pub mod plan;
 pub mod probe;
 pub mod run;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::gearconf::{self, OwnedKey};
 use super::inventory::{Family, Inventory, JarStore, PackageFile, Product};
+use super::pki::{self, NodeSecurity};
 use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE, WORKER_SERVICE};
 use super::ssh::shell_quote;
 
@@ -314,7 +315,7 @@ fn nfs_client_script(family: Family) -> String {
 }
 
 /// The gear.conf keys this node gets.
-pub(crate) fn owned_keys(inv: &Inventory, node: &str) -> Vec<OwnedKey> {
+pub(crate) fn owned_keys(inv: &Inventory, node: &str, secure: bool) -> Vec<OwnedKey> {
     let mut keys = vec![
         OwnedKey::new(gearconf::HOSTNAME, gearconf::quoted(node)),
         OwnedKey::new(gearconf::MASTERS, gearconf::quoted_list(&inv.master_addresses())),
@@ -323,6 +324,12 @@ pub(crate) fn owned_keys(inv: &Inventory, node: &str) -> Vec<OwnedKey> {
     ];
     if let Some(timeout) = &inv.failover_timeout {
         keys.push(OwnedKey::new(gearconf::FAILOVER, timeout.clone()));
+    }
+    if secure {
+        keys.push(OwnedKey::new(gearconf::TLS_CA_FILE, gearconf::quoted(pki::NODE_CA)));
+        keys.push(OwnedKey::new(gearconf::TLS_CERT_FILE, gearconf::quoted(pki::NODE_CERT)));
+        keys.push(OwnedKey::new(gearconf::TLS_KEY_FILE, gearconf::quoted(pki::NODE_KEY)));
+        keys.push(OwnedKey::new(gearconf::TOKENS_FILE, gearconf::quoted(pki::NODE_TOKENS)));
     }
     keys
 }
@@ -333,6 +340,7 @@ pub fn plan_node(
     node: &str,
     facts: &NodeFacts,
     secret: &str,
+    security: Option<&NodeSecurity>,
     cluster: &ClusterView,
 ) -> Result<NodePlan, NodeFailure> {
     let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
@@ -356,11 +364,35 @@ pub fn plan_node(
     }
 
     // 2. gear.conf: only the owned keys change; 3. the cluster secret
-    let config = config_actions(inv, node, facts, secret)?;
+    let config = config_actions(inv, node, facts, secret, security.is_some())?;
     // The masters list only seeds a fresh master (a running cluster's membership lives in its
     // Raft log), so a running master needs no restart for it; every other key does.
     restart |= facts.is_active() && (config.secret_changed || config.other_key_changed);
     actions.extend(config.actions);
+
+    // 3b. TLS files and client tokens (the key and tokens readable by the service only)
+    if let Some(security) = security {
+        let files = [
+            (pki::NODE_CA, &security.ca_pem, 0o644, "root:root", false),
+            (pki::NODE_CERT, &security.cert_pem, 0o644, "root:root", false),
+            (pki::NODE_KEY, &security.key_pem, 0o600, "gearpump:gearpump", true),
+            (pki::NODE_TOKENS, &security.tokens, 0o640, "root:gearpump", true),
+        ];
+        for (path, content, mode, owner, secret) in files {
+            if facts.file(path) != Some(content.as_str()) {
+                restart |= facts.is_active();
+                actions.push(Action::Write {
+                    step: Step::Secret,
+                    path: path.into(),
+                    mode,
+                    owner: owner.into(),
+                    content: content.clone(),
+                    secret,
+                    backup: false,
+                });
+            }
+        }
+    }
 
     // 4. the NFS jar store: client, mount unit, drop-in
     if let JarStore::Nfs { export, options, mount } = &inv.jar_store {
@@ -462,6 +494,7 @@ fn config_actions(
     node: &str,
     facts: &NodeFacts,
     secret: &str,
+    secure: bool,
 ) -> Result<ConfigActions, NodeFailure> {
     let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
     let mut config = ConfigActions {
@@ -472,7 +505,7 @@ fn config_actions(
     };
     let current = facts.file(GEAR_CONF);
     let base = current.unwrap_or(SHIPPED_GEAR_CONF);
-    let rewrite = gearconf::rewrite(base, &owned_keys(inv, node));
+    let rewrite = gearconf::rewrite(base, &owned_keys(inv, node, secure));
     // A master checks it as a master (it must be in the masters list); a worker-only node as
     // the worker reads it.
     let is_master = inv.masters.iter().any(|m| m == node);
@@ -561,8 +594,9 @@ pub fn plan_worker(
             ),
         ));
     }
-    // The worker reads every key it uses (masters list included) only when it starts.
-    let config = config_actions(inv, node, facts, secret)?;
+    // The worker reads every key it uses (masters list included) only when it starts. Workers
+    // do not speak TLS yet (gearpump-setup refuses --workers without --insecure).
+    let config = config_actions(inv, node, facts, secret, false)?;
     let changed = config.secret_changed || config.other_key_changed || config.masters_changed;
     if !inv.masters.iter().any(|m| m == node) {
         actions.extend(config.actions);
@@ -634,11 +668,9 @@ fn render_actions(out: &mut String, node: &str, actions: &[Action]) {
                     if *backup { ", previous file kept as a dated .bak" } else { "" }
                 );
                 if *secret {
-                    let _ = writeln!(
-                        out,
-                        "      | <the cluster secret, {} characters, not shown>",
-                        content.trim_end().len()
-                    );
+                    let what = if path == SECRET_FILE { "the cluster secret" } else { "private" };
+                    let _ =
+                        writeln!(out, "      | <{what}, {} characters, not shown>", content.trim_end().len());
                 } else {
                     for line in content.lines() {
                         let _ = writeln!(out, "      | {line}");
@@ -759,7 +791,7 @@ mod tests {
         let inv =
             inv("gearpump-setup --masters node1,node2,node3 --nfs filer:/export/gp --failover-timeout 2s");
         let facts = plain_node(&["node1", "node2", "node3"]);
-        let plan = plan_node(&inv, "node2", &facts, SECRET, &ClusterView::default()).expect("plan");
+        let plan = plan_node(&inv, "node2", &facts, SECRET, None, &ClusterView::default()).expect("plan");
         let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
         assert_eq!(
             steps,
@@ -798,7 +830,7 @@ mod tests {
     fn configured_node_plans_nothing() {
         let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
         let mut facts = plain_node(&["node1", "node2", "node3"]);
-        let first = plan_node(&inv, "node1", &facts, SECRET, &ClusterView::default()).expect("plan");
+        let first = plan_node(&inv, "node1", &facts, SECRET, None, &ClusterView::default()).expect("plan");
         for action in &first.actions {
             if let Action::Write { path, content, .. } = action {
                 facts.files.insert(path.clone(), Some(content.clone()));
@@ -807,10 +839,81 @@ mod tests {
         facts.installed = Some("0.1.0-1".into());
         facts.active = "active".into();
         let cluster = ClusterView { voters: inv.master_addresses() };
-        let again = plan_node(&inv, "node1", &facts, SECRET, &cluster).expect("plan");
+        let again = plan_node(&inv, "node1", &facts, SECRET, None, &cluster).expect("plan");
         assert_eq!(again.actions, []);
         assert!(!again.start && !again.join && !again.restart);
         assert!(render(&again, &facts, &cluster).contains("nothing to change"));
+    }
+
+    #[test]
+    fn a_secured_node_gets_tls_files_and_tokens_privately_and_a_re_run_keeps_them() {
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
+        let dir = tempfile::tempdir().expect("dir");
+        let pki = crate::setup::pki::AdminPki::load_or_create(dir.path(), true).expect("pki");
+        let security = pki.for_node("node1", None, false).expect("issue");
+        let mut facts = plain_node(&["node1", "node2", "node3"]);
+        let first =
+            plan_node(&inv, "node1", &facts, SECRET, Some(&security), &ClusterView::default()).expect("plan");
+        let writes: Vec<(String, u32, String, bool)> = first
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Write { path, mode, owner, secret, .. } => {
+                    Some((path.clone(), *mode, owner.clone(), *secret))
+                }
+                _ => None,
+            })
+            .collect();
+        for expected in [
+            (pki::NODE_KEY, 0o600, "gearpump:gearpump", true),
+            (pki::NODE_TOKENS, 0o640, "root:gearpump", true),
+            (pki::NODE_CERT, 0o644, "root:root", false),
+            (pki::NODE_CA, 0o644, "root:root", false),
+        ] {
+            let found =
+                writes.iter().find(|w| w.0 == expected.0).unwrap_or_else(|| panic!("{} written", expected.0));
+            assert_eq!(
+                (found.1, found.2.as_str(), found.3),
+                (expected.1, expected.2, expected.3),
+                "{}",
+                expected.0
+            );
+        }
+        let Some(Action::Write { content: conf, .. }) =
+            first.actions.iter().find(|a| a.step() == Step::GearConf)
+        else {
+            panic!("no gear.conf")
+        };
+        let config = crate::config::load_str(std::path::Path::new("gear.conf"), conf, &Default::default())
+            .expect("loads");
+        assert_eq!(
+            config.tls.as_ref().map(|t| t.key_file.display().to_string()),
+            Some(pki::NODE_KEY.to_string())
+        );
+        assert_eq!(config.tokens_file.as_deref(), Some(std::path::Path::new(pki::NODE_TOKENS)));
+        let rendered = render(&first, &facts, &ClusterView::default());
+        assert!(!rendered.contains(&pki.admin_token) && !rendered.contains("PRIVATE KEY"), "{rendered}");
+
+        for action in &first.actions {
+            if let Action::Write { path, content, .. } = action {
+                facts.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        facts.installed = Some("0.1.0-1".into());
+        facts.active = "active".into();
+        let current = (
+            facts.file(pki::NODE_CA).expect("ca"),
+            facts.file(pki::NODE_CERT).expect("cert"),
+            facts.file(pki::NODE_KEY).expect("key"),
+        );
+        let kept = pki.for_node("node1", Some(current), false).expect("keep");
+        let cluster = ClusterView { voters: inv.master_addresses() };
+        let again = plan_node(&inv, "node1", &facts, SECRET, Some(&kept), &cluster).expect("plan");
+        assert_eq!(again.actions, [], "a re-run keeps certificates and tokens");
+        let rotated = pki.for_node("node1", Some(current), true).expect("rotate");
+        let rotation = plan_node(&inv, "node1", &facts, SECRET, Some(&rotated), &cluster).expect("plan");
+        assert_eq!(rotation.actions.len(), 2, "new certificate and key: {:?}", rotation.actions);
+        assert!(rotation.restart, "a running master restarts to use them");
     }
 
     #[test]
@@ -818,7 +921,7 @@ mod tests {
         let three = inv("gearpump-setup --masters node1,node2,node3");
         let five = inv("gearpump-setup --masters node1,node2,node3,node4,node5");
         let mut old = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
-        let first = plan_node(&three, "node1", &old, SECRET, &ClusterView::default()).expect("plan");
+        let first = plan_node(&three, "node1", &old, SECRET, None, &ClusterView::default()).expect("plan");
         for action in &first.actions {
             if let Action::Write { path, content, .. } = action {
                 old.files.insert(path.clone(), Some(content.clone()));
@@ -827,11 +930,11 @@ mod tests {
         old.installed = Some("0.1.0-1".into());
         old.active = "active".into();
         let cluster = ClusterView { voters: three.master_addresses() };
-        let plan = plan_node(&five, "node1", &old, SECRET, &cluster).expect("plan");
+        let plan = plan_node(&five, "node1", &old, SECRET, None, &cluster).expect("plan");
         assert_eq!(plan.actions.len(), 1, "only gear.conf's masters list changes");
         assert!(!plan.restart && !plan.join && !plan.start);
         let new = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
-        let plan = plan_node(&five, "node4", &new, SECRET, &cluster).expect("plan");
+        let plan = plan_node(&five, "node4", &new, SECRET, None, &cluster).expect("plan");
         assert!(plan.start && plan.join);
         assert!(render(&plan, &new, &cluster).contains(
             "[join] POST /api/v1.0/master/members {\"add\": \"node4:3000\"} to the running cluster (node1:3000"
@@ -845,7 +948,8 @@ mod tests {
         facts
             .files
             .insert(GEAR_CONF.into(), Some("gearpump {\n  cluster.masters = [ \"node1:3000\"\n".into()));
-        let failure = plan_node(&inv, "node1", &facts, SECRET, &ClusterView::default()).expect_err("broken");
+        let failure =
+            plan_node(&inv, "node1", &facts, SECRET, None, &ClusterView::default()).expect_err("broken");
         assert_eq!(failure.step, Step::GearConf);
         assert!(
             failure.cause.starts_with(
@@ -883,7 +987,7 @@ mod tests {
 
     #[test]
     fn a_worker_node_gets_its_package_config_and_secret_and_a_master_node_only_the_package() {
-        let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4");
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4 --insecure");
         let facts = plain_node(&["node1", "node2", "node3"]);
         let plan = plan_worker(&inv, "node4", &facts, SECRET).expect("plan");
         let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
@@ -903,7 +1007,7 @@ mod tests {
         let plan = plan_worker(&inv, "node3", &facts, SECRET).expect("plan");
         let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
         assert_eq!(steps, [Step::Package, Step::Package, Step::Package, Step::Start]);
-        let master = plan_node(&inv, "node3", &facts, SECRET, &ClusterView::default()).expect("plan");
+        let master = plan_node(&inv, "node3", &facts, SECRET, None, &ClusterView::default()).expect("plan");
         assert!(!master
             .actions
             .iter()
@@ -912,7 +1016,7 @@ mod tests {
 
     #[test]
     fn a_configured_worker_plans_nothing_and_restarts_for_a_new_masters_list() {
-        let inv3 = inv("gearpump-setup --masters node1,node2,node3 --workers node4");
+        let inv3 = inv("gearpump-setup --masters node1,node2,node3 --workers node4 --insecure");
         let mut facts = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
         let first = plan_worker(&inv3, "node4", &facts, SECRET).expect("plan");
         for action in &first.actions {
@@ -928,7 +1032,7 @@ mod tests {
         assert!(!again.start && !again.restart);
         assert!(render_worker(&again, &facts).contains("nothing to change"));
         // the worker heartbeats to the masters list it read at start: a new list needs a restart
-        let inv5 = inv("gearpump-setup --masters node1,node2,node3,node5 --workers node4");
+        let inv5 = inv("gearpump-setup --masters node1,node2,node3,node5 --workers node4 --insecure");
         let plan = plan_worker(&inv5, "node4", &facts, SECRET).expect("plan");
         assert!(plan.restart && !plan.start);
         assert_eq!(plan.actions.len(), 1, "only gear.conf changes");
@@ -937,7 +1041,7 @@ mod tests {
 
     #[test]
     fn a_worker_without_a_worker_package_fails_preflight() {
-        let mut inv = inv("gearpump-setup --masters node1 --workers node2");
+        let mut inv = inv("gearpump-setup --masters node1 --workers node2 --insecure");
         inv.packages.retain(|p| p.product == Product::Master);
         let mut facts = BTreeMap::new();
         facts.insert("node1".to_string(), plain_node(&["node1"]));

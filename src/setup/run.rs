@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::inventory::{Inventory, JarStore};
+use super::inventory::{Inventory, JarStore, Security};
+use super::pki::{self, AdminPki, NodeSecurity};
 use super::plan::{self, Action, ClusterView, NodeFailure, NodePlan, Step, WorkerPlan};
 use super::probe::{self, NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE};
 use super::ssh::{Output, Transport};
 use super::SetupError;
-use crate::client::{masters_table, MasterClient};
+use crate::client::{masters_table, Credentials, MasterClient};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 const COPY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -35,6 +36,9 @@ fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec
 
 fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
     let mut files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
+    if matches!(inv.security, Security::Secure { .. }) {
+        files.extend([pki::NODE_CA, pki::NODE_CERT, pki::NODE_KEY, pki::NODE_TOKENS].map(String::from));
+    }
     let mut units = Vec::new();
     if let JarStore::Nfs { mount, .. } = &inv.jar_store {
         let unit = plan::mount_unit_name(mount);
@@ -85,24 +89,34 @@ fn execute(transport: &dyn Transport, node: &str, action: &Action) -> Result<Str
 
 struct Http {
     runtime: tokio::runtime::Runtime,
+    /// The cluster CA and the admin token when the cluster is secured.
+    credentials: Credentials,
 }
 
 impl Http {
-    fn new() -> Result<Http, SetupError> {
+    fn new(credentials: Credentials) -> Result<Http, SetupError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| SetupError::Runtime(e.to_string()))?;
-        Ok(Http { runtime })
+        Ok(Http { runtime, credentials })
     }
 
     fn client(&self, masters: Vec<String>, timeout: Duration) -> Result<MasterClient, String> {
-        MasterClient::new(masters, timeout).map_err(|e| e.to_string())
+        MasterClient::with_credentials(masters, timeout, &self.credentials).map_err(|e| e.to_string())
     }
 
+    /// A read; a cluster that still speaks plain HTTP (installed before TLS) is read over it.
     fn get(&self, masters: Vec<String>, path: &str) -> Result<Value, String> {
-        let client = self.client(masters, Duration::from_secs(5))?;
-        self.runtime.block_on(client.get(path)).map_err(|e| e.to_string())
+        let client = self.client(masters.clone(), Duration::from_secs(5))?;
+        match self.runtime.block_on(client.get(path)) {
+            Ok(answer) => Ok(answer),
+            Err(secure) if self.credentials.ca_file.is_some() => {
+                let plain = MasterClient::new(masters, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                self.runtime.block_on(plain.get(path)).map_err(|_| secure.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn post(
@@ -133,7 +147,6 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     for warning in &inv.warnings {
         say(out, format!("warning: {warning}"));
     }
-    let http = Http::new()?;
 
     // 1. probe every node, read-only
     let nodes = inv.all_nodes();
@@ -203,6 +216,29 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         return Err(SetupError::Nodes(failures));
     }
 
+    // 3a. the admin's CA and tokens (created on the first run; a dry run keeps them in memory)
+    let admin_pki = match &inv.security {
+        Security::Secure { pki_dir, .. } => {
+            Some(AdminPki::load_or_create(pki_dir, !inv.dry_run).map_err(SetupError::Cluster)?)
+        }
+        Security::Insecure => None,
+    };
+    let credentials = match &admin_pki {
+        Some(pki) => Credentials {
+            token: Some(pki.admin_token.clone()),
+            token_source: Some(pki.dir.join("admin.token").display().to_string()),
+            ca_file: Some(pki.dir.join("ca.pem")),
+            masters: None,
+        },
+        None => Credentials::default(),
+    };
+    // A dry run keeps a new CA in memory only; its client cannot read a file never written.
+    let http = Http::new(if inv.dry_run && admin_pki.as_ref().is_some_and(|p| p.created) {
+        Credentials::default()
+    } else {
+        credentials
+    })?;
+
     // 3. the cluster secret: the one the nodes already share, else a new one
     let mut secrets: Vec<String> = inv
         .masters
@@ -269,10 +305,28 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         }
     }
 
-    // 5. the plan
+    // 5. the plan (with each node's certificate: kept, or issued now)
+    let rotate = matches!(inv.security, Security::Secure { rotate: true, .. });
     let mut plans: Vec<NodePlan> = Vec::new();
     for node in &inv.masters {
-        match plan::plan_node(inv, node, &facts[node], &secret, &cluster) {
+        let security: Option<NodeSecurity> = match &admin_pki {
+            Some(pki) => {
+                let f = &facts[node];
+                let current = match (f.file(pki::NODE_CA), f.file(pki::NODE_CERT), f.file(pki::NODE_KEY)) {
+                    (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+                    _ => None,
+                };
+                match pki.for_node(node, current, rotate) {
+                    Ok(security) => Some(security),
+                    Err(cause) => {
+                        failures.push(NodeFailure { node: node.clone(), step: Step::Secret, cause });
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        match plan::plan_node(inv, node, &facts[node], &secret, security.as_ref(), &cluster) {
             Ok(p) => plans.push(p),
             Err(f) => failures.push(f),
         }
@@ -495,6 +549,31 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     }
     let workers =
         if inv.workers.is_empty() { String::new() } else { format!(", {} workers alive", inv.workers.len()) };
+    if let Some(pki) = &admin_pki {
+        match pki.write_client_conf(&inv.master_addresses()) {
+            Ok(conf) => say(
+                out,
+                format!(
+                    "TLS and tokens are on. The admin's copies are in {}: ca.pem (cluster CA), ca-key.pem \
+                     (keep it safe), admin.token, submit.token (give this one to those who submit), and \
+                     client.conf, which gear reads as ~/.config/gearpump/client.conf{}",
+                    pki.dir.display(),
+                    if conf.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "gearpump") {
+                        String::new()
+                    } else {
+                        format!(
+                            " (elsewhere: copy it there, or use gear --ca {} --token-file {})",
+                            pki.dir.join("ca.pem").display(),
+                            pki.dir.join("admin.token").display()
+                        )
+                    }
+                ),
+            ),
+            Err(cause) => say(out, format!("warning: could not write the client configuration: {cause}")),
+        }
+    } else {
+        say(out, "warning: --insecure: no TLS and no client tokens on this cluster".into());
+    }
     if changes == 0 {
         say(
             out,
@@ -755,7 +834,9 @@ mod tests {
 
     #[test]
     fn dry_run_with_workers_plans_the_worker_nodes_after_the_masters() {
-        let inv = inventory("gearpump-setup --masters node1,node2,node3 --workers node3,node4 --dry-run");
+        let inv = inventory(
+            "gearpump-setup --masters node1,node2,node3 --workers node3,node4 --insecure --dry-run",
+        );
         let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: None };
         let mut out = Vec::new();
         run(&inv, &nodes, &mut out).expect("dry run succeeds");
@@ -777,7 +858,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_worker_node_stops_the_run_before_any_change() {
-        let inv = inventory("gearpump-setup --masters node1,node2 --workers node3");
+        let inv = inventory("gearpump-setup --masters node1,node2 --workers node3 --insecure");
         let nodes = FakeNodes { calls: Mutex::new(Vec::new()), down: Some("node3") };
         let mut out = Vec::new();
         let report = run(&inv, &nodes, &mut out).expect_err("node3 is down").to_string();

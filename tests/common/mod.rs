@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod jarstore_suite;
 pub mod minihdfs;
 pub mod netns;
@@ -53,6 +54,8 @@ pub struct TestCluster {
     pub children: Vec<Option<Child>>,
     pub conf: PathBuf,
     pub http: reqwest::Client,
+    /// `https` when the masters speak TLS (`Options::client_ca`).
+    pub scheme: &'static str,
 }
 
 pub struct Options {
@@ -61,11 +64,13 @@ pub struct Options {
     pub extra_conf: String,
     /// `file://` jar store shared by all masters (the NFS stand-in) unless false.
     pub shared_jar_store: bool,
+    /// The cluster CA when `extra_conf` turns TLS on: the harness then talks `https://`.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { masters: 3, extra_conf: String::new(), shared_jar_store: true }
+        Options { masters: 3, extra_conf: String::new(), shared_jar_store: true, client_ca: None }
     }
 }
 
@@ -93,13 +98,16 @@ impl TestCluster {
         // No idle pooling: after an early error (413, a failed upload) the master closes the
         // connection without reading the rest of the body, and a pooled client can race that
         // close on its next request. A fresh loopback connection per request costs nothing here.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client");
-        let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http };
+        let mut http =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().pool_max_idle_per_host(0);
+        let mut scheme = "http";
+        if let Some(ca) = &options.client_ca {
+            let tls = gearpump_master::client::credentials::tls_config(ca).expect("the test CA");
+            http = http.use_preconfigured_tls(tls);
+            scheme = "https";
+        }
+        let http = http.build().expect("client");
+        let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http, scheme };
         for index in 0..options.masters {
             let child = cluster.spawn(index);
             cluster.children.push(Some(child));
@@ -112,7 +120,7 @@ impl TestCluster {
     }
 
     pub fn url(&self, index: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports[index])
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.ports[index])
     }
 
     pub fn masters_arg(&self) -> String {

@@ -90,8 +90,14 @@ testbed_lock
 testbed_cleanup
 testbed_setup
 SSHCONF=$TESTBED_RUN/ssh/config
-setup() { "$SETUP" --ssh-config "$SSHCONF" --connect-timeout 5 --timeout 120 "$@"; }
-gear() { "$GEAR" --timeout 10 "$@"; }
+# The admin's CA, tokens and client.conf go where gear looks for them, under a HOME of our own.
+ADMIN_HOME=$work/home
+PKI=$ADMIN_HOME/.config/gearpump
+setup() { "$SETUP" --ssh-config "$SSHCONF" --connect-timeout 5 --timeout 120 --pki-dir "$PKI" "$@"; }
+gear() { HOME=$ADMIN_HOME "$GEAR" --timeout 10 "$@"; }
+# curl against the TLS port with the cluster CA and the admin token (from a file: never on a
+# command line)
+api() { curl -sf --max-time "${API_TIMEOUT:-3}" --cacert "$PKI/ca.pem" -H "@$work/admin.header" "$@"; }
 
 mkdir -p "$shared"
 # every master writes jars as its own gearpump user (uids may differ between nodes)
@@ -207,7 +213,12 @@ tb_log "install took $(($(date +%s) - t0)) s"
 check "install onto 3 plain nodes exits 0 ($(($(date +%s) - t0)) s)" test "$rc" = 0
 [[ $rc == 0 ]] || sed 's/^/    | /' "$work/install.txt" | tail -n 30
 check "install prints the masters table with a leader" grep -qE '^leader: node[123]:3000' "$work/install.txt"
-leaders() { curl -sf --max-time 3 "http://$1:$PORT/api/v1.0/master" | jq -r '[.masterDescription.cluster[] | select(.role == "leader")] | length'; }
+check "install prints where the admin's CA and tokens are" grep -qF "The admin's copies are in $PKI" "$work/install.txt"
+check "admin's CA key and tokens are 0600" bash -c \
+    "test \"\$(stat -c %a '$PKI/ca-key.pem' '$PKI/admin.token' '$PKI/submit.token' '$PKI/client.conf' | sort -u)\" = 600"
+printf 'Authorization: Bearer %s\n' "$(cat "$PKI/admin.token")" >"$work/admin.header"
+chmod 600 "$work/admin.header"
+leaders() { api "https://$1:$PORT/api/v1.0/master" | jq -r '[.masterDescription.cluster[] | select(.role == "leader")] | length'; }
 # the masters table is built from peer polls, so it may lag a leader change by a moment
 one_leader() { [[ $(leaders "$1") == 1 ]]; }
 check "exactly one leader" wait_for 10 one_leader node1
@@ -218,7 +229,18 @@ for n in node1 node2 node3; do
     check "$n: shipped comments kept, previous gear.conf backed up" on "$n" \
         "grep -qF 'High availability, in three steps' /etc/gearpump/gear.conf && ls /etc/gearpump/gear.conf.bak-* >/dev/null"
     check "$n: secret 0600 gearpump:gearpump" on "$n" "test \"\$(stat -c '%a %U:%G' /etc/gearpump/cluster.secret)\" = '600 gearpump:gearpump'"
+    check "$n: TLS key 0600 gearpump, tokens 0640 root:gearpump" on "$n" \
+        "test \"\$(stat -c '%a %U:%G' /etc/gearpump/tls/node-key.pem /etc/gearpump/tokens | tr '\n' ' ')\" = '600 gearpump:gearpump 640 root:gearpump '"
 done
+# TLS and tokens: the port speaks only TLS; clients need a token, membership an admin one
+check "plain HTTP is not served" bash -c "! curl -sf --max-time 3 -o /dev/null http://node1:$PORT/health/live"
+check "health is open over TLS" curl -sf --max-time 3 -o /dev/null --cacert "$PKI/ca.pem" "https://node1:$PORT/health/ready"
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$PKI/ca.pem" "$@"; }
+check "no token: 401" test "$(code "https://node2:$PORT/api/v1.0/master/applist")" = 401
+check "POST members without a token: 401" test "$(code -X POST -d '{"remove":"node3:3000"}' "https://node2:$PORT/api/v1.0/master/members")" = 401
+out=$(HOME=/nonexistent "$GEAR" --timeout 10 --ca "$PKI/ca.pem" -m node1:$PORT info 2>&1) && rc=0 || rc=$?
+check "gear without a token is refused and says so" test "$rc" != 0 -a -n "$(grep -F 'no token was sent' <<<"$out")"
+check "gear with the printed client.conf works (no flags)" gear info
 secret_sum() { on "$1" 'sha256sum </etc/gearpump/cluster.secret' 2>/dev/null || echo "none on $1"; }
 s1=$(secret_sum node1) s2=$(secret_sum node2) s3=$(secret_sum node3)
 check "one secret on every node" test "$s1" = "$s2" -a "$s2" = "$s3"
@@ -252,7 +274,7 @@ head -c 300000 /dev/urandom >"$work/payload.bin"
 masters3=node1:$PORT,node2:$PORT,node3:$PORT
 check "gear app submits an application" gear -m "$masters3" app -jar "$work/app.jar" io.example.WordCount
 jar=$(gear -m "$masters3" --json info | jq -r '.appMasters[0].jar.name // empty' || true)
-leader=$(curl -sf --max-time 3 "http://node1:$PORT/api/v1.0/master" | jq -r '.masterDescription.leader' | sed 's/:.*//' || true)
+leader=$(api "https://node1:$PORT/api/v1.0/master" | jq -r '.masterDescription.leader' | sed 's/:.*//' || true)
 check "leader known ($leader), jar stored ($jar)" test -n "$leader" -a -n "$jar"
 survivors=() sm=''
 for n in node1 node2 node3; do [[ $n == "$leader" ]] || { survivors+=("$n"); sm+="${sm:+,}$n:$PORT"; }; done
@@ -262,17 +284,17 @@ if [[ -z $leader ]]; then
     exit 1
 fi
 testbed_crash "$leader"
-new_leader() { local l; l=$(curl -sf --max-time 2 "http://${survivors[0]}:$PORT/health/ready" | jq -r .leader) && [[ -n $l && $l != null && $l != "$leader:$PORT" ]]; }
+new_leader() { local l; l=$(API_TIMEOUT=2 api "https://${survivors[0]}:$PORT/health/ready" | jq -r .leader) && [[ -n $l && $l != null && $l != "$leader:$PORT" ]]; }
 check "a survivor leads within 30 s of the crash" wait_for 30 new_leader
-check "the cluster keeps serving (gear info via the survivors)" bash -c "'$GEAR' --timeout 10 -m '$sm' info | grep -q io.example.WordCount"
+check "the cluster keeps serving (gear info via the survivors)" bash -c "HOME='$ADMIN_HOME' '$GEAR' --timeout 10 -m '$sm' info | grep -q io.example.WordCount"
 for n in "${survivors[@]}"; do
     rm -f "$work/back.jar"
     check "jar readable from survivor $n (gear download, SHA-256 checked)" bash -c \
-        "'$GEAR' --timeout 10 -m '$n:$PORT' download --file '$jar' -o '$work/back.jar' && cmp '$work/app.jar' '$work/back.jar'"
+        "HOME='$ADMIN_HOME' '$GEAR' --timeout 10 -m '$n:$PORT' download --file '$jar' -o '$work/back.jar' && cmp '$work/app.jar' '$work/back.jar'"
 done
 testbed_boot "$leader"
 check "$leader rejoins after its reboot (service enabled at boot)" \
-    wait_for 60 curl -sf -o /dev/null --max-time 2 "http://$leader:$PORT/health/ready"
+    wait_for 60 curl -sf -o /dev/null --max-time 2 --cacert "$PKI/ca.pem" "https://$leader:$PORT/health/ready"
 
 # ---------------------------------------------------------------- add two masters, remove one
 
@@ -291,7 +313,7 @@ printf '%s\n' "$out" >"$work/add.txt"
 pids_after=$(for n in node1 node2 node3; do on "$n" "systemctl show -p MainPID --value $UNIT" || true; done | tr '\n' ' ')
 check "add node4 and node5 as admin through sudo: exit 0" test "$rc" = 0
 [[ $rc == 0 ]] || sed 's/^/    | /' "$work/add.txt" | tail -n 30
-voters() { curl -sf --max-time 3 "http://$1:$PORT/api/v1.0/master/members" | jq -r '.voters | sort | join(",")'; }
+voters() { api "https://$1:$PORT/api/v1.0/master/members" | jq -r '.voters | sort | join(",")'; }
 check "5 voters" test "$(voters node1)" = "node1:3000,node2:3000,node3:3000,node4:3000,node5:3000"
 check "added through the API as learner then voter" grep -qF 'node4: adding node4:3000 to the cluster (learner first' "$work/add.txt"
 check "no downtime: the 3 running masters were not restarted" test "$pids_before" = "$pids_after"
@@ -306,7 +328,7 @@ check "4 voters without node3" test "$(voters node1)" = "node1:3000,node2:3000,n
 check "node3 stopped and disabled" on node3 "! systemctl is-active --quiet $UNIT && ! systemctl is-enabled --quiet $UNIT"
 check "4 masters: the fault-tolerance warning" grep -qF '4 masters tolerate no more failures than 3' "$work/remove.txt"
 check "exactly one leader of 4" wait_for 10 one_leader node5
-one_leader node5 || curl -sf --max-time 3 "http://node5:$PORT/api/v1.0/master" | jq -c '.masterDescription.cluster' || true
+one_leader node5 || api "https://node5:$PORT/api/v1.0/master" | jq -c '.masterDescription.cluster' || true
 
 # ---------------------------------------------------------------- dry run on the running cluster
 
@@ -326,6 +348,32 @@ check "new failover-timeout: exit 0, the 4 masters restarted one at a time" \
 check "new failover-timeout written on every master" bash -c \
     "for n in node1 node2 node4 node5; do grep -q 'failover-timeout = 2s' $TESTBED_RUN/nodes/\$n/merged/etc/gearpump/gear.conf || exit 1; done"
 check "exactly one leader after the rolling restart" wait_for 10 one_leader node1
+
+# --rotate-certs: new node certificates, masters restarted one at a time, a client served
+# throughout (gear info every 0.2 s; every failure counted)
+cert_before=$(on node1 'sha256sum </etc/gearpump/tls/node.pem')
+(
+    end=$(($(date +%s) + 600)) fails=0 oks=0
+    while [[ ! -f $work/rotate.done ]] && (($(date +%s) < end)); do
+        if HOME=$ADMIN_HOME "$GEAR" --timeout 5 info >/dev/null 2>>"$work/rotate-client.err"; then oks=$((oks + 1)); else fails=$((fails + 1)); fi
+        sleep 0.2
+    done
+    echo "$oks $fails" >"$work/rotate-client.txt"
+) &
+client=$!
+t0=$(date +%s)
+out=$(setup --masters node1,node2,node4,node5 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 2s --rotate-certs 2>&1) && rc=0 || rc=$?
+touch "$work/rotate.done"
+wait "$client" || true
+printf '%s\n' "$out" >"$work/rotate.txt"
+read -r oks fails <"$work/rotate-client.txt" || { oks=0 fails=-1; }
+tb_log "--rotate-certs took $(($(date +%s) - t0)) s; client requests during it: $oks ok, $fails failed"
+check "--rotate-certs: exit 0, the 4 masters restarted one at a time" \
+    test "$rc" = 0 -a "$(grep -c 'restarting to apply the new settings' "$work/rotate.txt")" = 4
+[[ $rc == 0 ]] || sed 's/^/    | /' "$work/rotate.txt" | tail -n 30
+check "--rotate-certs: node1 has a new certificate" test "$(on node1 'sha256sum </etc/gearpump/tls/node.pem')" != "$cert_before"
+check "--rotate-certs: the cluster kept serving ($oks ok, $fails failed requests)" test "$fails" = 0 -a "$oks" -gt 0
+check "exactly one leader after the rotation" wait_for 10 one_leader node2
 
 out=$(setup --masters node1,node2,node4 --nfs "$NFS_EXPORT" --package "$deb" --failover-timeout 1s 2>&1) && rc=0 || rc=$?
 check "a member missing from --masters is refused, not silently dropped (exit $rc)" \

@@ -89,7 +89,7 @@ for n in node1 node2 node3; do testbed_boot "$n"; done
 check "node image has a Java runtime" on node2 'java -version'
 
 # node1: master and worker; node2: worker only; node3: untouched until the dry run's check
-out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" --dry-run 2>&1) && rc=0 || rc=$?
+out=$(setup --masters node1 --workers node1,node2 --insecure --package "$deb" --package "$wdeb" --dry-run 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/dry-run.txt"
 check "dry run exits 0 and prints both worker plans" bash -c \
     "test $rc = 0 && grep -qF '== node1 worker (gearpump-worker not installed' '$work/dry-run.txt' &&
@@ -98,9 +98,9 @@ check "dry run exits 0 and prints both worker plans" bash -c \
 check "dry run installed nothing" on node2 '! dpkg -s gearpump-worker >/dev/null 2>&1 && ! test -e /etc/gearpump/gear.conf'
 
 t0=$(date +%s)
-out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
+out=$(setup --masters node1 --workers node1,node2 --insecure --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/install.txt"
-check "setup --masters node1 --workers node1,node2: exit 0 ($(($(date +%s) - t0)) s)" test "$rc" = 0
+check "setup --masters node1 --workers node1,node2 --insecure: exit 0 ($(($(date +%s) - t0)) s)" test "$rc" = 0
 [[ $rc == 0 ]] || sed 's/^/    | /' "$work/install.txt" | tail -n 30
 check "setup reports both workers registered and alive" bash -c \
     "grep -qE '^worker node1: registered as worker [0-9]+, alive' '$work/install.txt' &&
@@ -131,7 +131,7 @@ check "systemd-analyze security runs ($sec)" grep -q 'Overall exposure level' <<
 check "systemd-analyze verify: no complaint about the worker unit" on node2 \
     "! systemd-analyze verify /lib/systemd/system/$WUNIT 2>&1 | grep -F $WUNIT"
 
-out=$(setup --masters node1 --workers node1,node2 --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
+out=$(setup --masters node1 --workers node1,node2 --insecure --package "$deb" --package "$wdeb" 2>&1) && rc=0 || rc=$?
 printf '%s\n' "$out" >"$work/rerun.txt"
 check "re-run: exit 0, nothing changed" bash -c "test $rc = 0 && grep -q '^Nothing changed' '$work/rerun.txt'"
 
