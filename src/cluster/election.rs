@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
 use futures::StreamExt;
+use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::PRE_VOTE;
