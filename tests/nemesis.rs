@@ -553,6 +553,10 @@ async fn nemesis() {
     let writes: Vec<&Op> = ops.iter().filter(|op| op.op == "w").collect();
     let mut first_ack: BTreeMap<Fault, Vec<f64>> = BTreeMap::new();
     let mut acked_share: BTreeMap<Fault, (usize, usize)> = BTreeMap::new();
+    // Client-observed availability: the share of 250 ms slices of each fault window in which
+    // some write was acknowledged (clients start at every master in turn).
+    let slice = 250_000_000u64;
+    let mut slices: BTreeMap<Fault, (usize, usize)> = BTreeMap::new();
     let mut counts: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut follower_only_changes = 0;
     let mut follower_only = 0;
@@ -563,6 +567,15 @@ async fn nemesis() {
             first_ack.entry(record.kind).or_default().push((first - record.at) as f64 / 1e6);
         }
         if record.kind.minority() {
+            let covered = slices.entry(record.kind).or_default();
+            let mut start = record.at;
+            while start + slice <= record.healed_at {
+                covered.1 += 1;
+                covered.0 += usize::from(
+                    writes.iter().any(|w| w.ret.is_some_and(|ret| ret >= start && ret < start + slice)),
+                );
+                start += slice;
+            }
             let share = acked_share.entry(record.kind).or_default();
             for w in writes.iter().filter(|w| w.call >= record.at && w.call < record.healed_at) {
                 share.1 += 1;
@@ -590,6 +603,7 @@ async fn nemesis() {
                 "faults": count,
                 "firstAckedWriteMs": { "p50": percentile(&times, 0.5), "p90": percentile(&times, 0.9), "max": percentile(&times, 1.0) },
                 "writesAckedDuringFault": share,
+                "slicesWithAnAckedWrite": slices.get(kind).map(|(ok, all)| if *all == 0 { f64::NAN } else { *ok as f64 / *all as f64 }),
                 "mastersExitedByThemselves": exited_by_themselves.get(kind).copied().unwrap_or(0),
             }),
         );
