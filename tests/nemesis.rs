@@ -291,6 +291,8 @@ async fn nemesis() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/nemesis").to_string(),
     ));
     std::fs::create_dir_all(&out).expect("output dir");
+    // Absolute: the checker is built from its own directory.
+    let out = out.canonicalize().expect("output dir");
     println!("nemesis: {masters} masters, {faults} faults, seed {seed}, output in {}", out.display());
     let mut rng = StdRng::seed_from_u64(seed);
     // The last master's state directory is a small tmpfs: the full-disk fault fills it.
