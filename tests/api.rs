@@ -189,6 +189,15 @@ async fn app_lifecycle_over_rest() {
         .expect("text");
     assert!(metrics.contains("gearpump_master_role{role=\"leader\"} 1"), "{metrics}");
     assert!(metrics.contains("gearpump_master_peer_rpc_seconds_bucket"), "{metrics}");
+    // The applied state's hash at its index, the same in the JSON and the metrics.
+    let hash = master["masterDescription"]["stateHash"].as_str().expect("stateHash").to_string();
+    let index = master["masterDescription"]["appliedIndex"].as_u64().expect("appliedIndex");
+    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{master}");
+    assert!(index > 0, "{master}");
+    assert!(
+        metrics.contains(&format!("gearpump_master_state_hash_index{{sha256=\"{hash}\"}} {index}")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

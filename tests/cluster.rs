@@ -173,6 +173,23 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
             list["appMasters"].as_array().expect("apps").iter().filter_map(|a| a["appId"].as_u64()).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5]);
     }
+    // Replayed from their own logs, all three hold the same state at the same index.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = BTreeSet::new();
+        for index in 0..3 {
+            let (_, master) = cluster.get(index, "/api/v1.0/master").await.expect("master");
+            let d = &master["masterDescription"];
+            seen.insert((d["appliedIndex"].as_u64(), d["stateHash"].as_str().map(str::to_string)));
+        }
+        let indexes: BTreeSet<_> = seen.iter().map(|(index, _)| *index).collect();
+        if indexes.len() == 1 {
+            assert_eq!(seen.len(), 1, "same index, different states: {seen:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no common applied index: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for (app_id, jar_name, jar_path) in &submitted {
         let out = cluster.dir.path().join(format!("download-{app_id}.jar"));
         let (ok, stdout, stderr) =

@@ -108,6 +108,7 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
             context.jars.describe()
         ));
     }
+    let (state_index, state_hash) = context.cluster.applied_hash();
     let master_status =
         if context.cluster.is_ready() { me.role.clone() } else { format!("{} (no quorum)", me.role) };
     Json(json!({
@@ -122,6 +123,8 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
             "jarStoreHighlyAvailable": context.jars.is_highly_available(),
             "homeDirectory": context.config.state_dir.display().to_string(),
             "bootstrap": context.cluster.bootstrap_state().to_string(),
+            "appliedIndex": state_index,
+            "stateHash": state_hash,
             "warnings": warnings,
         }
     }))

@@ -99,6 +99,9 @@ impl Metrics {
             "applications in the registry",
             cluster.read(|s| s.apps.len() as u64),
         );
+        let (state_index, state_hash) = cluster.applied_hash();
+        let _ = writeln!(out, "# HELP gearpump_master_state_hash_index applied index, labelled with the SHA-256 of the applied state at that index (equal on every master at the same index)\n# TYPE gearpump_master_state_hash_index gauge");
+        let _ = writeln!(out, "gearpump_master_state_hash_index{{sha256=\"{state_hash}\"}} {state_index}");
         let _ = writeln!(out, "# HELP gearpump_master_leader_changes_total leader changes seen by this master\n# TYPE gearpump_master_leader_changes_total counter");
         let _ = writeln!(
             out,

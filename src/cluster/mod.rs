@@ -161,6 +161,23 @@ impl Cluster {
         }
     }
 
+    /// The applied log index and a SHA-256 of the applied `MasterState` at that index, read
+    /// under one lock so the pair is consistent. Every master that applied the same log to the
+    /// same index must report the same hash (`apply` is deterministic and the state is made of
+    /// ordered maps, so its JSON is too): the nemesis suite compares them after healing.
+    pub fn applied_hash(&self) -> (u64, String) {
+        use sha2::Digest as _;
+        let applied = match self.applied.read() {
+            Ok(applied) => applied,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let index = applied.last_applied.map_or(0, |log_id| log_id.index);
+        // Serializing plain maps, strings and numbers cannot fail; an error would still give a
+        // hash that differs from every healthy master's, which is what a reader should see.
+        let bytes = serde_json::to_vec(&applied.state).unwrap_or_default();
+        (index, hex::encode(sha2::Sha256::digest(&bytes)))
+    }
+
     /// Addresses of the current members, from the Raft membership once there is one.
     pub fn member_addresses(&self) -> BTreeMap<NodeId, String> {
         let metrics = self.raft.metrics().borrow().clone();

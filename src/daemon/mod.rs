@@ -39,6 +39,8 @@ pub enum DaemonError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("the HTTP server failed: {0}")]
     Serve(String),
+    #[error("the Raft core stopped: {0}\n  fix: free the disk or fix the storage error above; restarting the master recovers it from its state directory (systemd does that by itself)")]
+    CoreStopped(String),
 }
 
 impl DaemonError {
@@ -53,6 +55,8 @@ impl DaemonError {
             | DaemonError::JarStore(_) => 78,
             DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
             DaemonError::Serve(_) => 1,
+            // EX_TEMPFAIL: a restart is the cure (Restart=on-failure restarts it).
+            DaemonError::CoreStopped(_) => 75,
         }
     }
 }
@@ -158,10 +162,23 @@ pub async fn run(
         tokio::spawn(crate::scheduler::run(cluster.clone(), workers)),
     ];
 
-    wait_for_stop(|| reload(&config_path, &overrides, &log_control)).await;
-
-    notify::stopping("stopping: handing over leadership");
-    if let Some(successor) = cluster.hand_over_leadership().await {
+    // A Raft core stopped by a storage error (a full disk, an I/O error) never starts again in
+    // this process: the master would stay up, answering 503 forever (found by the nemesis
+    // suite's full-disk fault; systemd's watchdog caught it, other supervisors did not). Exit
+    // instead, so whatever supervises the master restarts it from its state directory.
+    let core_failure = tokio::select! {
+        () = wait_for_stop(|| reload(&config_path, &overrides, &log_control)) => None,
+        cause = core_stopped(&cluster) => Some(cause),
+    };
+    if let Some(cause) = &core_failure {
+        tracing::error!("the Raft core stopped: {cause}; exiting so that a restart recovers this master");
+        notify::stopping("stopping: the Raft core stopped");
+    } else {
+        notify::stopping("stopping: handing over leadership");
+    }
+    if core_failure.is_some() {
+        // No core, nothing to hand over.
+    } else if let Some(successor) = cluster.hand_over_leadership().await {
         tracing::info!(%successor, "handed leadership over before stopping");
         // Give the successor one heartbeat to win, so in-flight forwards find a leader.
         tokio::time::sleep(config.failover_timeout / 5).await;
@@ -177,7 +194,23 @@ pub async fn run(
     }
     cluster.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    match core_failure {
+        Some(cause) => Err(DaemonError::CoreStopped(cause)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when the Raft core has stopped by itself, with its cause.
+async fn core_stopped(cluster: &Cluster) -> String {
+    let mut metrics = cluster.watch_metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "the Raft core ended".into();
+        }
+    }
 }
 
 async fn bind(address: &str, config: &MasterConfig) -> Result<TcpListener, DaemonError> {

@@ -8,6 +8,13 @@
 //!   use it, so a client can still talk to a master that is cut off from its peers — the
 //!   situation that used to stall clients for the whole request timeout.
 //!
+//! Faults for the nemesis suite (tests/nemesis.rs): signals to a master's process (`kill`,
+//! `terminate`, `stop`/`resume`, `restart`), one-way drops between two masters (`drop_link`:
+//! a blackhole route in the sender's namespace, so the sender's packets to that peer vanish;
+//! this machine's kernel has no tc classifiers or netfilter, and routes need nothing but
+//! iproute2), and a small tmpfs under one master's state directory (`StartOptions::tmpfs_state`)
+//! that `fill_disk` fills up.
+//!
 //! Needs root and iproute2 (CI runs as root); `available()` says whether this machine can. Every
 //! namespace, link and process is removed on drop, also when the test fails. Traffic goes only
 //! to these addresses, which the test itself created.
@@ -43,11 +50,30 @@ pub struct NetnsCluster {
     pub http: reqwest::Client,
     /// Built before any namespace exists; dropping it removes whatever was made.
     made: Vec<String>,
+    /// One-way drops in place: (from, to).
+    drops: Vec<(usize, usize)>,
+}
+
+/// How `NetnsCluster::start_with` sets up the masters.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Appended to every master's gear.conf.
+    pub extra_conf: String,
+    /// Mount a tmpfs of this many MiB as this master's state directory (a disk that can fill).
+    pub tmpfs_state: Option<(usize, u64)>,
 }
 
 impl NetnsCluster {
     /// `extra_conf` is appended to every master's gear.conf.
     pub fn start(masters: usize, extra_conf: &str) -> NetnsCluster {
+        NetnsCluster::start_with(
+            masters,
+            StartOptions { extra_conf: extra_conf.to_string(), ..Default::default() },
+        )
+    }
+
+    pub fn start_with(masters: usize, options: StartOptions) -> NetnsCluster {
+        let extra_conf = options.extra_conf.as_str();
         let tag = format!("{:05x}", rand::random::<u32>() & 0xf_ffff);
         let subnet = 1 + rand::random::<u8>() % 250;
         let http = reqwest::Client::builder()
@@ -63,8 +89,20 @@ impl NetnsCluster {
             children: Vec::new(),
             http,
             made: Vec::new(),
+            drops: Vec::new(),
         };
         cluster.make_network(masters);
+        if let Some((i, mib)) = options.tmpfs_state {
+            let dir = cluster.state_dir(i);
+            std::fs::create_dir_all(&dir).expect("state dir");
+            let status = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&dir)
+                .status()
+                .expect("run mount");
+            assert!(status.success(), "mount a tmpfs on {}", dir.display());
+            cluster.made.push(format!("mount:{}", dir.display()));
+        }
         let list: Vec<String> = (0..masters).map(|i| format!("\"{}\"", cluster.peer_address(i))).collect();
         let jars = cluster.dir.path().join("jars");
         std::fs::create_dir_all(&jars).expect("jar dir");
@@ -161,6 +199,118 @@ impl NetnsCluster {
         self.dir.path().join(format!("master-{i}.log"))
     }
 
+    pub fn masters(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn state_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("state-{i}"))
+    }
+
+    /// True while master i's process exists (also when it is stopped).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.children[i].as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn pid(&self, i: usize) -> Option<nix::unistd::Pid> {
+        self.children[i].as_ref().and_then(|child| self.pid_of(child))
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to 20 s for it to stop (then SIGKILL); true if it stopped by itself.
+    pub fn terminate(&mut self, i: usize) -> bool {
+        let Some(mut child) = self.children[i].take() else { return true };
+        if let Some(pid) = self.pid_of(&child) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    fn pid_of(&self, child: &Child) -> Option<nix::unistd::Pid> {
+        Some(nix::unistd::Pid::from_raw(i32::try_from(child.id()).ok()?))
+    }
+
+    /// SIGSTOP: the process freezes with all its state, timers and connections.
+    pub fn stop(&self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+
+    /// Starts master i again if its process is gone (killed, or exited by itself); true if it
+    /// had exited by itself rather than by the test's hand.
+    pub fn restart(&mut self, i: usize) -> bool {
+        let exited_by_itself = match self.children[i].as_mut() {
+            Some(child) => match child.try_wait() {
+                Ok(None) => return false,
+                _ => true,
+            },
+            None => false,
+        };
+        let child = self.spawn(i);
+        self.children[i] = Some(child);
+        exited_by_itself
+    }
+
+    /// Drops every packet master `from` sends to master `to` over the bridge (one way).
+    pub fn drop_link(&mut self, from: usize, to: usize) {
+        if from == to || self.drops.contains(&(from, to)) {
+            return;
+        }
+        let target = format!("10.233.{}.{}/32", self.subnet, 11 + to);
+        ip(&["netns", "exec", &self.namespace(from), "ip", "route", "add", "blackhole", &target]);
+        self.drops.push((from, to));
+    }
+
+    /// Removes every drop made by `drop_link`.
+    pub fn heal_links(&mut self) {
+        for (from, to) in std::mem::take(&mut self.drops) {
+            let target = format!("10.233.{}.{}/32", self.subnet, 11 + to);
+            ip(&["netns", "exec", &self.namespace(from), "ip", "route", "del", "blackhole", &target]);
+        }
+    }
+
+    /// Fills master i's tmpfs state directory (see `StartOptions::tmpfs_state`) to the last byte.
+    pub fn fill_disk(&self, i: usize) {
+        use std::io::Write as _;
+        let path = self.state_dir(i).join("nemesis-fill");
+        let Ok(mut file) = std::fs::File::create(&path) else { return };
+        let chunk = vec![0u8; 1 << 20];
+        while file.write_all(&chunk).is_ok() {}
+        // The last partial chunk: byte by byte is too slow, 4 KiB pages are enough.
+        while file.write_all(&chunk[..4096]).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    pub fn free_disk(&self, i: usize) {
+        let _ = std::fs::remove_file(self.state_dir(i).join("nemesis-fill"));
+    }
+
     fn spawn(&self, i: usize) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i)).expect("log");
         let log_err = log.try_clone().expect("clone log");
@@ -171,7 +321,7 @@ impl NetnsCluster {
             .arg(self.conf(i))
             .args(["-ip", &format!("10.233.{}.{}", self.subnet, 11 + i), "-port", &PORT.to_string()])
             .arg("--state-dir")
-            .arg(self.dir.path().join(format!("state-{i}")))
+            .arg(self.state_dir(i))
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -246,6 +396,7 @@ impl NetnsCluster {
 impl Drop for NetnsCluster {
     fn drop(&mut self) {
         for child in self.children.iter_mut().flatten() {
+            // A stopped master dies of SIGKILL as well; no SIGCONT needed.
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -253,6 +404,10 @@ impl Drop for NetnsCluster {
             let args: Vec<&str> = match made.split_once(':') {
                 Some(("netns", ns)) => vec!["netns", "del", ns],
                 Some(("link", link)) => vec!["link", "del", link],
+                Some(("mount", path)) => {
+                    let _ = Command::new("umount").arg(path).stderr(Stdio::null()).status();
+                    continue;
+                }
                 _ => continue,
             };
             let _ = Command::new("ip").args(&args).stderr(Stdio::null()).status();
