@@ -25,6 +25,10 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "== NOT RUN: the nemesis suite needs root (network namespaces, a tmpfs mount)" >&2
   exit 0
 fi
+# The machine image keeps Go in /usr/local/go, on PATH only for login shells.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
 if ! command -v go >/dev/null; then
   echo "the nemesis checker needs the Go toolchain (https://go.dev/dl, or apt-get install golang-go)" >&2
   exit 1
