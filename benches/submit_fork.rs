@@ -37,10 +37,7 @@ async fn main() {
     let submissions: usize = arg_value("--submissions").and_then(|r| r.parse().ok()).unwrap_or(100);
     println!("machine: {}; {submissions} submissions, one at a time", machine_line());
     let cluster = TestCluster::start(Options::default());
-    let http = http_client(Duration::from_secs(10));
-    let target = Target::Master(cluster);
-    target.leader(&http, Duration::from_secs(30)).await.expect("a leader");
-    let Target::Master(cluster) = &target else { unreachable!() };
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
     let state = cluster.dir.path().join("worker");
     let log = std::fs::File::create(cluster.dir.path().join("worker.log")).expect("log");
     let _worker = Guard(

@@ -78,10 +78,7 @@ async fn main() {
     let rounds: usize = arg_value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(10);
     println!("machine: {}; {rounds} worker kills, worker-loss-timeout 5 s (default)", machine_line());
     let cluster = TestCluster::start(Options::default());
-    let http = http_client(Duration::from_secs(10));
-    let target = Target::Master(cluster);
-    target.leader(&http, Duration::from_secs(30)).await.expect("a leader");
-    let Target::Master(cluster) = &target else { unreachable!() };
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
     let dirs = (0..2).map(|i| cluster.dir.path().join(format!("worker-{i}"))).collect();
     let mut workers = Workers { conf: cluster.conf.clone(), dirs, children: vec![None, None] };
     workers.spawn(0);

@@ -121,18 +121,40 @@ impl Shared {
 /// grows with their number.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
-/// One register write: the same Idempotency-Key to each master in turn until one acknowledges.
-async fn write(shared: &Shared, first: usize, key: &str, value: &str, request: &str) -> bool {
-    let n = shared.urls.len();
-    let deadline = Instant::now() + WRITE_DEADLINE;
-    for attempt in 0.. {
-        if Instant::now() > deadline {
-            break;
+/// The masters a retried request goes to: each in turn from `first`, a 100 ms pause after every
+/// round, until `WRITE_DEADLINE`. Writes and submissions carry one Idempotency-Key through all.
+struct Rounds<'a> {
+    urls: &'a [String],
+    first: usize,
+    attempt: usize,
+    deadline: Instant,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(shared: &'a Shared, first: usize) -> Rounds<'a> {
+        Rounds { urls: &shared.urls, first, attempt: 0, deadline: Instant::now() + WRITE_DEADLINE }
+    }
+
+    /// The next master's base URL, or `None` once the deadline has passed.
+    async fn next(&mut self) -> Option<&'a str> {
+        if Instant::now() > self.deadline {
+            return None;
         }
-        if attempt > 0 && attempt % n == 0 {
+        let n = self.urls.len();
+        if self.attempt > 0 && self.attempt.is_multiple_of(n) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let url = format!("{}/api/v1.0/appmaster/1/data/{key}", shared.urls[(first + attempt) % n]);
+        let url = &self.urls[(self.first + self.attempt) % n];
+        self.attempt += 1;
+        Some(url)
+    }
+}
+
+/// One register write: the same Idempotency-Key to each master in turn until one acknowledges.
+async fn write(shared: &Shared, first: usize, key: &str, value: &str, request: &str) -> bool {
+    let mut rounds = Rounds::new(shared, first);
+    while let Some(base) = rounds.next().await {
+        let url = format!("{base}/api/v1.0/appmaster/1/data/{key}");
         let sent = shared
             .http
             .put(url)
@@ -191,20 +213,13 @@ async fn register_client(shared: Arc<Shared>, client: usize, stop: tokio::sync::
 }
 
 async fn submit(shared: &Shared, first: usize, jar: &[u8], marker: &str) -> Option<u64> {
-    let n = shared.urls.len();
-    let deadline = Instant::now() + WRITE_DEADLINE;
-    for attempt in 0.. {
-        if Instant::now() > deadline {
-            break;
-        }
-        if attempt > 0 && attempt % n == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let mut rounds = Rounds::new(shared, first);
+    while let Some(base) = rounds.next().await {
         let form = multipart::Form::new()
             .text("mainClass", "io.x.Nemesis")
             .text("namePrefix", marker.to_string())
             .part("jar", multipart::Part::bytes(jar.to_vec()).file_name("nemesis.jar"));
-        let url = format!("{}/api/v1.0/master/submitapp", shared.urls[(first + attempt) % n]);
+        let url = format!("{base}/api/v1.0/master/submitapp");
         let sent = shared
             .http
             .post(url)
