@@ -23,14 +23,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/testbed/check.sh
 . "$root/scripts/testbed/check.sh"
 
-pkgdir=$root/target/packages keep=0 build=1
-while (($# > 0)); do
-    case $1 in
-        --packages) pkgdir=$(realpath "${2:?}"); build=0; shift 2 ;;
-        --keep) keep=1; shift ;;
-        *) echo "usage: $0 [--packages DIR] [--keep]" >&2; exit 2 ;;
-    esac
-done
+tb_test_args "$@"
 
 export TESTBED_NODES=5
 # one testbed per machine: wait for another run rather than fail at once
@@ -48,29 +41,9 @@ shared=$work/jars
 export TESTBED_BINDS="$shared:$MOUNT"
 
 tb_require_root
-on_exit() {
-    local rc=$?
-    if ((keep)); then
-        tb_log "--keep: nodes left running; scripts/testbed/testbed cleanup removes them ($work stays)"
-    else
-        testbed_cleanup || true
-        rm -rf --one-file-system "$work"
-    fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+tb_test_traps
 
-on() { testbed_sh "$@"; }
 
-wait_for() { # SECONDS CMD...
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.5
-    done
-}
 
 # ---------------------------------------------------------------- packages and tools
 

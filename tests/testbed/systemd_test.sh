@@ -18,48 +18,20 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/testbed/check.sh
 . "$root/scripts/testbed/check.sh"
 
-pkgdir=$root/target/packages keep=0 build=1
-while (($# > 0)); do
-    case $1 in
-        --packages) pkgdir=$(realpath "${2:?}"); build=0; shift 2 ;;
-        --keep) keep=1; shift ;;
-        *) echo "usage: $0 [--packages DIR] [--keep]" >&2; exit 2 ;;
-    esac
-done
+tb_test_args "$@"
 
 UNIT=gearpump-master.service
 PORT=3000
 CONF=/etc/gearpump/gear.conf
 
 tb_require_root
-on_exit() {
-    local rc=$?
-    if ((keep)); then
-        tb_log "--keep: nodes left running; scripts/testbed/testbed cleanup removes them"
-    else
-        testbed_cleanup || true
-    fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+tb_test_traps
 
 # ---------------------------------------------------------------- helpers
 
-# in NODE: run a shell script
-on() { testbed_sh "$@"; }
 prop() { on "$1" "systemctl show -p $2 --value $UNIT"; }
 elapsed_ms() { echo $(($(date +%s%3N) - $1)); }
 
-# wait_for SECONDS CMD...: retries CMD every 0.5 s until it succeeds or the time is up
-wait_for() {
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.5
-    done
-}
 
 ready() { curl -sf -o /dev/null --max-time 2 "http://$1:$PORT/health/ready"; }
 
