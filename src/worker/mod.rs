@@ -388,6 +388,9 @@ fn build_heartbeat(worker: &Worker) -> Heartbeat {
             running,
             exits: s.exits.clone(),
             stopping: false,
+            // The leader may hold the answer up to one interval (a long poll, see
+            // scheduler::on_heartbeat): the beats keep their pace, news arrives at once.
+            wait_ms: u64::try_from(worker.config.timing.heartbeat.as_millis()).unwrap_or(u64::MAX),
         }
     })
 }

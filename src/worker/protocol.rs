@@ -29,6 +29,11 @@ pub struct Heartbeat {
     /// The worker's last word before a clean stop: place nothing more on it.
     #[serde(default)]
     pub stopping: bool,
+    /// How long the leader may hold the answer while nothing changes for this worker (a long
+    /// poll): an assignment or a kill then reaches the worker as soon as it is committed, not at
+    /// its next heartbeat. 0 (and workers from before this field) answer at once.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
