@@ -97,21 +97,66 @@ async fn bench(target: Target, client_counts: &[usize], seconds: u64, soak_secon
         );
     }
     if soak_seconds > 0 {
-        let before = leader_changes(&target, leader);
-        let run = load(target.clone(), leader, 64, soak_seconds).await;
-        let after = leader_changes(&target, leader);
-        println!(
-            "{:16} soak {} s at 64 clients: {:.0} writes/s, {} errors, leader changes during the soak: {}",
-            target.name(),
-            soak_seconds,
-            run.writes as f64 / run.elapsed.as_secs_f64(),
-            run.errors,
-            match (before, after) {
-                (Some(b), Some(a)) => (a - b).to_string(),
-                _ => "n/a".into(),
-            }
-        );
+        soak(&target, leader, soak_seconds).await;
     }
+}
+
+/// DESIGN.md's soak: steady load for `seconds`, every member's RSS sampled each 10 s and
+/// printed each minute, so growth shows as a trend rather than a single peak; leader changes are
+/// counted from the leader's metrics (a healthy cluster under load should have none).
+async fn soak(target: &Arc<Target>, leader: usize, seconds: u64) {
+    let before = leader_changes(target, leader);
+    let sampler_target = target.clone();
+    let samples = tokio::spawn(async move {
+        let mut samples: Vec<Vec<u64>> = Vec::new();
+        for tick in 0..=(seconds / 10) {
+            let rss: Vec<u64> = (0..sampler_target.members())
+                .map(|i| sampler_target.rss_kib(i).unwrap_or(0) / 1024)
+                .collect();
+            if tick % 6 == 0 {
+                println!(
+                    "{:16} soak t={:4} s RSS MiB per member: {:?}",
+                    sampler_target.name(),
+                    tick * 10,
+                    rss
+                );
+            }
+            samples.push(rss);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        samples
+    });
+    let run = load(target.clone(), leader, 64, seconds).await;
+    let after = leader_changes(target, leader);
+    let samples = samples.await.unwrap_or_default();
+    // Growth: the mean of the last minute's samples against the mean of the second minute's (the
+    // first minute holds the warm-up: buffers, the request window filling).
+    let mean = |rows: &[Vec<u64>]| -> Vec<u64> {
+        let members = rows.first().map_or(0, Vec::len);
+        (0..members).map(|m| rows.iter().map(|r| r[m]).sum::<u64>() / rows.len().max(1) as u64).collect()
+    };
+    let (early, late) = if samples.len() >= 18 {
+        (mean(&samples[6..12]), mean(&samples[samples.len() - 6..]))
+    } else {
+        (mean(&samples[..samples.len() / 2]), mean(&samples[samples.len() / 2..]))
+    };
+    let latencies = &run.latencies;
+    println!(
+        "{:16} soak {} s at 64 clients: {:.0} writes/s, p50 {} p99 {}, {} errors, leader changes during the soak: {}, \
+         RSS MiB second minute {:?} -> last minute {:?}",
+        target.name(),
+        seconds,
+        run.writes as f64 / run.elapsed.as_secs_f64(),
+        ms(percentile(latencies, 50.0)),
+        ms(percentile(latencies, 99.0)),
+        run.errors,
+        match (before, after) {
+            (Some(b), Some(a)) => (a - b).to_string(),
+            _ => "n/a".into(),
+        },
+        early,
+        late
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
