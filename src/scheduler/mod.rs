@@ -27,9 +27,12 @@ struct Seen {
     slots: u32,
     log_address: String,
     at: Instant,
-    /// Its last beat said it stopped cleanly: listed nowhere and given nothing, but remembered so
-    /// that an older beat finishing late cannot bring it back.
+    /// Its last beat said it is stopping cleanly: listed nowhere and given nothing, but
+    /// remembered so that an older beat finishing late cannot bring it back.
     stopped: bool,
+    /// Stopped, and the exits its last beat reported are recorded: what it still holds is lost
+    /// at once (set after those writes, so its own reports win over `WorkerLost`).
+    gone: bool,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +165,7 @@ pub async fn on_heartbeat(
                 log_address: heartbeat.log_address.clone(),
                 at: received,
                 stopped: heartbeat.stopping,
+                gone: false,
             },
         );
     });
@@ -210,16 +214,27 @@ pub async fn on_heartbeat(
             Err(other) => return Err(other),
         }
     }
-    // A long poll: while the leader's assignments for this worker match what it runs, hold the
+    if heartbeat.stopping {
+        registry.with(|table| {
+            if let Some(seen) = table.workers.get_mut(&worker_id).filter(|seen| seen.at == received) {
+                seen.gone = true;
+            }
+        });
+    }
+    // A long poll: while the leader's assignments for this worker match what it runs or prepares, hold the
     // answer until they change or the wait is over. Subscribed before the first look, so a change
     // between the look and the wait still wakes it.
     let wait = Duration::from_millis(heartbeat.wait_ms).min(max_hold(registry.timing));
     if !wait.is_zero() && may_hold {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = registry.placements.subscribe();
-        let running: BTreeSet<(AppId, u32)> =
-            heartbeat.running.iter().map(|r| (r.app_id, r.attempt)).collect();
-        while cluster.read(|state| assigned_to(state, worker_id)) == running {
+        let known: BTreeSet<(AppId, u32)> = heartbeat
+            .running
+            .iter()
+            .map(|r| (r.app_id, r.attempt))
+            .chain(heartbeat.preparing.iter().map(|p| (p.app_id, p.attempt)))
+            .collect();
+        while cluster.read(|state| assigned_to(state, worker_id)) == known {
             if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
                 break;
             }
@@ -241,7 +256,7 @@ pub async fn on_heartbeat(
             })
             .collect()
     });
-    Ok(HeartbeatAnswer { worker_id, assigned, acked_exits })
+    Ok(HeartbeatAnswer { worker_id, assigned, acked_exits, long_poll: true })
 }
 
 /// The longest a heartbeat answer is held: well inside the worker's own request timeout (half
@@ -313,7 +328,7 @@ async fn step(cluster: &Cluster, registry: &Registry, timing: WorkerTiming) -> R
     });
     // A worker that stopped cleanly counts as gone at once, as if never heard from.
     let silent_for: BTreeMap<WorkerId, Duration> =
-        seen.iter().filter(|(_, s)| !s.stopped).map(|(id, s)| (*id, s.at.elapsed())).collect();
+        seen.iter().filter(|(_, s)| !s.gone).map(|(id, s)| (*id, s.at.elapsed())).collect();
     let lost = cluster.read(|state| lost_attempts(state, &silent_for, leading_for, timing.loss));
     for (app_id, attempt, worker_id) in lost {
         tracing::warn!(app_id, attempt, worker_id, "worker lost: restarting its attempt elsewhere");

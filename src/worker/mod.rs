@@ -27,7 +27,9 @@ use crate::api::now_ms;
 use crate::cluster::SECRET_HEADER;
 use crate::config::WorkerConfig;
 use crate::state::{AppId, AttemptOutcome, WorkerId};
-use protocol::{AssignedAttempt, ExitReport, Heartbeat, HeartbeatAnswer, LogQuery, RunningAttempt};
+use protocol::{
+    AssignedAttempt, AttemptRef, ExitReport, Heartbeat, HeartbeatAnswer, LogQuery, RunningAttempt,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -265,8 +267,10 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
         // Healthy unless the state dir refuses the lease: masters being away is not the
         // worker's fault (restarting it would not help, and the fences already act).
         let mut healthy = true;
+        let mut long_poll = false;
         match send_heartbeat(&worker, &heartbeat, &mut preferred).await {
             Ok(answer) => {
+                long_poll = answer.long_poll;
                 last_ack = Some(sent);
                 healthy = write_lease(&worker.lease, sent_ms);
                 if complained {
@@ -289,7 +293,14 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
             fence_all(&worker, timing.fence);
         }
         systemd.report(&worker, healthy);
-        tokio::time::sleep(timing.heartbeat.saturating_sub(sent.elapsed())).await;
+        // The leader holds an answer while nothing changes (long poll), so a held beat paces the
+        // loop by itself and the next one goes out at once: an assignment committed now finds a
+        // beat waiting for it. After an answer that came early with news, or a failure, the loop
+        // keeps a short gap (a leader that answers at once every time cannot make it spin); after
+        // a failure, or from a leader that does not hold answers, the whole interval.
+        let gap =
+            if long_poll { (timing.heartbeat / 20).max(Duration::from_millis(10)) } else { timing.heartbeat };
+        tokio::time::sleep(gap.saturating_sub(sent.elapsed())).await;
     }
 }
 
@@ -387,6 +398,12 @@ fn build_heartbeat(worker: &Worker) -> Heartbeat {
             log_address: worker.log_address.clone(),
             running,
             exits: s.exits.clone(),
+            preparing: s
+                .running
+                .iter()
+                .filter(|(_, r)| r.pid == 0 && r.stop.is_none())
+                .map(|((app_id, attempt), _)| AttemptRef { app_id: *app_id, attempt: *attempt })
+                .collect(),
             stopping: false,
             // The leader may hold the answer up to one interval (a long poll, see
             // scheduler::on_heartbeat): the beats keep their pace, news arrives at once.
