@@ -671,7 +671,7 @@ fn pick_this_master(
                 .into(),
         }),
         _ => Err(ConfigError::Invalid {
-            location: String::new(),
+            location: source.map(|s| locate::describe(&s.path, &s.text, keys::MASTERS.name)).unwrap_or_default(),
             key: keys::MASTERS.name.into(),
             problem: format!("several masters in [{listed}] are on host {host}, so it is unclear which one this is"),
             fix: "start this master with -port PORT (and -ip HOST) to pick its entry".into(),
