@@ -7,34 +7,26 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::certs::{write_private, Ca, TlsPaths};
+use common::certs::{self, write_private, Ca, Secured, TlsPaths};
 use common::{free_ports, make_jar, Options, TestCluster, MASTER_BIN};
 use reqwest::multipart;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const SUBMIT: &str = "submit-token-0123456789abcdef";
-const READ: &str = "read-token-0123456789abcdef";
-const SECRET: &str = "cluster-secret-0123456789abcdef";
+const ADMIN: &str = certs::ADMIN_TOKEN;
+const SUBMIT: &str = certs::SUBMIT_TOKEN;
+const READ: &str = certs::READ_TOKEN;
+const SECRET: &str = certs::SECRET;
 
 /// A 3-master cluster with TLS, tokens and a cluster secret; the CA in the returned tempdir.
 fn secure_cluster() -> (TestCluster, tempfile::TempDir, Ca) {
     let certs = tempfile::tempdir().expect("cert dir");
-    let ca = Ca::new("test cluster CA");
-    let tls = TlsPaths::write(certs.path(), "node", &ca.pem(), &ca.issue(&["127.0.0.1", "localhost"]));
-    let tokens = certs.path().join("tokens");
-    write_private(&tokens, &format!("admin {ADMIN}\nsubmit {SUBMIT}\nread {READ}\n"), 0o640);
-    let secret = certs.path().join("secret");
-    write_private(&secret, SECRET, 0o600);
-    let extra_conf = format!(
-        "{}gearpump.master.auth.tokens-file = \"{}\"\ngearpump.master.secret-file = \"{}\"\n",
-        tls.conf(),
-        tokens.display(),
-        secret.display()
-    );
-    let cluster =
-        TestCluster::start(Options { extra_conf, client_ca: Some(tls.ca.clone()), ..Options::default() });
-    (cluster, certs, ca)
+    let secured = Secured::write(certs.path());
+    let cluster = TestCluster::start(Options {
+        extra_conf: secured.conf.clone(),
+        client_ca: Some(secured.master.ca.clone()),
+        ..Options::default()
+    });
+    (cluster, certs, secured.ca)
 }
 
 async fn call(cluster: &TestCluster, request: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {

@@ -37,7 +37,17 @@ fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec
 fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
     let mut files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
     if matches!(inv.security, Security::Secure { .. }) {
-        files.extend([pki::NODE_CA, pki::NODE_CERT, pki::NODE_KEY, pki::NODE_TOKENS].map(String::from));
+        files.extend(
+            [
+                pki::NODE_CA,
+                pki::NODE_CERT,
+                pki::NODE_KEY,
+                pki::NODE_TOKENS,
+                pki::WORKER_CERT,
+                pki::WORKER_KEY,
+            ]
+            .map(String::from),
+        );
     }
     let mut units = Vec::new();
     if let JarStore::Nfs { mount, .. } = &inv.jar_store {
@@ -316,7 +326,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                     (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
                     _ => None,
                 };
-                match pki.for_node(node, current, rotate) {
+                match pki.for_node(node, pki::CertKind::Master, current, rotate) {
                     Ok(security) => Some(security),
                     Err(cause) => {
                         failures.push(NodeFailure { node: node.clone(), step: Step::Secret, cause });
@@ -333,7 +343,25 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     }
     let mut worker_plans: Vec<WorkerPlan> = Vec::new();
     for node in &inv.workers {
-        match plan::plan_worker(inv, node, &facts[node], &secret) {
+        let security = match &admin_pki {
+            Some(pki) => {
+                let f = &facts[node];
+                let current = match (f.file(pki::NODE_CA), f.file(pki::WORKER_CERT), f.file(pki::WORKER_KEY))
+                {
+                    (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+                    _ => None,
+                };
+                match pki.for_node(node, pki::CertKind::Worker, current, rotate) {
+                    Ok(security) => Some(security),
+                    Err(cause) => {
+                        failures.push(NodeFailure { node: node.clone(), step: Step::Secret, cause });
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        match plan::plan_worker(inv, node, &facts[node], &secret, security.as_ref()) {
             Ok(p) => worker_plans.push(p),
             Err(f) => failures.push(f),
         }
@@ -521,9 +549,16 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                 moving.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")
             ),
         );
-        let started = parallel(&moving, |p| {
+        // Fresh starts in parallel; restarts one at a time, each back (registered) before the
+        // next, so the attempts a restart stops always have other workers to move to.
+        let start = |p: &&WorkerPlan| {
             run_checked(transport, &p.node, &plan::worker_start_script(p.restart), &[], WORKER_START_TIMEOUT)
-        });
+        };
+        let (restarts, starts): (Vec<&WorkerPlan>, Vec<&WorkerPlan>) =
+            moving.into_iter().partition(|p| p.restart);
+        let mut started = parallel(&starts, start);
+        started.extend(restarts.iter().map(start));
+        let moving: Vec<&WorkerPlan> = starts.into_iter().chain(restarts).collect();
         for (p, result) in moving.iter().zip(started) {
             changes += 1;
             if let Err(cause) = result {
