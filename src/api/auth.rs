@@ -279,6 +279,11 @@ pub async fn authorize(State(context): State<Arc<Context>>, request: Request, ne
     };
     let remote = caller.as_ref().map(|c| c.address.to_string()).unwrap_or_else(|| "unknown".into());
     let path = request.uri().path().to_string();
+    // A master (verified certificate) reads what it asks the leader for (the worker list)
+    // without a token: tokens are for clients, and masters hold none.
+    if needed == Role::Read && caller.as_ref().is_some_and(|c| c.node.is_some()) {
+        return next.run(request).await;
+    }
     let Some(tokens) = &auth.tokens else {
         // No tokens file: open as before, except admin routes, which need the master's own
         // host or a master's certificate.

@@ -43,7 +43,9 @@ impl Ca {
         self.issue_kind(names, -1, 365, true)
     }
 
-    fn issue_kind(&self, names: &[&str], not_before: i64, not_after: i64, worker: bool) -> Issued {
+    /// A master (`worker` false) or worker certificate valid from `not_before` to `not_after`
+    /// days from now.
+    pub fn issue_kind(&self, names: &[&str], not_before: i64, not_after: i64, worker: bool) -> Issued {
         let key = KeyPair::generate().expect("node key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("node"));

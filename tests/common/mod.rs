@@ -59,8 +59,9 @@ pub struct TestCluster {
     /// The cluster CA and the bearer token `http` sends, for clients a test builds itself.
     pub client_ca: Option<PathBuf>,
     pub token: Option<String>,
-    /// A folder that lives as long as the cluster (its certificates, for example).
-    pub keep: Option<tempfile::TempDir>,
+    /// Under `start_secured`: the CA, certificates and tokens, in a folder that lives as long
+    /// as the cluster.
+    pub secured: Option<(tempfile::TempDir, certs::Secured)>,
 }
 
 pub struct Options {
@@ -115,7 +116,7 @@ impl TestCluster {
             token: Some(certs::ADMIN_TOKEN.into()),
             ..Options::default()
         });
-        cluster.keep = Some(keep);
+        cluster.secured = Some((keep, secured));
         cluster
     }
 
@@ -162,7 +163,7 @@ impl TestCluster {
             scheme,
             client_ca: options.client_ca,
             token: options.token,
-            keep: None,
+            secured: None,
         };
         for index in 0..options.masters {
             let child = cluster.spawn(index);
