@@ -404,20 +404,25 @@ async fn list_worker_id(cluster: &TestCluster) -> u64 {
     list["workers"][0]["workerId"].as_u64().expect("a worker")
 }
 
+/// Runs a worker that is expected to exit by itself: (exit code, stderr).
+fn run_worker_once(conf: &Path, state_dir: &Path) -> (Option<i32>, String) {
+    let output = Command::new(WORKER_BIN)
+        .arg("--config")
+        .arg(conf)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .expect("run worker");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 #[test]
 fn a_worker_without_java_or_with_overlapping_timeouts_exits_78() {
     let dir = tempfile::tempdir().expect("dir");
     let conf = dir.path().join("gear.conf");
     std::fs::write(&conf, "gearpump.worker.java = \"/nonexistent/java\"\n").expect("conf");
-    let output = Command::new(WORKER_BIN)
-        .arg("--config")
-        .arg(&conf)
-        .arg("--state-dir")
-        .arg(dir.path().join("w"))
-        .output()
-        .expect("run worker");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    let (code, stderr) = run_worker_once(&conf, &dir.path().join("w"));
+    assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("/nonexistent/java") && stderr.contains("gearpump.worker.java"), "{stderr}");
 
     // The gearpump-worker { ... } section overlays the base keys for the worker.
@@ -545,7 +550,7 @@ async fn post(client: &reqwest::Client, url: String, body: &Value) -> Result<(u1
 async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_itself() {
     let cluster = TestCluster::start_secured(TIMING);
     cluster.wait_until_ready(Duration::from_secs(30)).await;
-    let (certs_dir, secured) = cluster.secured.as_ref().map(|(d, s)| (d.path(), s)).expect("secured");
+    let (certs_dir, secured) = cluster.secured.as_deref().map(|(d, s)| (d.path(), s)).expect("secured");
     let good = secured.worker(certs_dir, "worker", &["127.0.0.1"]);
     let good_conf = cluster.dir.path().join("worker-tls.conf");
     let base = std::fs::read_to_string(&cluster.conf).expect("conf");
@@ -683,15 +688,8 @@ fn bad_worker_tls_files_exit_78_naming_the_file_and_the_fix() {
         let conf = dir.path().join("worker.conf");
         std::fs::write(&conf, format!("gearpump.hostname = \"127.0.0.1\"\n{}", paths.worker_conf()))
             .expect("conf");
-        let output = Command::new(WORKER_BIN)
-            .arg("--config")
-            .arg(&conf)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .output()
-            .expect("run worker");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(78), "{problem}: {stderr}");
+        let (code, stderr) = run_worker_once(&conf, &dir.path().join("state"));
+        assert_eq!(code, Some(78), "{problem}: {stderr}");
         assert!(
             stderr.contains(&file.display().to_string()),
             "{problem}: names {}: {stderr}",

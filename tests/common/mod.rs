@@ -61,7 +61,7 @@ pub struct TestCluster {
     pub token: Option<String>,
     /// Under `start_secured`: the CA, certificates and tokens, in a folder that lives as long
     /// as the cluster.
-    pub secured: Option<(tempfile::TempDir, certs::Secured)>,
+    pub secured: Option<Box<(tempfile::TempDir, certs::Secured)>>,
 }
 
 pub struct Options {
@@ -116,7 +116,7 @@ impl TestCluster {
             token: Some(certs::ADMIN_TOKEN.into()),
             ..Options::default()
         });
-        cluster.secured = Some((keep, secured));
+        cluster.secured = Some(Box::new((keep, secured)));
         cluster
     }
 
