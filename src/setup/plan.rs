@@ -1075,6 +1075,66 @@ mod tests {
     }
 
     #[test]
+    fn a_secured_worker_gets_its_worker_certificate_and_a_new_one_restarts_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pki = crate::setup::pki::AdminPki::load_or_create(dir.path(), true).expect("pki");
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4");
+        let mut facts = plain_node(&["node1", "node2", "node3", "node4"]);
+        let worker = pki.for_node("node4", pki::CertKind::Worker, None, false).expect("worker cert");
+        let plan = plan_worker(&inv, "node4", &facts, SECRET, Some(&worker)).expect("plan");
+        let written: Vec<(&str, u32, &str)> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Write { path, mode, owner, .. } => Some((path.as_str(), *mode, owner.as_str())),
+                _ => None,
+            })
+            .collect();
+        for expected in [
+            (pki::NODE_CA, 0o644, "root:root"),
+            (pki::WORKER_CERT, 0o644, "root:root"),
+            (pki::WORKER_KEY, 0o600, "gearpump:gearpump"),
+        ] {
+            assert!(written.contains(&expected), "{expected:?} in {written:?}");
+        }
+        // A worker-only node: the worker's TLS keys, no master certificate, no tokens.
+        assert!(!written.iter().any(|(path, ..)| *path == pki::NODE_CERT || *path == pki::NODE_TOKENS));
+        let conf = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Write { path, content, .. } if path == GEAR_CONF => Some(content.clone()),
+                _ => None,
+            })
+            .expect("gear.conf");
+        let config = crate::config::load_worker_str(std::path::Path::new(GEAR_CONF), &conf).expect("loads");
+        let tls = config.tls.expect("gearpump.worker.tls");
+        assert_eq!(tls.cert_file, std::path::Path::new(pki::WORKER_CERT));
+        assert!(!conf.contains(pki::NODE_CERT), "{conf}");
+        let rendered = render_worker(&plan, &facts);
+        assert!(!rendered.contains(&worker.key_pem), "a key must never be printed");
+        // Applied and running: nothing to do; a rotated certificate restarts the worker.
+        for action in &plan.actions {
+            if let Action::Write { path, content, .. } = action {
+                facts.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        facts.worker_installed = Some("0.1.0-1".into());
+        facts.worker_active = "active".into();
+        facts.worker_enabled = "enabled".into();
+        assert_eq!(plan_worker(&inv, "node4", &facts, SECRET, Some(&worker)).expect("plan").actions, []);
+        let rotated = pki.for_node("node4", pki::CertKind::Worker, None, true).expect("rotated");
+        let plan = plan_worker(&inv, "node4", &facts, SECRET, Some(&rotated)).expect("plan");
+        assert!(plan.restart && !plan.start);
+        // node3 runs a master too: its master plan writes the CA, the worker plan only its own pair.
+        let plan = plan_worker(&inv, "node3", &facts, SECRET, Some(&worker)).expect("plan");
+        assert!(!plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Write { path, .. } if path == pki::NODE_CA)));
+    }
+
+    #[test]
     fn a_worker_without_a_worker_package_fails_preflight() {
         let mut inv = inv("gearpump-setup --masters node1 --workers node2 --insecure");
         inv.packages.retain(|p| p.product == Product::Master);
