@@ -1,5 +1,6 @@
 //! Committed writes per second and latency on 3 loopback members at several client counts,
-//! plus idle and loaded memory. `cargo bench --bench throughput -- [--seconds N] [--clients 1,16,64] [--etcd] [--soak-seconds N]`
+//! plus idle and loaded memory. `cargo bench --bench throughput -- [--seconds N] [--clients 1,16,64] [--tls] [--etcd] [--soak-seconds N] [--fresh-calls N]`
+//! (`--tls`: the same again on a cluster secured as gearpump-setup does it, after the plain one)
 
 mod support;
 
@@ -17,7 +18,7 @@ struct Run {
 }
 
 async fn load(target: Arc<Target>, leader: usize, clients: usize, seconds: u64) -> Run {
-    let http = http_client(Duration::from_secs(10));
+    let http = target.http_client(Duration::from_secs(10));
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
@@ -62,11 +63,37 @@ fn leader_changes(target: &Target, index: usize) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// What a `gear` command pays before its one request: a new client (reading the CA), a new
+/// connection, the TLS handshake when secured, and one GET, `calls` times in a row.
+async fn fresh_calls(target: &Target, leader: usize, calls: usize) {
+    let Target::Master(cluster) = target else { return };
+    let url = cluster.url(leader, "/api/v1.0/version");
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let http = cluster.client_builder().pool_max_idle_per_host(0).build().expect("client");
+        let response = http.get(&url).send().await.expect("GET version");
+        assert!(response.status().is_success(), "GET version: {}", response.status());
+        let _ = response.bytes().await;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    println!(
+        "{:16} fresh call (new client + connection{} + GET), {calls} calls: p50 {}  p99 {}",
+        target.name(),
+        if cluster.client_ca.is_some() { " + TLS handshake" } else { "" },
+        ms(percentile(&samples, 50.0)),
+        ms(percentile(&samples, 99.0))
+    );
+}
+
 async fn bench(target: Target, client_counts: &[usize], seconds: u64, soak_seconds: u64) {
-    let http = http_client(Duration::from_secs(10));
+    let http = target.http_client(Duration::from_secs(10));
     let leader = target.leader(&http, Duration::from_secs(30)).await.expect("a leader");
     target.prepare(&http).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = arg_value("--fresh-calls").and_then(|n| n.parse().ok()).unwrap_or(300);
+    fresh_calls(&target, leader, calls).await;
     let idle: Vec<String> =
         (0..target.members()).map(|i| format!("{} MiB", target.rss_kib(i).unwrap_or(0) / 1024)).collect();
     println!("{:16} idle RSS per member: {}", target.name(), idle.join(", "));
@@ -167,7 +194,9 @@ async fn main() {
         .map(|c| c.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 64]);
     println!("machine: {}", machine_line());
-    bench(Target::Master(TestCluster::start(Options::default())), &clients, seconds, soak).await;
+    for tls in modes() {
+        bench(master_cluster(tls), &clients, seconds, soak).await;
+    }
     if has_flag("--etcd") {
         bench(Target::Etcd(EtcdCluster::start(3)), &clients, seconds, soak).await;
     }

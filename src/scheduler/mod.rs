@@ -118,6 +118,21 @@ impl Registry {
     }
 }
 
+/// The host worker `id` is known under: its entry in the leader's table, else the log address
+/// of one of its attempts in the replicated state (which a new leader already has).
+pub fn host_of(cluster: &Cluster, registry: &Registry, id: WorkerId) -> Option<String> {
+    if let Some(host) = registry.with(|table| table.workers.get(&id).map(|seen| seen.host.clone())) {
+        return Some(host);
+    }
+    cluster.read(|state| {
+        state.apps.values().flat_map(|app| app.attempts.iter()).filter(|a| a.worker_id == id).find_map(|a| {
+            let address = a.log_address.as_deref()?;
+            let (host, _) = address.rsplit_once(':')?;
+            Some(host.trim_matches(['[', ']']).to_string())
+        })
+    })
+}
+
 /// A heartbeat that reached the leader: allocate an id if needed, record starts and exits
 /// through Raft, and answer with what the replicated state assigns to the worker. Fails (so
 /// the worker is not acknowledged) unless this master leads with a quorum.
@@ -199,6 +214,26 @@ pub async fn on_heartbeat(
     }
     let mut acked_exits = Vec::new();
     for exit in heartbeat.exits {
+        // Only a worker's own attempts: a report on another worker's attempt is acknowledged
+        // (so it is not repeated) and ignored.
+        let owner = cluster.read(|state| {
+            state
+                .apps
+                .get(&exit.app_id)
+                .and_then(|app| app.attempts.iter().find(|a| a.attempt == exit.attempt))
+                .map(|a| a.worker_id)
+        });
+        if owner.is_some_and(|owner| owner != worker_id) {
+            tracing::warn!(
+                worker_id,
+                app_id = exit.app_id,
+                attempt = exit.attempt,
+                ?owner,
+                "ignored a worker's report on an attempt of another worker"
+            );
+            acked_exits.push((exit.app_id, exit.attempt));
+            continue;
+        }
         let command = Command::AttemptEnded {
             app_id: exit.app_id,
             attempt: exit.attempt,
