@@ -176,7 +176,7 @@ impl Server {
             .header("content-type", content_type)
             .body(Body::from(body))
             .expect("a request");
-        let caller = Caller { address: ([127, 0, 0, 1], 40_000).into(), node: None };
+        let caller = Caller::anonymous(([127, 0, 0, 1], 40_000).into());
         request.extensions_mut().insert(ConnectInfo(caller));
         let router = crate::api::router(self.context.clone());
         self.runtime.block_on(async {

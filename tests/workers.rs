@@ -527,7 +527,9 @@ fn heartbeat(worker_id: Option<u32>, host: &str, exits: Vec<ExitReport>) -> Valu
         log_address: format!("{host}:9"),
         running: Vec::new(),
         exits,
+        preparing: Vec::new(),
         stopping: false,
+        wait_ms: 0,
     };
     serde_json::to_value(beat).expect("heartbeat")
 }
