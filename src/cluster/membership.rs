@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::{BasicNode, ChangeMembers, Membership, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::MEMBERS;
-use super::{node_id_of, Cluster, ClusterError};
+use super::{node_id_of, Cluster, ClusterError, NodeId};
 use crate::config::HostPort;
 
 /// How long a new master may take to catch up as a learner before the change is abandoned.
@@ -30,6 +30,15 @@ pub struct MembersView {
     pub changed: bool,
 }
 
+/// The voters' and the learners' addresses (learners that are not also voters).
+pub(super) fn voters_and_learners(membership: &Membership<NodeId, BasicNode>) -> (Vec<String>, Vec<String>) {
+    let address = |id: &NodeId| membership.get_node(id).map_or_else(|| id.to_string(), |n| n.addr.clone());
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let learners =
+        membership.learner_ids().filter(|id| !voters.contains(id)).map(|id| address(&id)).collect();
+    (voters.iter().map(address).collect(), learners)
+}
+
 fn error_text<E: std::fmt::Display>(error: RaftError<u64, E>) -> ClusterError {
     match error {
         RaftError::APIError(e) => ClusterError::BadRequest(e.to_string()),
@@ -40,18 +49,8 @@ fn error_text<E: std::fmt::Display>(error: RaftError<u64, E>) -> ClusterError {
 impl Cluster {
     pub fn members_view(&self, changed: bool) -> MembersView {
         let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
-        let address = |id: &u64| membership.get_node(id).map_or_else(|| id.to_string(), |n| n.addr.clone());
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        MembersView {
-            voters: voters.iter().map(address).collect(),
-            learners: membership
-                .learner_ids()
-                .filter(|id| !voters.contains(id))
-                .map(|id| address(&id))
-                .collect(),
-            changed,
-        }
+        let (voters, learners) = voters_and_learners(metrics.membership_config.membership());
+        MembersView { voters, learners, changed }
     }
 
     /// Applies a membership change, forwarding it to the leader when this master is not it.
