@@ -75,6 +75,13 @@ async fn wait_for_equal_states(cluster: &TestCluster) -> String {
     }
 }
 
+/// `POST /api/v1.0/master/members` through master `via`: the status.
+async fn change_members(cluster: &TestCluster, via: usize, body: Value) -> u16 {
+    let url = cluster.url(via, "/api/v1.0/master/members");
+    let response = cluster.http.post(url).json(&body).send().await.expect("membership request");
+    response.status().as_u16()
+}
+
 fn run(binary: &str, args: &[&str]) -> Output {
     Command::new(binary).args(args).env_remove("NOTIFY_SOCKET").output().expect("run the binary")
 }
@@ -299,16 +306,8 @@ async fn after_losing_a_majority_the_survivor_recovers_alone_and_grows_back_to_t
     // Grown back to three, one fresh master at a time.
     for index in &lost {
         cluster.restart(*index);
-        let response = cluster
-            .http
-            .post(cluster.url(survivor, "/api/v1.0/master/members"))
-            .json(&json!({ "add": cluster.address(*index) }))
-            .send()
-            .await
-            .expect("add a master");
-        let status = response.status().as_u16();
-        let view: Value = response.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 200, "{view}\n{}", cluster.logs());
+        let status = change_members(&cluster, survivor, json!({ "add": cluster.address(*index) })).await;
+        assert_eq!(status, 200, "{}", cluster.logs());
     }
     let members = get_ok(&cluster, survivor, "/api/v1.0/master/members").await;
     assert_eq!(members["voters"].as_array().map(Vec::len), Some(3), "{members}");
@@ -381,4 +380,28 @@ async fn a_state_directory_from_a_newer_version_is_refused_untouched() {
         Some(1)
     );
     assert_eq!(std::fs::read_to_string(&marker).expect("marked on start"), "1\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_with_a_new_disk_is_removed_then_added_back_empty() {
+    let mut cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let jar = make_jar(cluster.dir.path(), "disk.jar", 800, 3);
+    submit(&cluster, 0, &jar).await;
+    put_data(&cluster, 1, 1, "k", "v").await;
+    // The runbook's order: take the lost voter out, start it empty, add it back.
+    let replaced = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+    let via = cluster.index_of(&leader);
+    cluster.kill(replaced);
+    wipe(&cluster, replaced);
+    assert_eq!(change_members(&cluster, via, json!({ "remove": cluster.address(replaced) })).await, 200);
+    cluster.restart(replaced);
+    let status = change_members(&cluster, via, json!({ "add": cluster.address(replaced) })).await;
+    assert_eq!(status, 200, "{}", cluster.logs());
+    let view = get_ok(&cluster, via, "/api/v1.0/master/members").await;
+    assert_eq!(view["voters"].as_array().map(Vec::len), Some(3), "{view}");
+    cluster.wait_until_ready(Duration::from_secs(20)).await;
+    wait_for_equal_states(&cluster).await;
+    let apps = apps_and_data(&cluster, replaced).await;
+    assert_eq!(apps[&1]["data"], json!({ "k": "v" }));
 }
