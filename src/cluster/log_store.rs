@@ -113,6 +113,24 @@ impl LogStore {
     }
 }
 
+#[cfg(test)]
+impl LogStore {
+    /// Writes entries, the committed id and the vote directly, as a crashed master leaves them.
+    pub(super) fn write_for_test(&self, entries: &[Entry<TypeConfig>], committed: LogId, vote: Vote<NodeId>) {
+        let txn = self.db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(LOGS).expect("logs");
+            for entry in entries {
+                let bytes = serde_json::to_vec(entry).expect("encode");
+                table.insert(entry.log_id.index, bytes.as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        self.put_meta(KEY_COMMITTED, &Some(committed)).expect("committed");
+        self.put_meta(KEY_VOTE, &vote).expect("vote");
+    }
+}
+
 /// Removes the entries in `range` key by key. redb's `retain_in` over thousands of entries held
 /// ~50 MiB of memory per purge and grew the file ninefold; plain removes do neither.
 fn remove_range(

@@ -224,3 +224,103 @@ fn one_membership(at: LogId, masters: &[HostPort]) -> StoredMembership {
 fn voter_addresses(membership: &StoredMembership) -> Vec<String> {
     super::membership::voters_and_learners(membership.membership()).0
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{Entry, EntryPayload};
+
+    use super::*;
+    use crate::state::{Command, Proposal};
+
+    fn hp(text: &str) -> HostPort {
+        HostPort::parse(text).expect("host:port")
+    }
+
+    fn log_id(term: u64, leader: NodeId, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, leader), index)
+    }
+
+    /// A master that crashed with entries past its commit index: `recover` keeps them all and
+    /// leaves it the only voter, as a follower that will elect itself past every entry's term.
+    #[test]
+    fn force_new_cluster_keeps_uncommitted_entries_and_leaves_one_voter() {
+        let dir = tempfile::tempdir().expect("dir");
+        let masters = [hp("a:1"), hp("b:1"), hp("c:1")];
+        let leader = node_id_of(&masters[0]);
+        let initial = one_membership(log_id(0, 0, 0), &masters).membership().clone();
+        let mut entries = vec![
+            Entry { log_id: log_id(0, 0, 0), payload: EntryPayload::Membership(initial) },
+            Entry { log_id: log_id(1, leader, 1), payload: EntryPayload::Blank },
+        ];
+        for index in 2..=4 {
+            let proposal =
+                Proposal { id: format!("r{index}"), at_ms: index, command: Command::AllocateWorkerId };
+            entries.push(Entry { log_id: log_id(1, leader, index), payload: EntryPayload::Normal(proposal) });
+        }
+        state_dir::prepare(dir.path()).expect("marked");
+        let store = OfflineStore::create(dir.path()).expect("created");
+        store.logs.write_for_test(&entries, log_id(1, leader, 3), Vote::new_committed(1, leader));
+        drop(store);
+
+        let store = OfflineStore::open(dir.path()).expect("opened");
+        assert!(
+            matches!(OfflineStore::open(dir.path()), Err(OfflineError::Running { .. })),
+            "locked while open"
+        );
+        let mut old: Vec<String> = masters.iter().map(ToString::to_string).collect();
+        let mut voters = store.voters().expect("voters");
+        old.sort();
+        voters.sort();
+        assert_eq!(voters, old);
+        let recovered = store.force_new_cluster(&masters[1]).expect("recovered");
+        assert_eq!((recovered.last_index, recovered.last_term, recovered.beyond_committed), (4, 1, 1));
+        drop(store);
+
+        let store = OfflineStore::open(dir.path()).expect("reopened");
+        let applied = store.machine.snapshot_state().expect("snapshot");
+        assert_eq!(applied.state.next_worker_id, 3, "all three allocations, the uncommitted one too");
+        assert_eq!(applied.last_applied, Some(log_id(1, leader, 4)));
+        assert_eq!(store.voters().expect("voters"), vec!["b:1".to_string()]);
+        assert!(store.logs.read_all().expect("log").is_empty());
+        let (vote, committed) = store.logs.vote_and_committed().expect("meta");
+        assert_eq!(vote, Some(Vote::new(1, node_id_of(&masters[1]))));
+        assert_eq!(committed, Some(log_id(1, leader, 4)));
+    }
+
+    #[test]
+    fn restore_seeds_the_same_position_and_membership_everywhere_and_refuses_a_used_directory() {
+        let dir = tempfile::tempdir().expect("dir");
+        let masters = [hp("a:1"), hp("b:1")];
+        let backup = Backup {
+            format: crate::backup::FORMAT,
+            written_by: "test".into(),
+            created_at_ms: 0,
+            taken_from: "x:1".into(),
+            leader: None,
+            applied_index: 17,
+            applied_term: 4,
+            voters: vec!["x:1".into()],
+            learners: vec![],
+            master_state: crate::state::MasterState { max_app_id: 9, ..Default::default() },
+        };
+        let snapshots: Vec<AppliedState> = ["one", "two"]
+            .iter()
+            .map(|name| {
+                let state_dir = dir.path().join(name);
+                restore(&backup, &state_dir, &masters).expect("restored");
+                let store = OfflineStore::open(&state_dir).expect("open");
+                store.machine.snapshot_state().expect("snapshot")
+            })
+            .collect();
+        assert_eq!(snapshots[0].last_applied, Some(log_id(0, 0, 17)));
+        assert_eq!(snapshots[0].state.max_app_id, 9);
+        assert_eq!(
+            serde_json::to_string(&snapshots[0]).expect("json"),
+            serde_json::to_string(&snapshots[1]).expect("json"),
+            "every master of the new cluster starts from the same snapshot"
+        );
+        let error = restore(&backup, &dir.path().join("one"), &masters).expect_err("used directory");
+        assert!(matches!(error, OfflineError::NotEmpty { .. }), "{error}");
+        assert_eq!(error.exit_code(), 73);
+    }
+}
