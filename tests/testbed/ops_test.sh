@@ -82,8 +82,8 @@ check "submit two applications" on node1 "$GEAR app -jar /root/a.jar io.x.A && $
 # ---------------------------------------------------------------- backup and restore
 check "gear snapshot save" on node1 "$GEAR snapshot save /root/b.snap"
 check "the backup is 0600" test "$(on node1 "stat -c %a /root/b.snap")" = 600
-check "gear snapshot status: 2 applications, 3 voters" on node1 \
-    "$GEAR snapshot status /root/b.snap --json | jq -e '.applications == 2 and (.voters | length) == 3'"
+backup_holds() { on node1 "$GEAR snapshot status /root/b.snap --json" | jq -e '.applications == 2 and (.voters | length) == 3'; }
+check "gear snapshot status: 2 applications, 3 voters" backup_holds
 on node1 "cat /root/b.snap" >"$work/b.snap"
 for n in "${nodes[@]}"; do
     testbed_copy "$n" "$work/b.snap" /var/tmp/b.snap 0644
