@@ -343,6 +343,11 @@ fn takes_value(flag: &str) -> bool {
             | "--file"
             | "--output"
             | "--from"
+            | "--ca"
+            | "--token-file"
+            | "--slots"
+            | "--attempt"
+            | "--tail"
     )
 }
 
@@ -389,6 +394,15 @@ mod tests {
     fn global_short_flags_take_their_value() {
         let normalized = normalize_gearpump_flags(words("gear -m h:1 app -jar x.jar Main -v"), 2);
         assert_eq!(normalized, words("gear -m h:1 app --jar x.jar Main -v"));
+    }
+
+    #[test]
+    fn global_flags_before_the_verb_take_their_value() {
+        // `--token-file FILE` was counted as a positional, so `app -jar` was left unconverted.
+        let normalized =
+            normalize_gearpump_flags(words("gear --ca ca.pem --token-file t app -jar x.jar Main -v"), 2);
+        assert_eq!(normalized, words("gear --ca ca.pem --token-file t app --jar x.jar Main -v"));
+        assert!(GearArgs::try_parse_from(normalized).is_ok());
     }
 
     #[test]

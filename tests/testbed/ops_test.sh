@@ -27,7 +27,7 @@ CONF=/etc/gearpump/gear.conf
 TOKEN=ops-test-admin-token-0123456789abcdef
 nodes=(node1 node2 node3)
 MASTERS=node1:$PORT,node2:$PORT,node3:$PORT
-GEAR="gear --master $MASTERS --token-file /root/admin.token"
+GEAR="gear --master=$MASTERS --token-file=/root/admin.token"
 STATE=/var/lib/gearpump
 AS_SERVICE="runuser -u gearpump --"
 
@@ -97,7 +97,7 @@ for n in "${nodes[@]}"; do
 done
 for n in "${nodes[@]}"; do check "$n: ready after the restore" wait_for 90 ready "$n"; done
 for n in "${nodes[@]}"; do check "$n: both applications are back" test "$(app_count "$n")" = 2; done
-check "a new submission gets the next id (3)" test "$(submit_id node2)" = 3
+check "a new submission gets the next id (3)" test "$(submit_id node1)" = 3
 check "restore refuses a used state directory (73)" on node1 \
     "$AS_SERVICE gearpump-master restore --from /var/tmp/b.snap; [ \$? = 73 ]"
 
