@@ -10,9 +10,28 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "gearpump-master",
     version,
-    about = "A master of an Apache Gearpump high-availability cluster (Raft)"
+    about = "A master of an Apache Gearpump high-availability cluster (Raft)",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  gearpump-master -ip node1 -port 3000\n  \
+gearpump-master --check-config\n  \
+gearpump-master restore --from backup.snap          # every master of a new cluster, stopped\n  \
+gearpump-master recover --force-new-cluster          # the survivor of a lost majority, stopped\n\
+See docs/OPERATIONS.md for the runbook."
 )]
 pub struct MasterArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Validate the configuration, print the effective values and where each came from, exit
+    #[arg(long)]
+    pub check_config: bool,
+    #[command(subcommand)]
+    pub command: Option<MasterCommand>,
+}
+
+/// Which master this is and where its configuration and state are: the same flags for the
+/// daemon and for the offline commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
     /// gear.conf to read (default: /etc/gearpump/gear.conf when it exists, else built-in defaults)
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -25,9 +44,39 @@ pub struct MasterArgs {
     /// Override gearpump.master.state-dir
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Validate the configuration, print the effective values and where each came from, exit
-    #[arg(long)]
-    pub check_config: bool,
+}
+
+/// Offline operations on a stopped master's state directory (docs/OPERATIONS.md).
+#[derive(Debug, Subcommand)]
+pub enum MasterCommand {
+    /// Seed an EMPTY state directory from a backup (`gear snapshot save`): run it, with the same
+    /// file, on every master of gearpump.cluster.masters, then start them; they form a new
+    /// cluster holding the backup's state. Reports referenced jars missing from the jar store.
+    /// Exit status: 0 done, 65 damaged backup, 73 state directory not empty, 78 configuration
+    Restore {
+        /// The backup file
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Disaster recovery after a majority of masters is lost for good: rewrite this STOPPED
+    /// master's membership to itself alone, keeping every log entry it has (also entries not
+    /// known to be committed). It then starts as a one-master cluster; add fresh masters back
+    /// with POST /api/v1.0/master/members or gearpump-setup. Refuses while another master of
+    /// the old membership answers, unless --yes-i-know.
+    /// Exit status: 0 done, 75 this master runs or another answers, 78 configuration
+    Recover {
+        /// Required: say that a new one-master cluster is what you want
+        #[arg(long, required = true)]
+        force_new_cluster: bool,
+        /// Go ahead even though other masters of the old membership answer (they then form a
+        /// separate cluster: stop them for good)
+        #[arg(long)]
+        yes_i_know: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 /// `gear`: Gearpump's command-line client, against any master of the cluster.
@@ -106,6 +155,11 @@ pub enum GearCommand {
         #[arg(long, value_name = "N")]
         appid: u32,
     },
+    /// Backups of the replicated state: gear snapshot save FILE | gear snapshot status FILE
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotCommand,
+    },
     /// Download an application's jar from the jar store, checked against its SHA-256
     Download {
         /// The jar's name in the store (see `gear info --json`)
@@ -114,6 +168,22 @@ pub enum GearCommand {
         /// Where to write it
         #[arg(long, short = 'o', value_name = "FILE")]
         output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save a consistent backup of the replicated state (applications, ids, application data,
+    /// jar references, membership), read through the leader; needs the admin role. Written
+    /// atomically with mode 0600. Jar bytes stay in the jar store
+    Save {
+        /// Where to write the backup
+        file: PathBuf,
+    },
+    /// Check a backup's checksum and print what it holds (no master needed)
+    Status {
+        /// The backup file
+        file: PathBuf,
     },
 }
 
@@ -272,6 +342,12 @@ fn takes_value(flag: &str) -> bool {
             | "--appid"
             | "--file"
             | "--output"
+            | "--from"
+            | "--ca"
+            | "--token-file"
+            | "--slots"
+            | "--attempt"
+            | "--tail"
     )
 }
 
@@ -287,9 +363,10 @@ mod tests {
     fn master_flags_in_both_spellings() {
         let normalized = normalize_gearpump_flags(words("master -ip node1 -port 3000"), usize::MAX);
         let args = MasterArgs::try_parse_from(normalized).expect("parses");
-        assert_eq!((args.ip.as_deref(), args.port), (Some("node1"), Some(3000)));
+        assert_eq!((args.node.ip.as_deref(), args.node.port), (Some("node1"), Some(3000)));
         let args = MasterArgs::try_parse_from(words("master --ip node1 --port 3000")).expect("parses");
-        assert_eq!(args.port, Some(3000));
+        assert_eq!(args.node.port, Some(3000));
+        assert!(args.command.is_none());
     }
 
     #[test]
@@ -320,10 +397,56 @@ mod tests {
     }
 
     #[test]
+    fn global_flags_before_the_verb_take_their_value() {
+        // `--token-file FILE` was counted as a positional, so `app -jar` was left unconverted.
+        let normalized =
+            normalize_gearpump_flags(words("gear --ca ca.pem --token-file t app -jar x.jar Main -v"), 2);
+        assert_eq!(normalized, words("gear --ca ca.pem --token-file t app --jar x.jar Main -v"));
+        assert!(GearArgs::try_parse_from(normalized).is_ok());
+    }
+
+    #[test]
     fn gear_kill_with_single_dash() {
         let args = GearArgs::try_parse_from(normalize_gearpump_flags(words("gear kill -appid 7"), 2))
             .expect("parses");
         assert!(matches!(args.command, GearCommand::Kill { appid: 7 }));
+    }
+
+    #[test]
+    fn master_subcommands_and_their_flags() {
+        let normalized = normalize_gearpump_flags(
+            words("master restore --from b.snap -ip node1 -port 3000 --state-dir /s"),
+            usize::MAX,
+        );
+        let args = MasterArgs::try_parse_from(normalized).expect("parses");
+        match args.command {
+            Some(MasterCommand::Restore { from, node }) => {
+                assert_eq!(from, PathBuf::from("b.snap"));
+                assert_eq!((node.ip.as_deref(), node.port), (Some("node1"), Some(3000)));
+            }
+            other => panic!("wrong command {other:?}"),
+        }
+        let args = MasterArgs::try_parse_from(words("master recover --force-new-cluster")).expect("parses");
+        assert!(matches!(args.command, Some(MasterCommand::Recover { yes_i_know: false, .. })));
+        assert!(
+            MasterArgs::try_parse_from(words("master recover")).is_err(),
+            "--force-new-cluster is required"
+        );
+        assert!(
+            MasterArgs::try_parse_from(words("master --check-config recover --force-new-cluster")).is_err()
+        );
+        let args = MasterArgs::try_parse_from(words("master --check-config -c x.conf")).expect("parses");
+        assert!(args.check_config && args.command.is_none());
+    }
+
+    #[test]
+    fn gear_snapshot_verbs() {
+        let args = GearArgs::try_parse_from(normalize_gearpump_flags(words("gear snapshot save b.snap"), 2))
+            .expect("parses");
+        assert!(matches!(args.command, GearCommand::Snapshot { action: SnapshotCommand::Save { .. } }));
+        let args = GearArgs::try_parse_from(words("gear snapshot status b.snap --json")).expect("parses");
+        assert!(args.json);
+        assert!(matches!(args.command, GearCommand::Snapshot { action: SnapshotCommand::Status { .. } }));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - [`api`]: the HTTP server: Gearpump's REST paths, peer routes, health, metrics.
 //! - [`cluster`]: everything openraft, and the one peer transport (`cluster::Peers`).
 //! - [`jarstore`]: local, `file://` and `hdfs://` jar stores.
-//! - [`state`]: the replicated state and its pure `apply`.
+//! - [`state`]: the replicated state and its pure `apply`; [`backup`]: the backup file format.
 //! - [`config`]: gear.conf loading and validation.
 //! - [`client`], [`wire`]: the REST client used by `gear` and `gearpump-setup`, and the names
 //!   both sides share.
@@ -18,11 +18,13 @@
 //! - [`tls`]: rustls on the master's port and between masters; `api::auth` holds tokens and roles.
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod fsutil;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod jarstore;

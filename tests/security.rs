@@ -445,3 +445,32 @@ async fn slow_clients_floods_and_huge_headers_cannot_hold_the_port() {
     assert!(closed_after < Duration::from_secs(15), "cut off after {closed_after:?}");
     eprintln!("slowloris connection closed after {closed_after:?}");
 }
+
+/// A backup holds every application's data: admin only. `recover` asks the old members over
+/// mutual TLS with the cluster secret, so masters that run are seen running and it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_for_admins_and_recover_sees_the_tls_masters_that_answer() {
+    let (mut cluster, _certs, _ca) = secure_cluster();
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let snapshot = || cluster.http.get(cluster.url(1, "/api/v1.0/master/snapshot"));
+    assert_eq!(call(&cluster, snapshot(), Some(SUBMIT)).await.0, 403);
+    let response = snapshot().bearer_auth(ADMIN).send().await.expect("snapshot");
+    assert_eq!(response.status().as_u16(), 200);
+    let bytes = response.bytes().await.expect("body");
+    let backup = gearpump_master::backup::Backup::decode(&bytes).expect("a valid backup");
+    assert_eq!(backup.voters.len(), 3, "{:?}", backup.voters);
+
+    cluster.kill(0);
+    let output = Command::new(MASTER_BIN)
+        .args(["recover", "--force-new-cluster", "--config"])
+        .arg(&cluster.conf)
+        .args(["--ip", "127.0.0.1", "--port", &cluster.ports[0].to_string(), "--state-dir"])
+        .arg(cluster.state_dir(0))
+        .output()
+        .expect("run recover");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
+    for index in 1..3 {
+        assert!(stderr.contains(&format!("{}: answers as", cluster.address(index))), "{stderr}");
+    }
+}

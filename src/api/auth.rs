@@ -102,6 +102,7 @@ pub const ROUTES: &[Rule] = &[
     rule(GET, "/api/v1.0/master/config", READ),
     rule(GET, "/api/v1.0/master/members", READ),
     rule(POST, "/api/v1.0/master/members", ADMIN),
+    rule(GET, "/api/v1.0/master/snapshot", ADMIN),
     rule(POST, "/api/v1.0/master/submitapp", SUBMIT),
     rule(GET, "/api/v1.0/appmaster/{}", READ),
     rule(DELETE, "/api/v1.0/appmaster/{}", SUBMIT),

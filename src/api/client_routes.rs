@@ -227,6 +227,21 @@ pub async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// `GET /api/v1.0/master/members`: voters and learners of the Raft membership.
+/// `GET /api/v1.0/master/snapshot` (admin): a backup file of the replicated state, read after
+/// a read barrier, so it holds every write acknowledged before the request (`gear snapshot save`).
+pub async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoResponse, ApiError> {
+    context.cluster.read_barrier().await?;
+    let backup = context.cluster.backup();
+    let name = format!("attachment; filename=\"gearpump-{}.snap\"", backup.applied_index);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ],
+        backup.encode(),
+    ))
+}
+
 pub async fn members(State(context): State<Arc<Context>>) -> Json<Value> {
     Json(json!(context.cluster.members_view(false)))
 }

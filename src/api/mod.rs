@@ -61,6 +61,7 @@ pub fn router(context: Arc<Context>) -> Router {
         .route("/api/v1.0/master", get(client_routes::master))
         .route("/api/v1.0/master/applist", get(client_routes::app_list))
         .route("/api/v1.0/master/config", get(client_routes::config))
+        .route("/api/v1.0/master/snapshot", get(client_routes::snapshot))
         .route("/api/v1.0/master/members", get(client_routes::members).post(client_routes::change_members))
         .route("/api/v1.0/appmaster/{id}", get(client_routes::app_detail).delete(client_routes::kill_app))
         .route(

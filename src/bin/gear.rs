@@ -1,11 +1,13 @@
 //! `gear`: Gearpump's client verbs against any master of the cluster.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand};
+use gearpump_master::backup::Backup;
+use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand, SnapshotCommand};
 use gearpump_master::client::credentials::{self, Sources};
 use gearpump_master::client::{table_text as text, ClientError, Credentials, MasterClient};
 use gearpump_master::config;
@@ -46,6 +48,10 @@ fn masters(args: &GearArgs, credentials: &Credentials) -> Result<Vec<String>> {
 }
 
 async fn run(args: GearArgs) -> Result<()> {
+    // Reading a backup needs no master (nor a gear.conf).
+    if let GearCommand::Snapshot { action: SnapshotCommand::Status { file } } = &args.command {
+        return snapshot_status(file, args.json);
+    }
     let credentials = credentials::resolve(&Sources::standard(args.ca.clone(), args.token_file.clone()))?;
     let client = MasterClient::with_credentials(
         masters(&args, &credentials)?,
@@ -135,6 +141,32 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
                 println!("Application {appid} had no running attempt; it is waiting for a worker");
             }
         }
+        GearCommand::Snapshot { action: SnapshotCommand::Save { file } } => {
+            let (bytes, backup) = client.snapshot().await?;
+            // Mode 0600: a backup holds every application's data.
+            gearpump_master::fsutil::write_atomically(file, &bytes, 0o600)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            if args.json {
+                println!(
+                    "{}",
+                    backup.summary(bytes.len() as u64, &Backup::body_sha256(&bytes).unwrap_or_default())
+                );
+            } else {
+                println!(
+                    "Saved {} ({} bytes): log index {}, term {}, {} applications, next application id {}, from {}",
+                    file.display(),
+                    bytes.len(),
+                    backup.applied_index,
+                    backup.applied_term,
+                    backup.master_state.apps.len(),
+                    backup.master_state.max_app_id.saturating_add(1),
+                    backup.taken_from
+                );
+            }
+        }
+        GearCommand::Snapshot { action: SnapshotCommand::Status { file } } => {
+            snapshot_status(file, args.json)?
+        }
         GearCommand::Download { file, output } => {
             let size = client.download(file, output).await?;
             if args.json {
@@ -143,6 +175,45 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
                 println!("Downloaded {file} ({size} bytes, SHA-256 verified) to {}", output.display());
             }
         }
+    }
+    Ok(())
+}
+
+/// `gear snapshot status`: checks the file and prints what it holds.
+fn snapshot_status(file: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let backup =
+        Backup::decode(&bytes).with_context(|| format!("{} is not a usable backup", file.display()))?;
+    let summary = backup.summary(bytes.len() as u64, &Backup::body_sha256(&bytes).unwrap_or_default());
+    if json {
+        println!("{summary}");
+        return Ok(());
+    }
+    println!("{}: checksum OK (SHA-256 {})", file.display(), text(&summary["sha256"]));
+    for (label, key) in [
+        ("format", "format"),
+        ("written by", "writtenBy"),
+        ("created at (ms)", "createdAtMs"),
+        ("taken from", "takenFrom"),
+        ("leader", "leader"),
+        ("log index", "appliedIndex"),
+        ("term", "appliedTerm"),
+        ("applications", "applications"),
+        ("next app id", "nextAppId"),
+        ("app data keys", "appDataKeys"),
+        ("size (bytes)", "size"),
+    ] {
+        println!("  {label:<16} {}", text(&summary[key]));
+    }
+    let list = |key: &str| {
+        summary[key].as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    };
+    println!("  {:<16} {}", "voters", list("voters"));
+    println!("  {:<16} {}", "learners", list("learners"));
+    let jars = summary["jars"].as_array().cloned().unwrap_or_default();
+    println!("  {:<16} {}", "jars", jars.len());
+    for jar in &jars {
+        println!("    {} ({} bytes, sha256 {})", text(&jar["name"]), jar["size"], text(&jar["sha256"]));
     }
     Ok(())
 }

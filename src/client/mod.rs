@@ -309,6 +309,27 @@ impl MasterClient {
         Err(ClientError::NoMasterReachable { tried })
     }
 
+    /// `GET /api/v1.0/master/snapshot`: a backup file, checked (header, length, SHA-256) before
+    /// it is returned, so a transfer cut short is an error here and never a file on disk.
+    pub async fn snapshot(&self) -> Result<(Vec<u8>, crate::backup::Backup), ClientError> {
+        let path = "/api/v1.0/master/snapshot";
+        let (master, response) =
+            self.send(Exchange::Transfer, |http, base| Ok(http.get(format!("{base}{path}")))).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { master, status, message: error_message(response).await });
+        }
+        let bytes = response.bytes().await.map_err(|e| ClientError::Corrupt {
+            name: "the snapshot".into(),
+            cause: format!("transfer from {master} aborted: {e}"),
+        })?;
+        let backup = crate::backup::Backup::decode(&bytes).map_err(|e| ClientError::Corrupt {
+            name: format!("the snapshot from {master}"),
+            cause: e.to_string(),
+        })?;
+        Ok((bytes.to_vec(), backup))
+    }
+
     /// Downloads a jar to `output`, verifying the SHA-256 the master announces.
     pub async fn download(&self, name: &str, output: &Path) -> Result<u64, ClientError> {
         let path = format!("/api/v1.0/jarstore/download?file={}", percent_encode(name));

@@ -64,6 +64,73 @@ impl LogStore {
     }
 }
 
+/// Offline access for `gearpump-master recover` (the master is stopped; redb's file lock proves it).
+impl LogStore {
+    /// Every entry still in the log, oldest first.
+    pub(super) fn read_all(&self) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOGS).map_err(read_err)?;
+        let mut entries = Vec::new();
+        for item in table.iter().map_err(read_err)? {
+            let (_, bytes) = item.map_err(read_err)?;
+            entries.push(serde_json::from_slice(bytes.value()).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+
+    /// The vote and the last log id known committed, as saved.
+    pub(super) fn vote_and_committed(&self) -> Result<(Option<Vote<NodeId>>, Option<LogId>), StorageError> {
+        Ok((self.get_meta(KEY_VOTE)?, self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten()))
+    }
+
+    /// Leaves a log that ends at a snapshot taken at `at`: no entries, `at` purged and committed,
+    /// and `vote` as the vote. One transaction, so a crash leaves the old log or the new one.
+    pub(super) fn reset_to_snapshot(
+        &self,
+        at: LogId,
+        vote: Option<Vote<NodeId>>,
+    ) -> Result<(), StorageError> {
+        let at_bytes = serde_json::to_vec(&at).map_err(write_err)?;
+        let committed = serde_json::to_vec(&Some(at)).map_err(write_err)?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOGS).map_err(write_err)?;
+            remove_range(&mut table, 0..)?;
+            let mut meta = txn.open_table(META).map_err(write_err)?;
+            meta.insert(KEY_LAST_PURGED, at_bytes.as_slice()).map_err(write_err)?;
+            meta.insert(KEY_COMMITTED, committed.as_slice()).map_err(write_err)?;
+            match vote {
+                Some(vote) => {
+                    let vote = serde_json::to_vec(&vote).map_err(write_err)?;
+                    meta.insert(KEY_VOTE, vote.as_slice()).map_err(write_err)?;
+                }
+                None => {
+                    meta.remove(KEY_VOTE).map_err(write_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+impl LogStore {
+    /// Writes entries, the committed id and the vote directly, as a crashed master leaves them.
+    pub(super) fn write_for_test(&self, entries: &[Entry<TypeConfig>], committed: LogId, vote: Vote<NodeId>) {
+        let txn = self.db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(LOGS).expect("logs");
+            for entry in entries {
+                let bytes = serde_json::to_vec(entry).expect("encode");
+                table.insert(entry.log_id.index, bytes.as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        self.put_meta(KEY_COMMITTED, &Some(committed)).expect("committed");
+        self.put_meta(KEY_VOTE, &vote).expect("vote");
+    }
+}
+
 /// Removes the entries in `range` key by key. redb's `retain_in` over thousands of entries held
 /// ~50 MiB of memory per purge and grew the file ninefold; plain removes do neither.
 fn remove_range(

@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::{BasicNode, ChangeMembers, Membership, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::{Hello, HELLO, MEMBERS};
-use super::{node_id_of, Cluster, ClusterError};
+use super::{node_id_of, Cluster, ClusterError, NodeId, PeerError};
 use crate::config::HostPort;
 
 /// How long a new master may take to catch up as a learner before the change is abandoned.
@@ -30,6 +30,15 @@ pub struct MembersView {
     pub changed: bool,
 }
 
+/// The voters' and the learners' addresses (learners that are not also voters).
+pub(super) fn voters_and_learners(membership: &Membership<NodeId, BasicNode>) -> (Vec<String>, Vec<String>) {
+    let address = |id: &NodeId| membership.get_node(id).map_or_else(|| id.to_string(), |n| n.addr.clone());
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let learners =
+        membership.learner_ids().filter(|id| !voters.contains(id)).map(|id| address(&id)).collect();
+    (voters.iter().map(address).collect(), learners)
+}
+
 fn error_text<E: std::fmt::Display>(error: RaftError<u64, E>) -> ClusterError {
     match error {
         RaftError::APIError(e) => ClusterError::BadRequest(e.to_string()),
@@ -38,20 +47,30 @@ fn error_text<E: std::fmt::Display>(error: RaftError<u64, E>) -> ClusterError {
 }
 
 impl Cluster {
+    /// Waits until `master` answers `hello` as a master, or says why it does not.
+    async fn probe_new_master(&self, master: &HostPort) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout.max(Duration::from_secs(10));
+        loop {
+            let attempt = self.failover_timeout.max(Duration::from_secs(1));
+            let why = match self.peers.get::<Hello>(&master.to_string(), HELLO, attempt).await {
+                Ok(_) => return Ok(()),
+                // Nothing listens (yet): worth another look until the deadline.
+                Err(why @ PeerError::NotDelivered { .. }) => why,
+                // It answered, but not as a master of this cluster would (a refused certificate
+                // or secret, another program on the port): waiting will not change that.
+                Err(why) => return Err(not_a_master(master, &why)),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(not_a_master(master, &why));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn members_view(&self, changed: bool) -> MembersView {
         let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
-        let address = |id: &u64| membership.get_node(id).map_or_else(|| id.to_string(), |n| n.addr.clone());
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        MembersView {
-            voters: voters.iter().map(address).collect(),
-            learners: membership
-                .learner_ids()
-                .filter(|id| !voters.contains(id))
-                .map(|id| address(&id))
-                .collect(),
-            changed,
-        }
+        let (voters, learners) = voters_and_learners(metrics.membership_config.membership());
+        MembersView { voters, learners, changed }
     }
 
     /// Applies a membership change, forwarding it to the leader when this master is not it.
@@ -77,17 +96,10 @@ impl Cluster {
             MembershipChange::Add(_) => {
                 // Added as a learner, a master that is not running would hold this request for
                 // the whole catch-up timeout and stay in the membership as a learner the leader
-                // keeps calling. Asking it first fails in a round trip and says what to do.
-                let probe: Result<Hello, _> = self
-                    .peers
-                    .get(&master.to_string(), HELLO, self.failover_timeout.max(Duration::from_secs(1)))
-                    .await;
-                if let Err(why) = probe {
-                    return Err(ClusterError::BadRequest(format!(
-                        "{master} does not answer as a master ({why}); start it first, with the new \
-                         masters list in its gear.conf, then add it"
-                    )));
-                }
+                // keeps calling. Asking it first fails within seconds and says what to do. A
+                // master started a moment ago may not listen yet: it gets the request timeout
+                // (at least 10 s) to come up.
+                self.probe_new_master(&master).await?;
                 let node = BasicNode { addr: master.to_string() };
                 tracing::info!(master = %master, "adding a master: learner first");
                 tokio::time::timeout(CATCH_UP_TIMEOUT, self.raft.add_learner(id, node, true))
@@ -139,4 +151,11 @@ impl Cluster {
     ) -> Result<MembersView, ClusterError> {
         Ok(self.peers.post(leader, MEMBERS, change, CATCH_UP_TIMEOUT + Duration::from_secs(10)).await?)
     }
+}
+
+fn not_a_master(master: &HostPort, why: &PeerError) -> ClusterError {
+    ClusterError::BadRequest(format!(
+        "{master} does not answer as a master ({why}); start it first, with the new masters list in its \
+         gear.conf, then add it"
+    ))
 }

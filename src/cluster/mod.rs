@@ -6,8 +6,10 @@ mod election;
 mod log_store;
 mod membership;
 mod network;
+pub mod offline;
 pub mod peer_protocol;
 mod peers;
+pub mod state_dir;
 mod state_machine;
 mod types;
 
@@ -105,7 +107,7 @@ impl Cluster {
         let state_error =
             |cause: String| ClusterError::StateDir { path: config.state_dir.display().to_string(), cause };
         std::fs::create_dir_all(&config.state_dir).map_err(|e| state_error(e.to_string()))?;
-        let db_path = config.state_dir.join("raft.redb");
+        let db_path = config.state_dir.join(state_dir::DATABASE);
         let db = redb::Database::create(&db_path)
             .map_err(|e| state_error(format!("{}: {e}", db_path.display())))?;
         let db = Arc::new(db);
@@ -192,6 +194,28 @@ impl Cluster {
         // hash that differs from every healthy master's, which is what a reader should see.
         let bytes = serde_json::to_vec(&applied.state).unwrap_or_default();
         (index, hex::encode(sha2::Sha256::digest(&bytes)))
+    }
+
+    /// A backup of the applied state, read under one lock so the state, its log position and
+    /// the membership belong together. Linearizable when called after `read_barrier`.
+    pub fn backup(&self) -> crate::backup::Backup {
+        let applied = match self.applied.read() {
+            Ok(applied) => applied.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let (voters, learners) = membership::voters_and_learners(applied.last_membership.membership());
+        crate::backup::Backup {
+            format: crate::backup::FORMAT,
+            written_by: env!("CARGO_PKG_VERSION").to_string(),
+            created_at_ms: now_ms(),
+            taken_from: self.me.to_string(),
+            leader: self.status().leader,
+            applied_index: applied.last_applied.map_or(0, |log_id| log_id.index),
+            applied_term: applied.last_applied.map_or(0, |log_id| log_id.leader_id.term),
+            voters,
+            learners,
+            master_state: applied.state,
+        }
     }
 
     /// Addresses of the current members, from the Raft membership once there is one.
@@ -741,16 +765,23 @@ mod read_index_tests {
         let cluster = context.cluster.clone();
         cluster.read_barrier().await.expect("a leader");
         let before = cluster.read_index.rounds.load(Ordering::Relaxed);
+        // All at once: without sharing each read runs its own round (200); with it, a round
+        // serves every read that arrived before it started. How many rounds that takes depends
+        // on how the 200 tasks are polled on a busy machine, hence the loose bound.
+        let start = Arc::new(tokio::sync::Barrier::new(200));
         let reads: Vec<_> = (0..200)
             .map(|_| {
-                let cluster = cluster.clone();
-                tokio::spawn(async move { cluster.read_barrier().await })
+                let (cluster, start) = (cluster.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    cluster.read_barrier().await
+                })
             })
             .collect();
         for read in reads {
             read.await.expect("task").expect("a read barrier");
         }
         let rounds = cluster.read_index.rounds.load(Ordering::Relaxed) - before;
-        assert!((1..=20).contains(&rounds), "200 concurrent reads took {rounds} rounds");
+        assert!((1..=100).contains(&rounds), "200 concurrent reads took {rounds} rounds");
     }
 }

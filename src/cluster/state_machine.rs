@@ -30,6 +30,21 @@ pub struct AppliedState {
     pub state: MasterState,
 }
 
+impl AppliedState {
+    /// Applies one log entry: the only place entries change the state, online and offline.
+    pub(super) fn apply(&mut self, entry: Entry<TypeConfig>) -> CommandResult {
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => CommandResult::Done,
+            EntryPayload::Normal(proposal) => self.state.apply_proposal(proposal),
+            EntryPayload::Membership(membership) => {
+                self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                CommandResult::Done
+            }
+        }
+    }
+}
+
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
 struct StoredSnapshot {
@@ -98,6 +113,29 @@ impl StateMachineStore {
     }
 }
 
+/// Offline access for `gearpump-master restore` and `recover` (the master is stopped).
+impl StateMachineStore {
+    /// The state as the last snapshot left it (the default state when there is none).
+    pub(super) fn snapshot_state(&self) -> Result<AppliedState, StorageError> {
+        Ok(self.shared.read().map_err(|_| poisoned())?.clone())
+    }
+
+    /// Makes `applied` the current snapshot, at `applied.last_applied`.
+    pub(super) fn install_offline(&self, applied: &AppliedState, origin: &str) -> Result<(), StorageError> {
+        let data = serde_json::to_vec(applied).map_err(snapshot_write_err)?;
+        let snapshot_id = match applied.last_applied {
+            Some(log_id) => format!("{origin}-{}-{}-{}", log_id.leader_id.term, log_id.index, now_millis()),
+            None => format!("{origin}-empty-{}", now_millis()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.last_membership.clone(),
+            snapshot_id,
+        };
+        self.write_stored(&StoredSnapshot { meta, data })
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, last_applied, membership) = {
@@ -134,20 +172,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut applied = self.shared.write().map_err(|_| poisoned())?;
-        let mut results = Vec::new();
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let result = match entry.payload {
-                EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(proposal) => applied.state.apply_proposal(proposal),
-                EntryPayload::Membership(membership) => {
-                    applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                    CommandResult::Done
-                }
-            };
-            results.push(result);
-        }
-        Ok(results)
+        Ok(entries.into_iter().map(|entry| applied.apply(entry)).collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

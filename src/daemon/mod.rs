@@ -4,6 +4,7 @@ mod health;
 mod jar_retention;
 mod logging;
 pub(crate) mod notify;
+pub mod offline;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     JarStore(String),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    StateDir(#[from] crate::cluster::state_dir::StateDirError),
     #[error("the HTTP server failed: {0}")]
     Serve(String),
     #[error("the Raft core stopped: {0}\n  fix: free the disk or fix the storage error above; restarting the master recovers it from its state directory (systemd does that by itself)")]
@@ -53,6 +56,10 @@ impl DaemonError {
             | DaemonError::Tokens(_)
             | DaemonError::Tls(_)
             | DaemonError::JarStore(_) => 78,
+            // A state directory from a newer version (a downgrade) is the package's
+            // configuration; one that cannot be created is the disk's.
+            DaemonError::StateDir(crate::cluster::state_dir::StateDirError::Io { .. }) => 69,
+            DaemonError::StateDir(_) => 78,
             DaemonError::Listen { .. } | DaemonError::Cluster(_) => 69,
             DaemonError::Serve(_) => 1,
             // EX_TEMPFAIL: a restart is the cure (Restart=on-failure restarts it).
@@ -81,6 +88,9 @@ pub async fn run(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // First of all, before anything (the local jar store included) writes under it: a state
+    // directory from a newer version is refused untouched.
+    crate::cluster::state_dir::prepare(&config.state_dir)?;
     let secret = match &config.secret_file {
         Some(path) => Some(read_secret(path)?),
         None => {
