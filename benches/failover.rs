@@ -1,5 +1,6 @@
 //! Fail-over: SIGKILL the leader of 3 under a continuous writer; the time from the kill to the
-//! first write acknowledged by the new leader. `cargo bench --bench failover -- [--rounds N] [--etcd]`
+//! first write acknowledged by the new leader. `cargo bench --bench failover -- [--rounds N] [--tls] [--etcd]`
+//! (`--tls`: the same rounds again on a cluster secured as gearpump-setup does it)
 
 mod support;
 
@@ -12,9 +13,9 @@ async fn measure(mut target: Target, rounds: usize, request_timeout: Duration) -
     // request stuck on the dead leader must not hide a new leader that already answers. It
     // also sets the resolution of the measurement (etcd answers a stuck request only after
     // its own internal timeouts).
-    let http = http_client(request_timeout);
+    let http = target.http_client(request_timeout);
     target.leader(&http, Duration::from_secs(30)).await.expect("a first leader");
-    target.prepare(&http_client(Duration::from_secs(10))).await;
+    target.prepare(&target.http_client(Duration::from_secs(10))).await;
     let mut samples = Vec::new();
     let mut key = 0u64;
     for round in 0..rounds {
@@ -67,9 +68,11 @@ async fn main() {
     let timeout_ms: u64 = arg_value("--request-timeout-ms").and_then(|r| r.parse().ok()).unwrap_or(200);
     let request_timeout = Duration::from_millis(timeout_ms);
     println!("machine: {}; client request timeout {timeout_ms} ms, retried at once", machine_line());
-    let master =
-        measure(Target::Master(TestCluster::start(Options::default())), rounds, request_timeout).await;
-    report("gearpump-master", master);
+    for tls in modes() {
+        let target = master_cluster(tls);
+        let name = target.name();
+        report(name, measure(target, rounds, request_timeout).await);
+    }
     if has_flag("--etcd") {
         let etcd = measure(Target::Etcd(EtcdCluster::start(3)), rounds, request_timeout).await;
         report("etcd", etcd);

@@ -23,6 +23,8 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod jarstore;
 pub mod scheduler;
 pub mod setup;

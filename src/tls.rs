@@ -11,7 +11,12 @@
 //! verifying the callee's certificate against the cluster CA and the address dialled, so a
 //! host that was added as a voter without a cluster certificate never receives Raft traffic.
 //!
-//! Files are checked at start (`NodeTls::load`), each failure naming the file and the fix:
+//! Workers present a *worker certificate* from the same CA (`Identity::Worker`): accepted at
+//! the handshake, admitted only on the worker routes (heartbeats, which carry the attempt
+//! reports, and the jar download), and never as a master. See `WORKER_USAGE` for how the two
+//! kinds are told apart.
+//!
+//! Files are checked at start (`NodeTls::load`, `worker_client_config`), each failure naming the file and the fix:
 //! a key readable by group or others, a certificate that does not match its key, one that has
 //! expired, is not yet valid, was not signed by the CA, or does not name this master.
 
@@ -93,15 +98,125 @@ impl MasterNames {
     }
 }
 
-/// Who is on the other end of a connection: its address and, when it presented a valid node
-/// certificate, the master host that certificate names.
+/// The extended key usage that makes a certificate a worker certificate: OID
+/// 2.25.54345209142951778765432108738186758684 (DER content bytes below), minted from a random
+/// UUID in the `2.25` arc that X.667 leaves to anyone without registration.
+///
+/// Why an extended key usage rather than a name convention or an OU: a worker and a master
+/// often share a host (node3 runs both), so the names a certificate carries cannot tell them
+/// apart, and webpki checks extended key usages during path building (`KeyUsage::required`)
+/// without an X.509 parser of our own. The two kinds are disjoint by construction:
+/// - a master certificate has `serverAuth` + `clientAuth` and never this usage;
+/// - a worker certificate has `clientAuth` + this usage and never `serverAuth`.
+///
+/// A master is recognised only with `serverAuth` (so a worker certificate naming a master's
+/// host is still no master), a worker only with this usage (so a master certificate cannot act
+/// as a worker and take over another worker's attempts).
+pub const WORKER_USAGE: &[u8] = &[
+    0x69, 0xd1, 0xe2, 0xc0, 0xeb, 0xc2, 0x81, 0xea, 0x82, 0xc7, 0xbc, 0xa5, 0xc7, 0xad, 0xf7, 0x98, 0xab,
+    0x94, 0x1c,
+];
+/// id-kp-serverAuth (1.3.6.1.5.5.7.3.1) and id-kp-clientAuth (1.3.6.1.5.5.7.3.2), DER contents.
+pub const SERVER_AUTH_USAGE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+pub const CLIENT_AUTH_USAGE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// A verified worker certificate, kept so that a worker route can check that the worker acts
+/// as itself (`names`).
+#[derive(Clone)]
+pub struct WorkerCert(Arc<CertificateDer<'static>>);
+
+impl WorkerCert {
+    /// Whether the certificate was issued for `host` (a subject alternative name).
+    pub fn names(&self, host: &str) -> bool {
+        let Ok(name) = ServerName::try_from(host) else { return false };
+        webpki::EndEntityCert::try_from(self.0.as_ref())
+            .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+}
+
+impl std::fmt::Debug for WorkerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerCert")
+    }
+}
+
+/// What a verified client certificate makes its holder.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A master, by the host of the masters list its certificate names.
+    Master(String),
+    Worker(WorkerCert),
+}
+
+/// Tells masters from workers by their certificates (see `WORKER_USAGE`).
+#[derive(Clone)]
+pub struct Identify {
+    roots: Arc<RootCertStore>,
+    names: MasterNames,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for Identify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identify")
+    }
+}
+
+impl Identify {
+    /// The identity of a client certificate chain, or `None` when it chains to the CA with
+    /// neither usage, or names no master. The chain is verified again here (the handshake's
+    /// verifier did too): webpki only tells usages apart while building the path.
+    pub fn of(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<Identity> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).ok()?;
+        let verifies = |usage: &'static [u8]| {
+            cert.verify_for_usage(
+                self.provider.signature_verification_algorithms.all,
+                &self.roots.roots,
+                intermediates,
+                UnixTime::now(),
+                webpki::KeyUsage::required(usage),
+                None,
+                None,
+            )
+            .is_ok()
+        };
+        if verifies(WORKER_USAGE) {
+            return Some(Identity::Worker(WorkerCert(Arc::new(end_entity.clone().into_owned()))));
+        }
+        if verifies(SERVER_AUTH_USAGE) {
+            return named_master(end_entity, &self.names.get()).map(Identity::Master);
+        }
+        None
+    }
+}
+
+/// Who is on the other end of a connection: its address and, when it presented a valid
+/// certificate, the master host that certificate names or the worker certificate.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub address: SocketAddr,
     pub node: Option<String>,
+    pub worker: Option<WorkerCert>,
 }
 
 impl Caller {
+    /// A caller without a certificate.
+    pub fn anonymous(address: SocketAddr) -> Caller {
+        Caller { address, node: None, worker: None }
+    }
+
+    fn of(address: SocketAddr, identity: Option<Identity>) -> Caller {
+        match identity {
+            Some(Identity::Master(host)) => Caller { address, node: Some(host), worker: None },
+            Some(Identity::Worker(cert)) => Caller { address, node: None, worker: Some(cert) },
+            None => Caller::anonymous(address),
+        }
+    }
+
     /// A master (verified certificate) or a process on this machine.
     pub fn is_trusted_without_token(&self) -> bool {
         self.node.is_some() || crate::api::auth::is_loopback(&self.address)
@@ -172,6 +287,8 @@ pub fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub struct NodeTls {
     pub server: Arc<ServerConfig>,
     pub client: ClientConfig,
+    /// Who a verified client certificate belongs to, for the listener.
+    pub identify: Identify,
     /// Set when the certificate expires within `EXPIRY_WARNING`.
     pub expiry_warning: Option<String>,
 }
@@ -182,9 +299,17 @@ impl std::fmt::Debug for NodeTls {
     }
 }
 
-impl NodeTls {
-    /// Loads and checks the files for the master `this_host`; peers must name one of `names`.
-    pub fn load(files: &TlsFiles, this_host: &str, names: &MasterNames) -> Result<NodeTls, TlsError> {
+/// The three files of a master or a worker, read and checked against each other: the CA, the
+/// chain and a key that group and others cannot read and that matches the certificate.
+struct Loaded {
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Loaded {
+    fn read(files: &TlsFiles) -> Result<Loaded, TlsError> {
         let provider = provider();
         let roots = Arc::new(read_roots(&files.ca_file)?);
         let chain = read_certificates(&files.cert_file)?;
@@ -203,7 +328,44 @@ impl NodeTls {
                 "install the certificate issued for this key (gearpump-setup --rotate-certs re-issues both)",
             )
         })?;
-        let expiry_warning = check_certificate(files, &roots, &chain, this_host, provider.clone())?;
+        Ok(Loaded { provider, roots, chain, key })
+    }
+
+    /// The client side: trusts masters' certificates from the CA, presents this certificate.
+    fn client_config(self, files: &TlsFiles) -> Result<ClientConfig, TlsError> {
+        let bad_config =
+            |e: rustls::Error| tls_error(&files.cert_file, e.to_string(), "check the certificate and key");
+        ClientConfig::builder_with_provider(self.provider)
+            .with_safe_default_protocol_versions()
+            .map_err(bad_config)?
+            .with_root_certificates(self.roots)
+            .with_client_auth_cert(self.chain, self.key)
+            .map_err(bad_config)
+    }
+}
+
+impl NodeTls {
+    /// Loads and checks the files for the master `this_host`; peers must name one of `names`.
+    pub fn load(files: &TlsFiles, this_host: &str, names: &MasterNames) -> Result<NodeTls, TlsError> {
+        let loaded = Loaded::read(files)?;
+        let (provider, roots, chain) = (loaded.provider.clone(), loaded.roots.clone(), loaded.chain.clone());
+        let server_verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| {
+                    tls_error(&files.ca_file, format!("unusable CA: {e}"), "point ca-file at the cluster CA")
+                })?;
+        let name = ServerName::try_from(this_host.to_string()).map_err(|e| {
+            tls_error(
+                &files.cert_file,
+                format!("{this_host:?} is not a host name: {e}"),
+                "fix gearpump.hostname",
+            )
+        })?;
+        let verify = |end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], at: UnixTime| {
+            server_verifier.verify_server_cert(end_entity, intermediates, &name, &[], at).map(|_| ())
+        };
+        let expiry_warning = check_certificate(files, &chain, &format!("master's host {this_host}"), verify)?;
 
         let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .allow_unauthenticated()
@@ -215,47 +377,69 @@ impl NodeTls {
                     "point ca-file at the cluster CA",
                 )
             })?;
-        let verifier = Arc::new(NodeCertVerifier { inner, names: names.clone() });
+        let identify = Identify { roots, names: names.clone(), provider: provider.clone() };
+        let verifier = Arc::new(NodeCertVerifier { inner, identify: identify.clone() });
         let bad_config =
             |e: rustls::Error| tls_error(&files.cert_file, e.to_string(), "check the certificate and key");
-        let mut server = ServerConfig::builder_with_provider(provider.clone())
+        let mut server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(bad_config)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
+            .with_single_cert(chain, loaded.key.clone_key())
             .map_err(bad_config)?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(bad_config)?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(bad_config)?;
-        Ok(NodeTls { server: Arc::new(server), client, expiry_warning })
+        let client = loaded.client_config(files)?;
+        Ok(NodeTls { server: Arc::new(server), client, identify, expiry_warning })
     }
 }
 
-/// Verifies this master's own certificate as a peer would: signed by the CA, valid now, and
-/// naming `this_host`. Returns a warning when it expires within `EXPIRY_WARNING`.
-fn check_certificate(
+/// A worker's TLS client (`gearpump.worker.tls`), after the same checks as a master's files:
+/// a private key, matching its certificate, which the CA signed, is valid now, is a worker
+/// certificate (`WORKER_USAGE`) and names the worker's host. The second value warns when the
+/// certificate expires within `EXPIRY_WARNING`.
+pub fn worker_client_config(
     files: &TlsFiles,
-    roots: &Arc<RootCertStore>,
-    chain: &[CertificateDer<'static>],
     this_host: &str,
-    provider: Arc<CryptoProvider>,
-) -> Result<Option<String>, TlsError> {
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
+) -> Result<(ClientConfig, Option<String>), TlsError> {
+    let loaded = Loaded::read(files)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(loaded.roots.clone(), loaded.provider.clone())
         .build()
         .map_err(|e| {
             tls_error(&files.ca_file, format!("unusable CA: {e}"), "point ca-file at the cluster CA")
         })?;
-    let name = ServerName::try_from(this_host.to_string()).map_err(|e| {
-        tls_error(&files.cert_file, format!("{this_host:?} is not a host name: {e}"), "fix gearpump.hostname")
-    })?;
+    let identify = Identify {
+        roots: loaded.roots.clone(),
+        names: MasterNames::new(Vec::new()),
+        provider: loaded.provider.clone(),
+    };
+    let invalid = |problem: rustls::CertificateError| rustls::Error::InvalidCertificate(problem);
+    let verify = |end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], at: UnixTime| {
+        verifier.verify_client_cert(end_entity, intermediates, at)?;
+        let Some(Identity::Worker(cert)) = identify.of(end_entity, intermediates) else {
+            return Err(invalid(rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotAWorker)))));
+        };
+        if !cert.names(this_host) {
+            return Err(invalid(rustls::CertificateError::NotValidForName));
+        }
+        Ok(())
+    };
+    let warning = check_certificate(files, &loaded.chain, &format!("worker's host {this_host}"), verify)?;
+    Ok((loaded.client_config(files)?, warning))
+}
+
+/// Checks a master's or worker's own certificate as its peers will (`verify`): signed by the
+/// CA, valid now, and naming `host` (for example "master's host node1"). Returns a warning when
+/// it expires within `EXPIRY_WARNING`.
+fn check_certificate(
+    files: &TlsFiles,
+    chain: &[CertificateDer<'static>],
+    host: &str,
+    verify: impl Fn(&CertificateDer<'_>, &[CertificateDer<'_>], UnixTime) -> Result<(), rustls::Error>,
+) -> Result<Option<String>, TlsError> {
     let Some((end_entity, intermediates)) = chain.split_first() else {
         return Err(tls_error(&files.cert_file, "no certificate", "write the certificate in PEM form"));
     };
-    let verify = |at: UnixTime| verifier.verify_server_cert(end_entity, intermediates, &name, &[], at);
+    let verify = |at: UnixTime| verify(end_entity, intermediates, at);
     let cert_file = &files.cert_file;
     match verify(UnixTime::now()) {
         Ok(_) => {}
@@ -274,9 +458,24 @@ fn check_certificate(
                     format!("the CA {} did not sign this certificate", files.ca_file.display()),
                     "install the certificate issued by the cluster CA, or the CA that issued it".into(),
                 ),
-                E::NotValidForName | E::NotValidForNameContext { .. } => (
-                    format!("the certificate does not name this master's host {this_host}"),
-                    format!("issue a certificate with {this_host} as a subject alternative name"),
+                E::NotValidForName | E::NotValidForNameContext { .. } => {
+                    let bare = host.rsplit(' ').next().unwrap_or(host);
+                    (
+                        format!("the certificate does not name this {host}"),
+                        format!("issue a certificate with {bare} as a subject alternative name"),
+                    )
+                }
+                E::InvalidPurpose | E::InvalidPurposeContext { .. } => (
+                    format!(
+                        "the certificate is not for this use (a {host} needs its own kind of certificate)"
+                    ),
+                    "issue a master certificate for masters and a worker certificate for workers \
+                     (gearpump-setup does both)"
+                        .into(),
+                ),
+                E::Other(other) => (
+                    other.to_string(),
+                    "issue a worker certificate for this worker (gearpump-setup --workers does)".into(),
                 ),
                 other => (
                     format!("the certificate is not valid: {other:?}"),
@@ -308,11 +507,12 @@ pub fn named_master(certificate: &CertificateDer<'_>, hosts: &[String]) -> Optio
     })
 }
 
-/// The CA check of rustls' client verifier, plus: the certificate names a master.
+/// The CA check of rustls' client verifier, plus: the certificate is a master's naming a host
+/// of the masters list, or a worker's.
 #[derive(Debug)]
 struct NodeCertVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    names: MasterNames,
+    identify: Identify,
 }
 
 impl ClientCertVerifier for NodeCertVerifier {
@@ -335,7 +535,7 @@ impl ClientCertVerifier for NodeCertVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        if named_master(end_entity, &self.names.get()).is_none() {
+        if self.identify.of(end_entity, intermediates).is_none() {
             return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
                 rustls::OtherError(Arc::new(NotAMaster)),
             )));
@@ -371,11 +571,25 @@ struct NotAMaster;
 
 impl std::fmt::Display for NotAMaster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the certificate names no host of gearpump.cluster.masters")
+        f.write_str(
+            "the certificate is neither a master certificate naming a host of gearpump.cluster.masters \
+             nor a worker certificate",
+        )
     }
 }
 
 impl std::error::Error for NotAMaster {}
+
+#[derive(Debug)]
+struct NotAWorker;
+
+impl std::fmt::Display for NotAWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the certificate is not a worker certificate (it lacks the gearpump worker key usage)")
+    }
+}
+
+impl std::error::Error for NotAWorker {}
 
 /// A connection's place in the port's limits, given back when the connection closes.
 pub struct Slot {
@@ -445,21 +659,17 @@ pub struct NodeListener {
 }
 
 impl NodeListener {
-    pub fn new(
-        listener: TcpListener,
-        tls: Option<Arc<ServerConfig>>,
-        names: MasterNames,
-    ) -> io::Result<NodeListener> {
+    pub fn new(listener: TcpListener, tls: Option<&NodeTls>) -> io::Result<NodeListener> {
         let (sender, incoming) = mpsc::channel(64);
-        tokio::spawn(accept_loop(listener, tls.map(tokio_rustls::TlsAcceptor::from), names, sender));
+        let tls = tls.map(|tls| (tokio_rustls::TlsAcceptor::from(tls.server.clone()), tls.identify.clone()));
+        tokio::spawn(accept_loop(listener, tls, sender));
         Ok(NodeListener { incoming })
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    names: MasterNames,
+    tls: Option<(tokio_rustls::TlsAcceptor, Identify)>,
     sender: mpsc::Sender<(Conn, Caller)>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -496,24 +706,24 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let Some(acceptor) = &acceptor else {
-            if sender.send((Conn::Plain(stream, permit), Caller { address, node: None })).await.is_err() {
+        let Some((acceptor, identify)) = &tls else {
+            if sender.send((Conn::Plain(stream, permit), Caller::anonymous(address))).await.is_err() {
                 return;
             }
             continue;
         };
-        let (acceptor, sender, names) = (acceptor.clone(), sender.clone(), names.clone());
+        let (acceptor, sender, identify) = (acceptor.clone(), sender.clone(), identify.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let node = stream
+                    let identity = stream
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|certificate| named_master(certificate, &names.get()));
-                    let _ =
-                        sender.send((Conn::Tls(Box::new(stream), permit), Caller { address, node })).await;
+                        .and_then(|chain| chain.split_first())
+                        .and_then(|(end_entity, intermediates)| identify.of(end_entity, intermediates));
+                    let caller = Caller::of(address, identity);
+                    let _ = sender.send((Conn::Tls(Box::new(stream), permit), caller)).await;
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(remote = %address, reason = %error, "refused a TLS connection")

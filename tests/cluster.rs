@@ -369,6 +369,15 @@ async fn masters_are_added_as_learners_then_voters_and_removed() {
     assert!(!view["voters"].to_string().contains(&removed));
     let (status, bad) = change_members(&cluster, 0, serde_json::json!({ "add": "not an address" })).await;
     assert_eq!(status, 400, "{bad}");
+    // Found by fuzzing: a master nobody runs was added as a learner and the request waited two
+    // minutes for it to catch up. It is refused in a round trip now, and nothing is added.
+    let nobody = format!("127.0.0.1:{}", common::free_ports(1)[0]);
+    let (status, refused) = change_members(&cluster, 0, serde_json::json!({ "add": nobody })).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("does not answer as a master"), "{refused}");
+    let (status, view) = cluster.get(0, "/api/v1.0/master/members").await.expect("members");
+    assert_eq!(status, 200, "{view}");
+    assert!(!view.to_string().contains(&nobody), "{view}");
 }
 
 /// Fifty clients upload a jar of the same name at once, spread over the three masters that share

@@ -7,34 +7,26 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::certs::{write_private, Ca, TlsPaths};
+use common::certs::{self, write_private, Ca, Secured, TlsPaths};
 use common::{free_ports, make_jar, Options, TestCluster, MASTER_BIN};
 use reqwest::multipart;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const SUBMIT: &str = "submit-token-0123456789abcdef";
-const READ: &str = "read-token-0123456789abcdef";
-const SECRET: &str = "cluster-secret-0123456789abcdef";
+const ADMIN: &str = certs::ADMIN_TOKEN;
+const SUBMIT: &str = certs::SUBMIT_TOKEN;
+const READ: &str = certs::READ_TOKEN;
+const SECRET: &str = certs::SECRET;
 
 /// A 3-master cluster with TLS, tokens and a cluster secret; the CA in the returned tempdir.
 fn secure_cluster() -> (TestCluster, tempfile::TempDir, Ca) {
     let certs = tempfile::tempdir().expect("cert dir");
-    let ca = Ca::new("test cluster CA");
-    let tls = TlsPaths::write(certs.path(), "node", &ca.pem(), &ca.issue(&["127.0.0.1", "localhost"]));
-    let tokens = certs.path().join("tokens");
-    write_private(&tokens, &format!("admin {ADMIN}\nsubmit {SUBMIT}\nread {READ}\n"), 0o640);
-    let secret = certs.path().join("secret");
-    write_private(&secret, SECRET, 0o600);
-    let extra_conf = format!(
-        "{}gearpump.master.auth.tokens-file = \"{}\"\ngearpump.master.secret-file = \"{}\"\n",
-        tls.conf(),
-        tokens.display(),
-        secret.display()
-    );
-    let cluster =
-        TestCluster::start(Options { extra_conf, client_ca: Some(tls.ca.clone()), ..Options::default() });
-    (cluster, certs, ca)
+    let secured = Secured::write(certs.path());
+    let cluster = TestCluster::start(Options {
+        extra_conf: secured.conf.clone(),
+        client_ca: Some(secured.master.ca.clone()),
+        ..Options::default()
+    });
+    (cluster, certs, secured.ca)
 }
 
 async fn call(cluster: &TestCluster, request: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
@@ -163,22 +155,13 @@ async fn foreign_and_misnamed_certificates_cannot_reach_the_peer_routes() {
     let foreign = rogue_ca.issue(&["127.0.0.1"]);
     let misnamed = ca.issue(&["evil.example"]);
     for (label, issued) in [("another CA", foreign), ("a name outside the masters list", misnamed)] {
-        let roots = rustls_roots(&ca_file);
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            rustls_pki_types::pem::PemObject::pem_slice_iter(issued.cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .expect("cert"),
-            rustls_pki_types::pem::PemObject::from_pem_slice(issued.key.as_bytes()).expect("key"),
+        let client = TlsPaths::write(
+            certs.path(),
+            "refused",
+            &std::fs::read_to_string(&ca_file).expect("CA"),
+            &issued,
         )
-        .expect("client auth");
-        let client =
-            reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().expect("client");
+        .client();
         for index in 0..3 {
             // A vote for a far higher term: had it been delivered, the term would move.
             let vote = json!({ "vote": { "leader_id": { "term": term + 100, "node_id": 99 }, "committed": false }, "last_log_id": null });
@@ -191,15 +174,6 @@ async fn foreign_and_misnamed_certificates_cannot_reach_the_peer_routes() {
     let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     assert!(log.contains("refused a TLS connection"), "the refusal is logged:\n{log}");
     assert!(log.contains("remote=127.0.0.1:"), "with the peer's address:\n{log}");
-}
-
-fn rustls_roots(ca_file: &Path) -> rustls::RootCertStore {
-    let pem = std::fs::read(ca_file).expect("CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots.add(cert.expect("cert")).expect("add");
-    }
-    roots
 }
 
 /// Starts a one-master process on `conf` and waits for it to exit; (code, stderr).

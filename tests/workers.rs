@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::certs::TlsPaths;
 use common::{Options, TestCluster};
+use gearpump_master::state::AttemptOutcome;
+use gearpump_master::worker::protocol::{ExitReport, Heartbeat, HEARTBEAT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -25,14 +28,20 @@ const TIMING: &str = "gearpump.worker.heartbeat-interval = 200ms\n\
 struct Workers {
     children: Vec<Option<Child>>,
     dirs: Vec<PathBuf>,
-    conf: PathBuf,
+    /// Each worker's gear.conf.
+    confs: Vec<PathBuf>,
     logs: Vec<PathBuf>,
 }
 
 impl Workers {
     fn start(cluster: &TestCluster, count: usize) -> Workers {
-        let mut workers =
-            Workers { children: Vec::new(), dirs: Vec::new(), conf: cluster.conf.clone(), logs: Vec::new() };
+        Workers::start_with(cluster, vec![cluster.conf.clone(); count])
+    }
+
+    /// One worker per configuration file.
+    fn start_with(cluster: &TestCluster, confs: Vec<PathBuf>) -> Workers {
+        let count = confs.len();
+        let mut workers = Workers { children: Vec::new(), dirs: Vec::new(), confs, logs: Vec::new() };
         for index in 0..count {
             workers.dirs.push(cluster.dir.path().join(format!("worker-{index}")));
             workers.logs.push(cluster.dir.path().join(format!("worker-{index}.log")));
@@ -47,7 +56,7 @@ impl Workers {
         let log_err = log.try_clone().expect("log");
         Command::new(WORKER_BIN)
             .arg("--config")
-            .arg(&self.conf)
+            .arg(&self.confs[index])
             .arg("--state-dir")
             .arg(&self.dirs[index])
             .stdout(Stdio::from(log))
@@ -395,20 +404,25 @@ async fn list_worker_id(cluster: &TestCluster) -> u64 {
     list["workers"][0]["workerId"].as_u64().expect("a worker")
 }
 
+/// Runs a worker that is expected to exit by itself: (exit code, stderr).
+fn run_worker_once(conf: &Path, state_dir: &Path) -> (Option<i32>, String) {
+    let output = Command::new(WORKER_BIN)
+        .arg("--config")
+        .arg(conf)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .output()
+        .expect("run worker");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 #[test]
 fn a_worker_without_java_or_with_overlapping_timeouts_exits_78() {
     let dir = tempfile::tempdir().expect("dir");
     let conf = dir.path().join("gear.conf");
     std::fs::write(&conf, "gearpump.worker.java = \"/nonexistent/java\"\n").expect("conf");
-    let output = Command::new(WORKER_BIN)
-        .arg("--config")
-        .arg(&conf)
-        .arg("--state-dir")
-        .arg(dir.path().join("w"))
-        .output()
-        .expect("run worker");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    let (code, stderr) = run_worker_once(&conf, &dir.path().join("w"));
+    assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("/nonexistent/java") && stderr.contains("gearpump.worker.java"), "{stderr}");
 
     // The gearpump-worker { ... } section overlays the base keys for the worker.
@@ -501,4 +515,188 @@ fn fence_processes(pgid: u64) -> Vec<i32> {
         }
     }
     found
+}
+
+/// The heartbeat a worker would send, as JSON.
+fn heartbeat(worker_id: Option<u32>, host: &str, exits: Vec<ExitReport>) -> Value {
+    let beat = Heartbeat {
+        worker_id,
+        host: host.into(),
+        slots: 4,
+        free_slots: 4,
+        log_address: format!("{host}:9"),
+        running: Vec::new(),
+        exits,
+        preparing: Vec::new(),
+        stopping: false,
+        wait_ms: 0,
+    };
+    serde_json::to_value(beat).expect("heartbeat")
+}
+
+/// POSTs `body` with the cluster secret, as a worker of the secured cluster does.
+async fn post(client: &reqwest::Client, url: String, body: &Value) -> Result<(u16, Value), String> {
+    let request =
+        client.post(url).json(body).header(gearpump_master::cluster::SECRET_HEADER, common::certs::SECRET);
+    let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// Issue #10 for workers: under TLS a worker with a worker certificate registers and runs an
+/// application (downloading its jar without a token); a worker without a certificate, or with
+/// one from another CA, never registers; a worker certificate opens no other peer route; a
+/// master certificate is no worker; a worker cannot take another worker's id or report on its
+/// attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_itself() {
+    let cluster = TestCluster::start_secured(TIMING);
+    cluster.wait_until_ready(Duration::from_secs(30)).await;
+    let (certs_dir, secured) = cluster.secured.as_deref().map(|(d, s)| (d.path(), s)).expect("secured");
+    let good = secured.worker(certs_dir, "worker", &["127.0.0.1"]);
+    let good_conf = cluster.dir.path().join("worker-tls.conf");
+    let base = std::fs::read_to_string(&cluster.conf).expect("conf");
+    std::fs::write(&good_conf, format!("{base}{}", good.worker_conf())).expect("worker conf");
+    // Worker 1 has no gearpump.worker.tls: plain HTTP to a TLS port.
+    let workers = Workers::start_with(&cluster, vec![good_conf, cluster.conf.clone()]);
+    let jar = ticker_jar(cluster.dir.path());
+    let out = cluster.dir.path().join("ticks.txt");
+    let id = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8")]).await;
+    let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
+    let good_id = attempts(&body)[0]["workerId"].as_u64().expect("worker id");
+    assert_eq!(workers.index_of(good_id), 0, "the worker with the certificate runs it");
+    wait_ticks(&out, 1).await;
+
+    let url = |path: &str| cluster.url(0, path);
+    let term = |body: &Value| body["masterDescription"]["term"].as_u64();
+    let (_, master) = cluster.get(0, "/api/v1.0/master").await.expect("master");
+    let term_before = term(&master).expect("term");
+    let beat = heartbeat(None, "127.0.0.1", Vec::new());
+
+    // No client certificate: refused even with an admin token.
+    let anonymous = cluster.client_builder().build().expect("client");
+    let (status, answer) = post(&anonymous, url(HEARTBEAT), &beat).await.expect("an answer");
+    assert_eq!(status, 401, "{answer}");
+    // A worker certificate from another CA: refused at the handshake.
+    let rogue = common::certs::Ca::new("rogue CA");
+    let foreign =
+        TlsPaths::write(certs_dir, "foreign", &secured.ca.pem(), &rogue.issue_worker(&["127.0.0.1"]));
+    let refused = post(&foreign.client(), url(HEARTBEAT), &beat).await;
+    assert!(refused.is_err(), "a foreign certificate passed the handshake: {refused:?}");
+    // A worker certificate opens no other peer route.
+    let vote = serde_json::json!({ "vote": { "leader_id": { "term": term_before + 100, "node_id": 99 }, "committed": false }, "last_log_id": null });
+    for path in ["/peer/raft/vote", "/peer/pre-vote", "/peer/raft/append", "/peer/worker/heartbeat/forwarded"]
+    {
+        let (status, answer) = post(&good.client(), url(path), &vote).await.expect("an answer");
+        assert_eq!(status, 401, "{path} with a worker certificate: {answer}");
+    }
+    // A master certificate is no worker certificate, whatever host it claims.
+    for host in ["localhost", "127.0.0.1"] {
+        let (status, answer) =
+            post(&secured.master.client(), url(HEARTBEAT), &heartbeat(None, host, Vec::new()))
+                .await
+                .expect("answer");
+        assert_eq!(status, 403, "a master certificate registering as worker {host}: {answer}");
+    }
+
+    // Another worker (certificate for localhost) can neither claim 127.0.0.1, nor take the
+    // good worker's id, nor end its attempt.
+    let other = secured.worker(certs_dir, "other", &["localhost"]).client();
+    let forged = || {
+        vec![ExitReport {
+            app_id: id as u32,
+            attempt: 1,
+            outcome: AttemptOutcome::Failed { cause: "forged".into() },
+            started: None,
+        }]
+    };
+    let (status, answer) =
+        post(&other, url(HEARTBEAT), &heartbeat(None, "127.0.0.1", forged())).await.expect("answer");
+    assert_eq!(status, 403, "a worker certificate for localhost claiming 127.0.0.1: {answer}");
+    let claimed = heartbeat(Some(good_id as u32), "localhost", forged());
+    let (status, answer) = post(&other, url(HEARTBEAT), &claimed).await.expect("answer");
+    assert_eq!(status, 200, "{answer}");
+    let other_id = answer["workerId"].as_u64().expect("an id");
+    assert_ne!(other_id, good_id, "it was given a new id, not the claimed one");
+    assert_eq!(answer["assigned"], serde_json::json!([]), "nothing of the other worker's");
+    let (status, answer) =
+        post(&other, url(HEARTBEAT), &heartbeat(Some(other_id as u32), "localhost", forged()))
+            .await
+            .expect("answer");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ackedExits"], serde_json::json!([[id, 1]]), "acknowledged, so it is not repeated");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let body = app(&cluster, id).await;
+    assert!(started(&body, 1), "the forged report ended the attempt: {body:#}");
+    let (_, list) = cluster.get(0, "/api/v1.0/master/workerlist").await.expect("workerlist");
+    let hosts: Vec<&str> = list["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("workerlist: {list}"))
+        .iter()
+        .filter_map(|w| w["host"].as_str())
+        .collect();
+    assert_eq!(
+        hosts.iter().filter(|h| **h == "127.0.0.1").count(),
+        1,
+        "only the worker with a certificate: {list}"
+    );
+    let (_, master) = cluster.get(0, "/api/v1.0/master").await.expect("master");
+    // Elections may happen meanwhile on a loaded machine, but a delivered vote would have
+    // moved the term by 100.
+    let term_after = term(&master).expect("term");
+    assert!(
+        term_after < term_before + 100,
+        "a vote with a worker certificate moved the term to {term_after}"
+    );
+    let plain_log = std::fs::read_to_string(&workers.logs[1]).expect("log");
+    assert!(plain_log.contains("heartbeat not acknowledged"), "{plain_log}");
+    let master_logs = cluster.logs();
+    assert!(master_logs.contains("refused a TLS connection"), "the foreign handshake is logged");
+    assert!(master_logs.contains("claimed another host's worker id"), "the claim is logged");
+}
+
+/// A worker's TLS files get the master's checks: each bad one exits 78 naming the file and the fix.
+#[test]
+fn bad_worker_tls_files_exit_78_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = common::certs::Ca::new("cluster CA");
+    let other_ca = common::certs::Ca::new("other CA");
+    let write =
+        |prefix: &str, issued: &common::certs::Issued| TlsPaths::write(dir.path(), prefix, &ca.pem(), issued);
+    let good = ca.issue_worker(&["127.0.0.1"]);
+    let readable = write("readable", &good);
+    common::certs::write_private(&readable.key, &good.key, 0o640);
+    let mismatched = write("mismatched", &good);
+    common::certs::write_private(&mismatched.key, &ca.issue_worker(&["127.0.0.1"]).key, 0o600);
+    let expired = write("expired", &ca.issue_kind(&["127.0.0.1"], -30, -1, true));
+    let unsigned = write("unsigned", &other_ca.issue_worker(&["127.0.0.1"]));
+    let misnamed = write("misnamed", &ca.issue_worker(&["elsewhere.example"]));
+    let master = write("master", &ca.issue(&["127.0.0.1"]));
+    let cases = [
+        (&readable, &readable.key, "group or others may read it", "chmod 600"),
+        (
+            &mismatched,
+            &mismatched.cert,
+            "does not match the key",
+            "install the certificate issued for this key",
+        ),
+        (&expired, &expired.cert, "has expired", "--rotate-certs"),
+        (&unsigned, &unsigned.cert, "did not sign this certificate", "fix:"),
+        (&misnamed, &misnamed.cert, "does not name this worker's host 127.0.0.1", "subject alternative name"),
+        (&master, &master.cert, "not a worker certificate", "gearpump-setup --workers"),
+    ];
+    for (paths, file, problem, fix) in cases {
+        let conf = dir.path().join("worker.conf");
+        std::fs::write(&conf, format!("gearpump.hostname = \"127.0.0.1\"\n{}", paths.worker_conf()))
+            .expect("conf");
+        let (code, stderr) = run_worker_once(&conf, &dir.path().join("state"));
+        assert_eq!(code, Some(78), "{problem}: {stderr}");
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "{problem}: names {}: {stderr}",
+            file.display()
+        );
+        assert!(stderr.contains(problem) && stderr.contains(fix), "{problem} / {fix}:\n{stderr}");
+    }
 }

@@ -78,11 +78,37 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("client")
 }
 
+/// The masters under test: plain, or secured as gearpump-setup installs them (`tls`: TLS
+/// between everyone, bearer tokens, the cluster secret).
+pub fn master_cluster(tls: bool) -> Target {
+    Target::Master(if tls { TestCluster::start_secured("") } else { TestCluster::start(Options::default()) })
+}
+
+/// `--tls`: measure the secured cluster after the plain one, in the same run.
+pub fn modes() -> Vec<bool> {
+    if has_flag("--tls") {
+        vec![false, true]
+    } else {
+        vec![false]
+    }
+}
+
 impl Target {
     pub fn name(&self) -> &'static str {
         match self {
+            Target::Master(c) if c.client_ca.is_some() => "gearpump-master+TLS",
             Target::Master(_) => "gearpump-master",
             Target::Etcd(_) => "etcd",
+        }
+    }
+
+    /// A pooling client for this target (the cluster CA and a token when it is secured).
+    pub fn http_client(&self, timeout: Duration) -> reqwest::Client {
+        match self {
+            Target::Master(cluster) => {
+                cluster.client_builder().timeout(timeout).pool_max_idle_per_host(256).build().expect("client")
+            }
+            Target::Etcd(_) => http_client(timeout),
         }
     }
 

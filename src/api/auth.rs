@@ -63,6 +63,8 @@ pub enum Access {
     Health,
     /// A token of at least this role.
     Needs(Role),
+    /// A worker certificate (the jar a worker runs), or else a token of at least this role.
+    WorkerOr(Role),
     /// Master-to-master routes, authenticated by `peer_routes`.
     Peer,
 }
@@ -107,7 +109,7 @@ pub const ROUTES: &[Rule] = &[
     rule(PUT, "/api/v1.0/appmaster/{}/data/{}", SUBMIT),
     rule(POST, "/api/v1.0/appmaster/{}/restart", SUBMIT),
     rule(GET, "/api/v1.0/appmaster/{}/log", READ),
-    rule(GET, "/api/v1.0/jarstore/download", READ),
+    rule(GET, "/api/v1.0/jarstore/download", Access::WorkerOr(Role::Read)),
     rule(GET, "/api/v1.0/master/workerlist", READ),
     rule(GET, "/api/v1.0/worker/**", READ),
 ];
@@ -266,10 +268,22 @@ pub async fn authorize(State(context): State<Arc<Context>>, request: Request, ne
         Access::Health => READ,
         other => other,
     };
-    let Access::Needs(needed) = access else { return next.run(request).await };
     let caller = request.extensions().get::<ConnectInfo<Caller>>().map(|info| info.0.clone());
+    let needed = match access {
+        Access::Needs(role) => role,
+        Access::WorkerOr(_) if caller.as_ref().is_some_and(|c| c.worker.is_some()) => {
+            return next.run(request).await
+        }
+        Access::WorkerOr(role) => role,
+        Access::Open | Access::Health | Access::Peer => return next.run(request).await,
+    };
     let remote = caller.as_ref().map(|c| c.address.to_string()).unwrap_or_else(|| "unknown".into());
     let path = request.uri().path().to_string();
+    // A master (verified certificate) reads what it asks the leader for (the worker list)
+    // without a token: tokens are for clients, and masters hold none.
+    if needed == Role::Read && caller.as_ref().is_some_and(|c| c.node.is_some()) {
+        return next.run(request).await;
+    }
     let Some(tokens) = &auth.tokens else {
         // No tokens file: open as before, except admin routes, which need the master's own
         // host or a master's certificate.
@@ -350,7 +364,7 @@ mod tests {
             (Method::DELETE, "/api/v1.0/appmaster/7", SUBMIT),
             (Method::GET, "/api/v1.0/appmaster/7", READ),
             (Method::PUT, "/api/v1.0/appmaster/7/data/k", SUBMIT),
-            (Method::GET, "/api/v1.0/jarstore/download", READ),
+            (Method::GET, "/api/v1.0/jarstore/download", Access::WorkerOr(Role::Read)),
             (Method::GET, "/api/v1.0/worker/3", READ),
             (Method::POST, "/api/v1.0/appmaster/7/restart", SUBMIT),
             // Not in the table: closed.
@@ -418,7 +432,7 @@ mod layer_tests {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let mut request = builder.body(Body::from("{\"remove\": \"127.0.0.1:1\"}")).expect("request");
-        let caller = Caller { address: from.parse().expect("address"), node: None };
+        let caller = Caller::anonymous(from.parse().expect("address"));
         request.extensions_mut().insert(ConnectInfo(caller));
         request
     }

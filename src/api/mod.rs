@@ -8,7 +8,7 @@ mod health;
 mod jar_routes;
 pub mod metrics;
 mod peer_routes;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod test_support;
 mod worker_routes;
 

@@ -2,7 +2,8 @@
 //! With TLS, only a connection whose certificate (verified at the handshake against the cluster
 //! CA) names a master may call them; with a cluster secret configured, a request without it is
 //! refused too (with TLS the secret is a second factor that no longer travels in clear text).
-//! A forwarded membership change with neither is accepted from loopback only.
+//! A forwarded membership change with neither is accepted from loopback only. The worker
+//! heartbeat is the exception: under TLS it takes a worker certificate instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +46,11 @@ pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
 async fn require_peer(State(context): State<Arc<Context>>, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<ConnectInfo<Caller>>().map(|info| info.0.clone());
     let remote = caller.as_ref().map(|c| c.address.to_string()).unwrap_or_else(|| "unknown".into());
-    if context.auth.tls && caller.as_ref().and_then(|c| c.node.as_ref()).is_none() {
+    // A worker certificate opens the one route workers call (`worker_routes::heartbeat` then
+    // checks that the worker speaks for itself); every other peer route needs a master.
+    let worker_heartbeat = request.uri().path() == crate::worker::protocol::HEARTBEAT
+        && caller.as_ref().is_some_and(|c| c.worker.is_some());
+    if context.auth.tls && caller.as_ref().and_then(|c| c.node.as_ref()).is_none() && !worker_heartbeat {
         tracing::warn!(%remote, path = %request.uri().path(), "refused a peer request without a master certificate");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

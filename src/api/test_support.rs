@@ -1,44 +1,15 @@
 //! What unit tests of the API and the daemon need: a one-master cluster in this process around
 //! a jar store of the test's choosing, and a store that hangs.
+//! The fuzz targets (feature `fuzzing`) use the cluster too.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::Context;
-use crate::jarstore::{ByteStream, JarStore, JarStoreError, StoredJar};
+use crate::jarstore::JarStore;
 
-/// A store whose every call hangs, like HDFS with a stopped NameNode or a dead NFS server.
-pub(crate) struct HangingStore;
-
-#[async_trait]
-impl JarStore for HangingStore {
-    fn describe(&self) -> String {
-        "hdfs://hung:8020/jars".into()
-    }
-    fn is_highly_available(&self) -> bool {
-        true
-    }
-    async fn put(&self, _: &str, _: ByteStream, _: u64) -> Result<StoredJar, JarStoreError> {
-        std::future::pending().await
-    }
-    async fn get(&self, _: &str) -> Result<ByteStream, JarStoreError> {
-        std::future::pending().await
-    }
-    async fn exists(&self, _: &str) -> Result<bool, JarStoreError> {
-        std::future::pending().await
-    }
-    async fn delete(&self, _: &str) -> Result<(), JarStoreError> {
-        std::future::pending().await
-    }
-    async fn list(&self) -> Result<Vec<String>, JarStoreError> {
-        std::future::pending().await
-    }
-    async fn check(&self) -> Result<(), JarStoreError> {
-        std::future::pending().await
-    }
-}
+#[cfg(test)]
+pub(crate) use hanging::HangingStore;
 
 /// A started one-master cluster (its state in the returned folder) and a context around `jars`;
 /// `extra_conf` is appended to its gear.conf.
@@ -71,4 +42,42 @@ pub(crate) async fn one_master_context(
         workers: Arc::new(crate::scheduler::Registry::new(config_timing)),
     });
     (context, dir)
+}
+
+#[cfg(test)]
+mod hanging {
+    use async_trait::async_trait;
+
+    use crate::jarstore::{ByteStream, JarStore, JarStoreError, StoredJar};
+
+    /// A store whose every call hangs, like HDFS with a stopped NameNode or a dead NFS server.
+    pub(crate) struct HangingStore;
+
+    #[async_trait]
+    impl JarStore for HangingStore {
+        fn describe(&self) -> String {
+            "hdfs://hung:8020/jars".into()
+        }
+        fn is_highly_available(&self) -> bool {
+            true
+        }
+        async fn put(&self, _: &str, _: ByteStream, _: u64) -> Result<StoredJar, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn get(&self, _: &str) -> Result<ByteStream, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn exists(&self, _: &str) -> Result<bool, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: &str) -> Result<(), JarStoreError> {
+            std::future::pending().await
+        }
+        async fn list(&self) -> Result<Vec<String>, JarStoreError> {
+            std::future::pending().await
+        }
+        async fn check(&self) -> Result<(), JarStoreError> {
+            std::future::pending().await
+        }
+    }
 }

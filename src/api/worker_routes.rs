@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::client_routes::{consistent_read, now_ms};
 use super::error::PeerRouteError;
@@ -18,11 +18,13 @@ use super::{ApiError, Context};
 use crate::cluster::ClusterError;
 use crate::scheduler;
 use crate::state::{Command, CommandResult};
+use crate::tls::Caller;
 use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, RestartAnswer, WorkerList, WorkerSummary};
 
 /// `POST /peer/worker/heartbeat/forwarded`: a heartbeat a follower passed on. Answered only by
 /// the leader, never forwarded again (a leader that just lost its post says so; the worker
-/// retries at its next heartbeat).
+/// retries at its next heartbeat). Only masters reach it; the follower checked the worker's
+/// certificate against the heartbeat's host.
 pub async fn heartbeat_forwarded(
     State(context): State<Arc<Context>>,
     body: Bytes,
@@ -32,17 +34,82 @@ pub async fn heartbeat_forwarded(
     if !context.cluster.leads_with_quorum() {
         return Err(ClusterError::NoQuorum("this master is no longer the leader; try again".into()).into());
     }
+    let heartbeat = own_id_only(&context, heartbeat);
     Ok(Json(scheduler::on_heartbeat(&context.cluster, &context.workers, heartbeat).await?))
+}
+
+/// Under TLS a heartbeat speaks for the worker whose certificate the connection presented
+/// (`peer_routes` lets no other certificate reach this route): the certificate must name the
+/// heartbeat's host, and the worker's log server must be on that host (masters send the
+/// cluster secret there when they fetch a log).
+fn check_worker_caller(
+    context: &Context,
+    caller: Option<&Caller>,
+    heartbeat: &Heartbeat,
+) -> Result<(), ApiError> {
+    if !context.auth.tls {
+        return Ok(());
+    }
+    let remote = caller.map(|c| c.address.to_string()).unwrap_or_else(|| "unknown".into());
+    let refuse = |why: String| {
+        tracing::warn!(%remote, host = %heartbeat.host, "refused a worker heartbeat: {why}");
+        Err(ApiError::new(StatusCode::FORBIDDEN, why))
+    };
+    let Some(certificate) = caller.and_then(|c| c.worker.as_ref()) else {
+        return refuse("heartbeats need a worker certificate from the cluster CA".into());
+    };
+    if !certificate.names(&heartbeat.host) {
+        return refuse(format!(
+            "the worker certificate does not name host {:?}; a worker registers under the name its \
+             certificate was issued for (gearpump.hostname)",
+            heartbeat.host
+        ));
+    }
+    let log_host = heartbeat.log_address.rsplit_once(':').map(|(host, _)| host.trim_matches(['[', ']']));
+    if log_host != Some(heartbeat.host.as_str()) {
+        return refuse(format!(
+            "the log address {:?} is not on the worker's host {:?}",
+            heartbeat.log_address, heartbeat.host
+        ));
+    }
+    Ok(())
+}
+
+/// Under TLS, a worker id already bound to another host is not taken over: the heartbeat
+/// registers afresh (a new id, nothing assigned yet), so a worker can neither receive another
+/// worker's attempts nor report on them (`scheduler::on_heartbeat` only applies reports on the
+/// heartbeat's own attempts). A worker whose id is bound to its own host keeps it.
+fn own_id_only(context: &Context, mut heartbeat: Heartbeat) -> Heartbeat {
+    if !context.auth.tls {
+        return heartbeat;
+    }
+    let Some(id) = heartbeat.worker_id else { return heartbeat };
+    match scheduler::host_of(&context.cluster, &context.workers, id) {
+        Some(host) if host != heartbeat.host => {
+            tracing::warn!(
+                worker_id = id, bound_to = %host, claimed_by = %heartbeat.host,
+                "a worker claimed another host's worker id; it registers under a new id"
+            );
+            heartbeat.worker_id = None;
+            heartbeat.running.clear();
+            heartbeat.exits.clear();
+            heartbeat
+        }
+        _ => heartbeat,
+    }
 }
 
 /// `POST /peer/worker/heartbeat`: from a worker, to any master; followers pass it to the leader.
 pub async fn heartbeat(
     State(context): State<Arc<Context>>,
+    caller: Option<Extension<ConnectInfo<Caller>>>,
     body: Bytes,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
     let heartbeat: Heartbeat = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed heartbeat: {e}")))?;
+    check_worker_caller(&context, caller.as_ref().map(|c| &c.0 .0), &heartbeat)?;
     if context.cluster.leads_with_quorum() {
+        let heartbeat = own_id_only(&context, heartbeat);
         return Ok(Json(scheduler::on_heartbeat(&context.cluster, &context.workers, heartbeat).await?));
     }
     let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);

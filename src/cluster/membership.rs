@@ -8,7 +8,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
-use super::peer_protocol::MEMBERS;
+use super::peer_protocol::{Hello, HELLO, MEMBERS};
 use super::{node_id_of, Cluster, ClusterError};
 use crate::config::HostPort;
 
@@ -75,6 +75,19 @@ impl Cluster {
         match change {
             MembershipChange::Add(_) if is_voter => Ok(self.members_view(false)),
             MembershipChange::Add(_) => {
+                // Added as a learner, a master that is not running would hold this request for
+                // the whole catch-up timeout and stay in the membership as a learner the leader
+                // keeps calling. Asking it first fails in a round trip and says what to do.
+                let probe: Result<Hello, _> = self
+                    .peers
+                    .get(&master.to_string(), HELLO, self.failover_timeout.max(Duration::from_secs(1)))
+                    .await;
+                if let Err(why) = probe {
+                    return Err(ClusterError::BadRequest(format!(
+                        "{master} does not answer as a master ({why}); start it first, with the new \
+                         masters list in its gear.conf, then add it"
+                    )));
+                }
                 let node = BasicNode { addr: master.to_string() };
                 tracing::info!(master = %master, "adding a master: learner first");
                 tokio::time::timeout(CATCH_UP_TIMEOUT, self.raft.add_learner(id, node, true))

@@ -92,6 +92,21 @@ pub struct Cluster {
     bootstrap: Arc<std::sync::Mutex<BootstrapState>>,
     started_at: Instant,
     contact: election::LeaderContact,
+    read_index: ReadIndexBatch,
+}
+
+/// Leadership confirmations shared by concurrent reads. A read index is valid for a read when
+/// the quorum round that produced it started after the read arrived; one round started after
+/// many reads arrived serves them all, so a thousand workers' heartbeats (or a burst of
+/// consistent REST reads) cost a round per round trip instead of one each.
+#[derive(Default)]
+struct ReadIndexBatch {
+    /// One round at a time; the others wait for it and then usually find their answer.
+    round: tokio::sync::Mutex<()>,
+    /// When the last successful round started, and its read index.
+    last: std::sync::Mutex<Option<(Instant, Option<u64>)>>,
+    /// Rounds run so far (tests check that concurrent reads share them).
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -135,6 +150,7 @@ impl Cluster {
             bootstrap: Arc::new(std::sync::Mutex::new(BootstrapState::Starting)),
             started_at: Instant::now(),
             contact: election::LeaderContact::new(),
+            read_index: ReadIndexBatch::default(),
         });
         tokio::spawn(bootstrap::run(cluster.clone()));
         tokio::spawn(election::run(cluster.clone()));
@@ -569,7 +585,23 @@ impl Cluster {
     }
 
     /// As leader: confirms leadership with a quorum and returns the index reads must wait for.
+    /// Concurrent callers share rounds (`ReadIndexBatch`).
     pub async fn read_index(&self) -> Result<Option<u64>, ClusterError> {
+        let asked = Instant::now();
+        let _round = self.read_index.round.lock().await;
+        let last = *self.read_index.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, index)) = last.filter(|(started, _)| *started >= asked) {
+            return Ok(index);
+        }
+        let started = Instant::now();
+        self.read_index.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let index = self.confirm_read_index().await?;
+        *self.read_index.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((started, index));
+        Ok(index)
+    }
+
+    async fn confirm_read_index(&self) -> Result<Option<u64>, ClusterError> {
         let metrics = self.raft.metrics().borrow().clone();
         if !self.leader_has_quorum(&metrics) {
             return Err(ClusterError::NoQuorum("this leader is cut off from a majority".into()));
@@ -703,4 +735,34 @@ fn raft_config(config: &MasterConfig) -> Result<openraft::Config, String> {
         ..Default::default()
     };
     raft_config.validate().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod read_index_tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use crate::api::test_support::one_master_context;
+    use crate::jarstore::fs::FsJarStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_share_leadership_confirmations() {
+        let jars = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(FsJarStore::local(jars.path().to_path_buf()));
+        let (context, _dir) = one_master_context(store, "").await;
+        let cluster = context.cluster.clone();
+        cluster.read_barrier().await.expect("a leader");
+        let before = cluster.read_index.rounds.load(Ordering::Relaxed);
+        let reads: Vec<_> = (0..200)
+            .map(|_| {
+                let cluster = cluster.clone();
+                tokio::spawn(async move { cluster.read_barrier().await })
+            })
+            .collect();
+        for read in reads {
+            read.await.expect("task").expect("a read barrier");
+        }
+        let rounds = cluster.read_index.rounds.load(Ordering::Relaxed) - before;
+        assert!((1..=20).contains(&rounds), "200 concurrent reads took {rounds} rounds");
+    }
 }

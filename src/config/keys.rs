@@ -340,6 +340,32 @@ key_table! {
         default_doc: None,
         doc: "an attempt's log is rotated at this size (one old file kept)",
     };
+    WORKER_TLS_CA_FILE = Key {
+        name: "gearpump.worker.tls.ca-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "the cluster CA (PEM); with cert-file and key-file, the worker talks https:// to the \
+              masters and presents its worker certificate",
+    };
+    WORKER_TLS_CERT_FILE = Key {
+        name: "gearpump.worker.tls.cert-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "this worker's certificate (PEM): a worker certificate from the cluster CA naming \
+              gearpump.hostname (gearpump-setup --workers issues it)",
+    };
+    WORKER_TLS_KEY_FILE = Key {
+        name: "gearpump.worker.tls.key-file",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Text { default: None },
+        default_doc: Some("none"),
+        doc: "this worker's private key (PEM, mode 0600: refused when group or others may read it)",
+    };
     WORKER_PORT = Key {
         name: "gearpump.worker.port",
         spellings: &[],

@@ -333,9 +333,23 @@ pub struct TlsFiles {
 
 /// All three TLS keys or none: half a TLS setup would silently serve plain HTTP.
 fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
-    let ca = settings.text(&keys::TLS_CA_FILE);
-    let cert = settings.text(&keys::TLS_CERT_FILE);
-    let key = settings.text(&keys::TLS_KEY_FILE);
+    tls_files_of(
+        settings,
+        "gearpump.master.tls",
+        [&keys::TLS_CA_FILE, &keys::TLS_CERT_FILE, &keys::TLS_KEY_FILE],
+    )
+}
+
+/// The three files under `section` (`ca-file`, `cert-file`, `key-file`, in that order), all or
+/// none (masters and workers alike).
+fn tls_files_of(
+    settings: &Settings,
+    section: &str,
+    [ca_key, cert_key, key_key]: [&keys::Key; 3],
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let ca = settings.text(ca_key);
+    let cert = settings.text(cert_key);
+    let key = settings.text(key_key);
     match (ca, cert, key) {
         (None, None, None) => Ok(None),
         (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
@@ -344,15 +358,14 @@ fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
             key_file: PathBuf::from(key),
         })),
         (ca, cert, key) => {
-            let missing: Vec<&str> =
-                [(ca, &keys::TLS_CA_FILE), (cert, &keys::TLS_CERT_FILE), (key, &keys::TLS_KEY_FILE)]
-                    .into_iter()
-                    .filter(|(value, _)| value.is_none())
-                    .map(|(_, key)| key.name)
-                    .collect();
+            let missing: Vec<&str> = [(ca, ca_key), (cert, cert_key), (key, key_key)]
+                .into_iter()
+                .filter(|(value, _)| value.is_none())
+                .map(|(_, key)| key.name)
+                .collect();
             Err(ConfigError::Invalid {
                 location: String::new(),
-                key: "gearpump.master.tls".into(),
+                key: section.into(),
                 problem: format!("only part of the TLS files are set; missing {}", missing.join(", ")),
                 fix: "set ca-file, cert-file and key-file together (gearpump-setup writes all three), or none of them".into(),
             })
@@ -671,7 +684,7 @@ fn pick_this_master(
                 .into(),
         }),
         _ => Err(ConfigError::Invalid {
-            location: String::new(),
+            location: source.map(|s| locate::describe(&s.path, &s.text, keys::MASTERS.name)).unwrap_or_default(),
             key: keys::MASTERS.name.into(),
             problem: format!("several masters in [{listed}] are on host {host}, so it is unclear which one this is"),
             fix: "start this master with -port PORT (and -ip HOST) to pick its entry".into(),

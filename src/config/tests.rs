@@ -108,6 +108,18 @@ fn a_master_not_in_the_list_is_told_which_key_to_change() {
     assert!(by_flag.contains("this master (node1:4000, from -ip)"), "{by_flag}");
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/gear_conf.rs): this error alone did not say where the
+/// masters list it complains about is.
+#[test]
+fn two_masters_on_this_host_without_a_port_name_the_file_and_line() {
+    let text = error_text(
+        "gearpump.hostname = \"node1\"\ngearpump.cluster.masters = [\"node1:3000\", \"node1:3001\"]\n",
+    );
+    assert!(text.contains("several masters in [node1:3000, node1:3001] are on host node1"), "{text}");
+    assert!(text.contains("gear.conf:2:1:"), "{text}");
+    assert!(text.contains("fix: start this master with -port PORT"), "{text}");
+}
+
 #[test]
 fn several_masters_on_one_host_need_a_port() {
     let text = error_text(r#"gearpump.cluster.masters = ["127.0.0.1:3000", "127.0.0.1:3001"]"#);

@@ -60,6 +60,8 @@ pub struct WorkerConfig {
     /// Port of the worker's log server (0: any free port).
     pub port: u16,
     pub secret_file: Option<PathBuf>,
+    /// `gearpump.worker.tls.*`: all three set, or none (checked at load).
+    pub tls: Option<super::TlsFiles>,
     /// Things worth telling the operator that do not stop the worker.
     pub warnings: Vec<String>,
 }
@@ -84,6 +86,12 @@ impl WorkerConfig {
             (
                 keys::SECRET_FILE.name,
                 self.secret_file.as_ref().map_or("(none)".into(), |p| p.display().to_string()),
+            ),
+            (
+                keys::WORKER_TLS_CERT_FILE.name,
+                self.tls.as_ref().map_or("(none: plain HTTP to the masters)".into(), |t| {
+                    t.cert_file.display().to_string()
+                }),
             ),
         ];
         let mut out = match &self.file {
@@ -181,6 +189,11 @@ fn from_source(source: Option<&Source>, state_dir: Option<PathBuf>) -> Result<Wo
         log_max_size: settings.number(&keys::WORKER_LOG_MAX_SIZE),
         port: u16::try_from(settings.number(&keys::WORKER_PORT)).unwrap_or(0),
         secret_file: settings.text(&keys::SECRET_FILE).map(PathBuf::from),
+        tls: super::tls_files_of(
+            &settings,
+            "gearpump.worker.tls",
+            [&keys::WORKER_TLS_CA_FILE, &keys::WORKER_TLS_CERT_FILE, &keys::WORKER_TLS_KEY_FILE],
+        )?,
         warnings,
     })
 }

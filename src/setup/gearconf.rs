@@ -41,6 +41,9 @@ pub(crate) const TLS_CA_FILE: &Key = &keys::TLS_CA_FILE;
 pub(crate) const TLS_CERT_FILE: &Key = &keys::TLS_CERT_FILE;
 pub(crate) const TLS_KEY_FILE: &Key = &keys::TLS_KEY_FILE;
 pub(crate) const TOKENS_FILE: &Key = &keys::TOKENS_FILE;
+pub(crate) const WORKER_TLS_CA_FILE: &Key = &keys::WORKER_TLS_CA_FILE;
+pub(crate) const WORKER_TLS_CERT_FILE: &Key = &keys::WORKER_TLS_CERT_FILE;
+pub(crate) const WORKER_TLS_KEY_FILE: &Key = &keys::WORKER_TLS_KEY_FILE;
 
 /// Renders a string as a HOCON quoted string (JSON string syntax is valid HOCON).
 pub fn quoted(text: &str) -> String {

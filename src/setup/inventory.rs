@@ -442,15 +442,6 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
             "--connect-timeout and --timeout must be at least 1 second".into(),
         ));
     }
-    // Workers have no certificates yet: under TLS the masters would refuse their heartbeats
-    // and setup would wait for registrations that never come. Say so before touching a node.
-    if !workers.is_empty() && !args.insecure {
-        return Err(SetupError::Arguments(
-            "--workers needs --insecure for now: workers do not speak TLS yet (worker certificates are \
-             not implemented), and a secured cluster would refuse their heartbeats"
-                .into(),
-        ));
-    }
     let security = if args.insecure {
         warnings.push(
             "--insecure: the masters speak plain HTTP and accept any client; anyone who reaches \
@@ -533,10 +524,9 @@ mod tests {
     }
 
     #[test]
-    fn workers_need_insecure_until_they_have_certificates() {
-        assert!(
-            refused("gearpump-setup --masters node1 --workers node2").contains("--workers needs --insecure")
-        );
+    fn workers_are_set_up_with_and_without_tls() {
+        let secure = inventory("gearpump-setup --masters node1 --workers node2").expect("secure workers");
+        assert!(matches!(secure.security, Security::Secure { .. }));
         assert!(inventory("gearpump-setup --masters node1 --workers node2 --insecure").is_ok());
     }
 

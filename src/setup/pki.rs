@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// Where each node keeps its TLS files and the tokens.
@@ -23,6 +23,34 @@ pub const NODE_CA: &str = "/etc/gearpump/tls/ca.pem";
 pub const NODE_CERT: &str = "/etc/gearpump/tls/node.pem";
 pub const NODE_KEY: &str = "/etc/gearpump/tls/node-key.pem";
 pub const NODE_TOKENS: &str = "/etc/gearpump/tokens";
+/// A worker's certificate and key (the CA is `NODE_CA`); a node running a master and a worker
+/// keeps both certificates, since a master certificate is no worker certificate (`tls::WORKER_USAGE`).
+pub const WORKER_CERT: &str = "/etc/gearpump/tls/worker.pem";
+pub const WORKER_KEY: &str = "/etc/gearpump/tls/worker-key.pem";
+
+/// Which kind of certificate a node gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertKind {
+    /// serverAuth + clientAuth: the master port and its calls to other masters.
+    Master,
+    /// clientAuth + the worker usage: a worker's calls to the masters.
+    Worker,
+}
+
+/// The extended key usage extension of a worker certificate: clientAuth and the worker usage
+/// (`tls::WORKER_USAGE`), encoded here because rcgen's `ExtendedKeyUsagePurpose::Other` takes
+/// arcs as u64 and the worker OID's last arc is a 128-bit UUID.
+pub fn worker_usage_extension() -> CustomExtension {
+    let mut oids = Vec::new();
+    for oid in [crate::tls::CLIENT_AUTH_USAGE, crate::tls::WORKER_USAGE] {
+        oids.push(0x06);
+        oids.push(oid.len() as u8);
+        oids.extend_from_slice(oid);
+    }
+    let mut value = vec![0x30, oids.len() as u8];
+    value.extend(oids);
+    CustomExtension::from_oid_content(&[2, 5, 29, 37], value)
+}
 
 const CA_NAME: &str = "gearpump-master cluster CA";
 /// Node certificates are valid this long; the master warns 30 days before the end.
@@ -153,8 +181,8 @@ impl AdminPki {
         format!("admin {}\nsubmit {}\n", self.admin_token, self.submit_token)
     }
 
-    /// A certificate for master `name` (a host name or an IP address) and its new key.
-    pub fn issue_node(&self, name: &str) -> Result<(String, String), String> {
+    /// A certificate for master or worker `name` (a host name or an IP address) and its new key.
+    pub fn issue(&self, name: &str, kind: CertKind) -> Result<(String, String), String> {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(|e| format!("the CA key: {e}"))?;
         let issuer = ca_params()?.self_signed(&ca_key).map_err(|e| e.to_string())?;
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
@@ -165,8 +193,16 @@ impl AdminPki {
             Err(_) => SanType::DnsName(name.try_into().map_err(|e| format!("{name:?}: {e}"))?),
         };
         params.subject_alt_names = vec![san];
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        match kind {
+            CertKind::Master => {
+                params.extended_key_usages =
+                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            }
+            CertKind::Worker => {
+                params.distinguished_name.push(DnType::OrganizationalUnitName, "gearpump-worker");
+                params.custom_extensions = vec![worker_usage_extension()];
+            }
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
@@ -180,21 +216,23 @@ impl AdminPki {
     pub fn for_node(
         &self,
         node: &str,
+        kind: CertKind,
         current: Option<(&str, &str, &str)>,
         rotate: bool,
     ) -> Result<NodeSecurity, String> {
-        let keep = current
-            .filter(|(ca, cert, key)| !rotate && *ca == self.ca_pem && self.still_good(node, cert, key));
+        let keep = current.filter(|(ca, cert, key)| {
+            !rotate && *ca == self.ca_pem && self.still_good(node, kind, cert, key)
+        });
         let (cert_pem, key_pem) = match keep {
             Some((_, cert, key)) => (cert.to_string(), key.to_string()),
-            None => self.issue_node(node)?,
+            None => self.issue(node, kind)?,
         };
         Ok(NodeSecurity { ca_pem: self.ca_pem.clone(), cert_pem, key_pem, tokens: self.tokens_file() })
     }
 
-    /// The checks the master makes at start: signed by this CA, valid, naming `node`, and not
-    /// expiring within 30 days.
-    fn still_good(&self, node: &str, cert: &str, key: &str) -> bool {
+    /// The checks the master (or worker) makes at start: signed by this CA, valid, of its kind,
+    /// naming `node`, and not expiring within 30 days.
+    fn still_good(&self, node: &str, kind: CertKind, cert: &str, key: &str) -> bool {
         let dir = match tempfile_dir() {
             Some(dir) => dir,
             None => return false,
@@ -208,7 +246,15 @@ impl AdminPki {
             .and_then(|()| write_file(&files.cert_file, cert, 0o600))
             .and_then(|()| write_file(&files.key_file, key, 0o600));
         let good = written.is_ok()
-            && matches!(crate::tls::NodeTls::load(&files, node, &crate::tls::MasterNames::new(vec![node.to_string()])), Ok(tls) if tls.expiry_warning.is_none());
+            && match kind {
+                CertKind::Master => {
+                    let names = crate::tls::MasterNames::new(vec![node.to_string()]);
+                    matches!(crate::tls::NodeTls::load(&files, node, &names), Ok(tls) if tls.expiry_warning.is_none())
+                }
+                CertKind::Worker => {
+                    matches!(crate::tls::worker_client_config(&files, node), Ok((_, warning)) if warning.is_none())
+                }
+            };
         let _ = std::fs::remove_dir_all(&dir);
         good
     }
@@ -241,20 +287,32 @@ mod tests {
             (first.ca_pem.as_str(), first.admin_token.as_str())
         );
 
-        let node = again.for_node("node1", None, false).expect("issue");
+        let node = again.for_node("node1", CertKind::Master, None, false).expect("issue");
         assert!(node.tokens.contains(&format!("admin {}", first.admin_token)));
         // What a master checks at start: the kept CA signed it and it names node1.
         let current = Some((node.ca_pem.as_str(), node.cert_pem.as_str(), node.key_pem.as_str()));
-        assert!(again.still_good("node1", &node.cert_pem, &node.key_pem));
+        assert!(again.still_good("node1", CertKind::Master, &node.cert_pem, &node.key_pem));
+        let master = CertKind::Master;
         assert_eq!(
-            again.for_node("node1", current, false).expect("keep"),
+            again.for_node("node1", master, current, false).expect("keep"),
             node,
             "a re-run keeps the certificate"
         );
-        assert_ne!(again.for_node("node1", current, true).expect("rotate").cert_pem, node.cert_pem);
-        assert_ne!(again.for_node("node2", current, false).expect("other name").cert_pem, node.cert_pem);
-        let ip = again.for_node("10.0.0.7", None, false).expect("an IP address");
-        assert!(again.still_good("10.0.0.7", &ip.cert_pem, &ip.key_pem));
+        assert_ne!(again.for_node("node1", master, current, true).expect("rotate").cert_pem, node.cert_pem);
+        assert_ne!(
+            again.for_node("node2", master, current, false).expect("other name").cert_pem,
+            node.cert_pem
+        );
+        let ip = again.for_node("10.0.0.7", master, None, false).expect("an IP address");
+        assert!(again.still_good("10.0.0.7", master, &ip.cert_pem, &ip.key_pem));
+
+        // Worker certificates: kept on a re-run, and never mistaken for the other kind.
+        let worker = again.for_node("node4", CertKind::Worker, None, false).expect("a worker certificate");
+        assert!(again.still_good("node4", CertKind::Worker, &worker.cert_pem, &worker.key_pem));
+        assert!(!again.still_good("node4", CertKind::Master, &worker.cert_pem, &worker.key_pem));
+        assert!(!again.still_good("node1", CertKind::Worker, &node.cert_pem, &node.key_pem));
+        let current = Some((worker.ca_pem.as_str(), worker.cert_pem.as_str(), worker.key_pem.as_str()));
+        assert_eq!(again.for_node("node4", CertKind::Worker, current, false).expect("keep"), worker);
 
         let conf = again.write_client_conf(&["node1:3000".into()]).expect("client.conf");
         let sources = crate::client::credentials::Sources { client_confs: vec![conf], ..Default::default() };

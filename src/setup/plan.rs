@@ -331,11 +331,17 @@ pub(crate) fn owned_keys(inv: &Inventory, node: &str, secure: bool) -> Vec<Owned
     if let Some(timeout) = &inv.failover_timeout {
         keys.push(OwnedKey::new(gearconf::FAILOVER, timeout.clone()));
     }
-    if secure {
+    if secure && inv.masters.iter().any(|m| m == node) {
         keys.push(OwnedKey::new(gearconf::TLS_CA_FILE, gearconf::quoted(pki::NODE_CA)));
         keys.push(OwnedKey::new(gearconf::TLS_CERT_FILE, gearconf::quoted(pki::NODE_CERT)));
         keys.push(OwnedKey::new(gearconf::TLS_KEY_FILE, gearconf::quoted(pki::NODE_KEY)));
         keys.push(OwnedKey::new(gearconf::TOKENS_FILE, gearconf::quoted(pki::NODE_TOKENS)));
+    }
+    // A worker's own certificate: a master certificate on the same node is no worker's.
+    if secure && inv.workers.iter().any(|w| w == node) {
+        keys.push(OwnedKey::new(gearconf::WORKER_TLS_CA_FILE, gearconf::quoted(pki::NODE_CA)));
+        keys.push(OwnedKey::new(gearconf::WORKER_TLS_CERT_FILE, gearconf::quoted(pki::WORKER_CERT)));
+        keys.push(OwnedKey::new(gearconf::WORKER_TLS_KEY_FILE, gearconf::quoted(pki::WORKER_KEY)));
     }
     keys
 }
@@ -388,20 +394,7 @@ pub fn plan_node(
             (pki::NODE_KEY, &security.key_pem, 0o600, "gearpump:gearpump", true),
             (pki::NODE_TOKENS, &security.tokens, 0o640, "root:gearpump", true),
         ];
-        for (path, content, mode, owner, secret) in files {
-            if facts.file(path) != Some(content.as_str()) {
-                restart |= facts.is_active();
-                actions.push(Action::Write {
-                    step: Step::Secret,
-                    path: path.into(),
-                    mode,
-                    owner: owner.into(),
-                    content: content.clone(),
-                    secret,
-                    backup: false,
-                });
-            }
-        }
+        restart |= write_changed(&mut actions, facts, &files) && facts.is_active();
     }
 
     // 4. the NFS jar store: client, mount unit, drop-in
@@ -458,6 +451,31 @@ pub fn plan_node(
         });
     }
     Ok(NodePlan { node: node.to_string(), address, actions, restart: restart && !start, start, join })
+}
+
+/// Writes each `(path, content, mode, owner, secret)` whose content on the node differs; true
+/// when any does.
+fn write_changed(
+    actions: &mut Vec<Action>,
+    facts: &NodeFacts,
+    files: &[(&str, &String, u32, &str, bool)],
+) -> bool {
+    let mut changed = false;
+    for (path, content, mode, owner, secret) in files {
+        if facts.file(path) != Some(content.as_str()) {
+            changed = true;
+            actions.push(Action::Write {
+                step: Step::Secret,
+                path: (*path).into(),
+                mode: *mode,
+                owner: (*owner).into(),
+                content: (*content).clone(),
+                secret: *secret,
+                backup: false,
+            });
+        }
+    }
+    changed
 }
 
 /// Copy, then install `package` unless `installed` is its version already.
@@ -576,16 +594,19 @@ pub struct WorkerPlan {
     pub actions: Vec<Action>,
     /// Needs `systemctl start` (not running now).
     pub start: bool,
-    /// Running, but gear.conf or the secret changes: restarted (its attempts are restarted
-    /// elsewhere by the masters).
+    /// Running, but gear.conf, the secret or its certificate changes: restarted. A stopping
+    /// worker kills its attempts and reports them stopped, so the masters restart them (on
+    /// another worker, or on this one once it is back); setup restarts workers one at a time.
     pub restart: bool,
 }
 
+/// `security`: the worker's certificate (`CertKind::Worker`) and the CA, unless `--insecure`.
 pub fn plan_worker(
     inv: &Inventory,
     node: &str,
     facts: &NodeFacts,
     secret: &str,
+    security: Option<&NodeSecurity>,
 ) -> Result<WorkerPlan, NodeFailure> {
     let failure = |step: Step, cause: String| NodeFailure { node: node.to_string(), step, cause };
     let family =
@@ -607,12 +628,23 @@ pub fn plan_worker(
             ),
         ));
     }
-    // The worker reads every key it uses (masters list included) only when it starts. Workers
-    // do not speak TLS yet (gearpump-setup refuses --workers without --insecure).
-    let config = config_actions(inv, node, facts, secret, false)?;
-    let changed = config.secret_changed || config.other_key_changed || config.masters_changed;
-    if !inv.masters.iter().any(|m| m == node) {
+    // The worker reads every key it uses (masters list included) only when it starts.
+    let config = config_actions(inv, node, facts, secret, security.is_some())?;
+    let mut changed = config.secret_changed || config.other_key_changed || config.masters_changed;
+    let is_master = inv.masters.iter().any(|m| m == node);
+    if !is_master {
         actions.extend(config.actions);
+    }
+    // Its certificate and key; the CA too unless the master's plan on this node writes it.
+    if let Some(security) = security {
+        let mut files = vec![
+            (pki::WORKER_CERT, &security.cert_pem, 0o644, "root:root", false),
+            (pki::WORKER_KEY, &security.key_pem, 0o600, "gearpump:gearpump", true),
+        ];
+        if !is_master {
+            files.insert(0, (pki::NODE_CA, &security.ca_pem, 0o644, "root:root", false));
+        }
+        changed |= write_changed(&mut actions, facts, &files);
     }
     if facts.worker_enabled != "enabled" {
         actions.push(Action::Run {
@@ -863,7 +895,8 @@ mod tests {
         let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
         let dir = tempfile::tempdir().expect("dir");
         let pki = crate::setup::pki::AdminPki::load_or_create(dir.path(), true).expect("pki");
-        let security = pki.for_node("node1", None, false).expect("issue");
+        let security =
+            pki.for_node("node1", super::super::pki::CertKind::Master, None, false).expect("issue");
         let mut facts = plain_node(&["node1", "node2", "node3"]);
         let first =
             plan_node(&inv, "node1", &facts, SECRET, Some(&security), &ClusterView::default()).expect("plan");
@@ -919,11 +952,13 @@ mod tests {
             facts.file(pki::NODE_CERT).expect("cert"),
             facts.file(pki::NODE_KEY).expect("key"),
         );
-        let kept = pki.for_node("node1", Some(current), false).expect("keep");
+        let kept =
+            pki.for_node("node1", super::super::pki::CertKind::Master, Some(current), false).expect("keep");
         let cluster = ClusterView { voters: inv.master_addresses() };
         let again = plan_node(&inv, "node1", &facts, SECRET, Some(&kept), &cluster).expect("plan");
         assert_eq!(again.actions, [], "a re-run keeps certificates and tokens");
-        let rotated = pki.for_node("node1", Some(current), true).expect("rotate");
+        let rotated =
+            pki.for_node("node1", super::super::pki::CertKind::Master, Some(current), true).expect("rotate");
         let rotation = plan_node(&inv, "node1", &facts, SECRET, Some(&rotated), &cluster).expect("plan");
         assert_eq!(rotation.actions.len(), 2, "new certificate and key: {:?}", rotation.actions);
         assert!(rotation.restart, "a running master restarts to use them");
@@ -1002,7 +1037,7 @@ mod tests {
     fn a_worker_node_gets_its_package_config_and_secret_and_a_master_node_only_the_package() {
         let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4 --insecure");
         let facts = plain_node(&["node1", "node2", "node3"]);
-        let plan = plan_worker(&inv, "node4", &facts, SECRET).expect("plan");
+        let plan = plan_worker(&inv, "node4", &facts, SECRET, None).expect("plan");
         let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
         assert_eq!(
             steps,
@@ -1017,7 +1052,7 @@ mod tests {
         assert!(rendered.contains("workerlist lists host node4 alive"));
         assert!(!rendered.contains(SECRET), "the secret must never be printed");
         // node3 is a master too: its master plan writes gear.conf and the secret, once
-        let plan = plan_worker(&inv, "node3", &facts, SECRET).expect("plan");
+        let plan = plan_worker(&inv, "node3", &facts, SECRET, None).expect("plan");
         let steps: Vec<Step> = plan.actions.iter().map(Action::step).collect();
         assert_eq!(steps, [Step::Package, Step::Package, Step::Package, Step::Start]);
         let master = plan_node(&inv, "node3", &facts, SECRET, None, &ClusterView::default()).expect("plan");
@@ -1031,7 +1066,7 @@ mod tests {
     fn a_configured_worker_plans_nothing_and_restarts_for_a_new_masters_list() {
         let inv3 = inv("gearpump-setup --masters node1,node2,node3 --workers node4 --insecure");
         let mut facts = plain_node(&["node1", "node2", "node3", "node4", "node5"]);
-        let first = plan_worker(&inv3, "node4", &facts, SECRET).expect("plan");
+        let first = plan_worker(&inv3, "node4", &facts, SECRET, None).expect("plan");
         for action in &first.actions {
             if let Action::Write { path, content, .. } = action {
                 facts.files.insert(path.clone(), Some(content.clone()));
@@ -1040,16 +1075,76 @@ mod tests {
         facts.worker_installed = Some("0.1.0-1".into());
         facts.worker_active = "active".into();
         facts.worker_enabled = "enabled".into();
-        let again = plan_worker(&inv3, "node4", &facts, SECRET).expect("plan");
+        let again = plan_worker(&inv3, "node4", &facts, SECRET, None).expect("plan");
         assert_eq!(again.actions, []);
         assert!(!again.start && !again.restart);
         assert!(render_worker(&again, &facts).contains("nothing to change"));
         // the worker heartbeats to the masters list it read at start: a new list needs a restart
         let inv5 = inv("gearpump-setup --masters node1,node2,node3,node5 --workers node4 --insecure");
-        let plan = plan_worker(&inv5, "node4", &facts, SECRET).expect("plan");
+        let plan = plan_worker(&inv5, "node4", &facts, SECRET, None).expect("plan");
         assert!(plan.restart && !plan.start);
         assert_eq!(plan.actions.len(), 1, "only gear.conf changes");
         assert!(render_worker(&plan, &facts).contains("systemctl restart gearpump-worker.service"));
+    }
+
+    #[test]
+    fn a_secured_worker_gets_its_worker_certificate_and_a_new_one_restarts_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pki = crate::setup::pki::AdminPki::load_or_create(dir.path(), true).expect("pki");
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --workers node3,node4");
+        let mut facts = plain_node(&["node1", "node2", "node3", "node4"]);
+        let worker = pki.for_node("node4", pki::CertKind::Worker, None, false).expect("worker cert");
+        let plan = plan_worker(&inv, "node4", &facts, SECRET, Some(&worker)).expect("plan");
+        let written: Vec<(&str, u32, &str)> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Write { path, mode, owner, .. } => Some((path.as_str(), *mode, owner.as_str())),
+                _ => None,
+            })
+            .collect();
+        for expected in [
+            (pki::NODE_CA, 0o644, "root:root"),
+            (pki::WORKER_CERT, 0o644, "root:root"),
+            (pki::WORKER_KEY, 0o600, "gearpump:gearpump"),
+        ] {
+            assert!(written.contains(&expected), "{expected:?} in {written:?}");
+        }
+        // A worker-only node: the worker's TLS keys, no master certificate, no tokens.
+        assert!(!written.iter().any(|(path, ..)| *path == pki::NODE_CERT || *path == pki::NODE_TOKENS));
+        let conf = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Write { path, content, .. } if path == GEAR_CONF => Some(content.clone()),
+                _ => None,
+            })
+            .expect("gear.conf");
+        let config = crate::config::load_worker_str(std::path::Path::new(GEAR_CONF), &conf).expect("loads");
+        let tls = config.tls.expect("gearpump.worker.tls");
+        assert_eq!(tls.cert_file, std::path::Path::new(pki::WORKER_CERT));
+        assert!(!conf.contains(pki::NODE_CERT), "{conf}");
+        let rendered = render_worker(&plan, &facts);
+        assert!(!rendered.contains(&worker.key_pem), "a key must never be printed");
+        // Applied and running: nothing to do; a rotated certificate restarts the worker.
+        for action in &plan.actions {
+            if let Action::Write { path, content, .. } = action {
+                facts.files.insert(path.clone(), Some(content.clone()));
+            }
+        }
+        facts.worker_installed = Some("0.1.0-1".into());
+        facts.worker_active = "active".into();
+        facts.worker_enabled = "enabled".into();
+        assert_eq!(plan_worker(&inv, "node4", &facts, SECRET, Some(&worker)).expect("plan").actions, []);
+        let rotated = pki.for_node("node4", pki::CertKind::Worker, None, true).expect("rotated");
+        let plan = plan_worker(&inv, "node4", &facts, SECRET, Some(&rotated)).expect("plan");
+        assert!(plan.restart && !plan.start);
+        // node3 runs a master too: its master plan writes the CA, the worker plan only its own pair.
+        let plan = plan_worker(&inv, "node3", &facts, SECRET, Some(&worker)).expect("plan");
+        assert!(!plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Write { path, .. } if path == pki::NODE_CA)));
     }
 
     #[test]

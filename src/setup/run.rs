@@ -41,7 +41,17 @@ fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
         files.extend(repo::files_to_read().map(String::from));
     }
     if matches!(inv.security, Security::Secure { .. }) {
-        files.extend([pki::NODE_CA, pki::NODE_CERT, pki::NODE_KEY, pki::NODE_TOKENS].map(String::from));
+        files.extend(
+            [
+                pki::NODE_CA,
+                pki::NODE_CERT,
+                pki::NODE_KEY,
+                pki::NODE_TOKENS,
+                pki::WORKER_CERT,
+                pki::WORKER_KEY,
+            ]
+            .map(String::from),
+        );
     }
     let mut units = Vec::new();
     if let JarStore::Nfs { mount, .. } = &inv.jar_store {
@@ -328,33 +338,40 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
 
     // 5. the plan (with each node's certificate: kept, or issued now)
     let rotate = matches!(inv.security, Security::Secure { rotate: true, .. });
+    // A node's certificate of `kind`: its current one when still good, else a new one;
+    // Ok(None) under --insecure.
+    let security = |node: &String, kind: pki::CertKind| -> Result<Option<NodeSecurity>, NodeFailure> {
+        let Some(pki) = &admin_pki else { return Ok(None) };
+        let (cert, key) = match kind {
+            pki::CertKind::Master => (pki::NODE_CERT, pki::NODE_KEY),
+            pki::CertKind::Worker => (pki::WORKER_CERT, pki::WORKER_KEY),
+        };
+        let f = &facts[node];
+        let current = match (f.file(pki::NODE_CA), f.file(cert), f.file(key)) {
+            (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+            _ => None,
+        };
+        pki.for_node(node, kind, current, rotate).map(Some).map_err(|cause| NodeFailure {
+            node: node.clone(),
+            step: Step::Secret,
+            cause,
+        })
+    };
     let mut plans: Vec<NodePlan> = Vec::new();
     for node in &inv.masters {
-        let security: Option<NodeSecurity> = match &admin_pki {
-            Some(pki) => {
-                let f = &facts[node];
-                let current = match (f.file(pki::NODE_CA), f.file(pki::NODE_CERT), f.file(pki::NODE_KEY)) {
-                    (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
-                    _ => None,
-                };
-                match pki.for_node(node, current, rotate) {
-                    Ok(security) => Some(security),
-                    Err(cause) => {
-                        failures.push(NodeFailure { node: node.clone(), step: Step::Secret, cause });
-                        continue;
-                    }
-                }
-            }
-            None => None,
-        };
-        match plan::plan_node(inv, node, &facts[node], &secret, security.as_ref(), &cluster) {
+        let planned = security(node, pki::CertKind::Master).and_then(|security| {
+            plan::plan_node(inv, node, &facts[node], &secret, security.as_ref(), &cluster)
+        });
+        match planned {
             Ok(p) => plans.push(p),
             Err(f) => failures.push(f),
         }
     }
     let mut worker_plans: Vec<WorkerPlan> = Vec::new();
     for node in &inv.workers {
-        match plan::plan_worker(inv, node, &facts[node], &secret) {
+        let planned = security(node, pki::CertKind::Worker)
+            .and_then(|security| plan::plan_worker(inv, node, &facts[node], &secret, security.as_ref()));
+        match planned {
             Ok(p) => worker_plans.push(p),
             Err(f) => failures.push(f),
         }
@@ -542,9 +559,16 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                 moving.iter().map(|p| p.node.as_str()).collect::<Vec<_>>().join(", ")
             ),
         );
-        let started = parallel(&moving, |p| {
+        // Fresh starts in parallel; restarts one at a time, each back (registered) before the
+        // next, so the attempts a restart stops always have other workers to move to.
+        let start = |p: &&WorkerPlan| {
             run_checked(transport, &p.node, &plan::worker_start_script(p.restart), &[], WORKER_START_TIMEOUT)
-        });
+        };
+        let (restarts, starts): (Vec<&WorkerPlan>, Vec<&WorkerPlan>) =
+            moving.into_iter().partition(|p| p.restart);
+        let mut started = parallel(&starts, start);
+        started.extend(restarts.iter().map(start));
+        let moving: Vec<&WorkerPlan> = starts.into_iter().chain(restarts).collect();
         for (p, result) in moving.iter().zip(started) {
             changes += 1;
             if let Err(cause) = result {

@@ -29,7 +29,8 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// The jar in the cache (`jars/<sha256>.jar`), downloading it from the first master that has it.
+/// The jar in the cache (`jars/<sha256>.jar`), downloading it from the first master that has it
+/// (`masters`: base URLs, `https://host:port` under TLS).
 pub async fn fetch_jar(
     http: &reqwest::Client,
     masters: &[String],
@@ -50,7 +51,7 @@ pub async fn fetch_jar(
     tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut errors = Vec::new();
     for master in masters {
-        let url = format!("http://{master}/api/v1.0/jarstore/download?file={}", encode(&jar.key));
+        let url = format!("{master}/api/v1.0/jarstore/download?file={}", encode(&jar.key));
         match download(http, &url, &dir, &sha).await {
             Ok(tmp) => {
                 tokio::fs::rename(&tmp, &cached).await.map_err(|e| format!("{}: {e}", cached.display()))?;

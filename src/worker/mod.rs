@@ -27,7 +27,9 @@ use crate::api::now_ms;
 use crate::cluster::SECRET_HEADER;
 use crate::config::WorkerConfig;
 use crate::state::{AppId, AttemptOutcome, WorkerId};
-use protocol::{AssignedAttempt, ExitReport, Heartbeat, HeartbeatAnswer, LogQuery, RunningAttempt};
+use protocol::{
+    AssignedAttempt, AttemptRef, ExitReport, Heartbeat, HeartbeatAnswer, LogQuery, RunningAttempt,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -39,13 +41,15 @@ pub enum WorkerError {
     StateDir { path: String, cause: String },
     #[error("cannot listen on {address} for the log server: {cause}\n  fix: set gearpump.worker.port to a free port (0: any)")]
     Listen { address: String, cause: String },
+    #[error("gearpump.worker.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl WorkerError {
     /// 78 (EX_CONFIG) for what the configuration must fix, 69 (EX_UNAVAILABLE) otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            WorkerError::NoJava { .. } | WorkerError::Secret { .. } => 78,
+            WorkerError::NoJava { .. } | WorkerError::Secret { .. } | WorkerError::Tls(_) => 78,
             WorkerError::StateDir { .. } | WorkerError::Listen { .. } => 69,
         }
     }
@@ -76,7 +80,10 @@ struct Shared {
 
 struct Worker {
     config: WorkerConfig,
+    /// `host:port` of each master, as configured.
     masters: Vec<String>,
+    /// The same masters as base URLs: `https://host:port` when the worker has TLS files.
+    bases: Vec<String>,
     http: reqwest::Client,
     secret: Option<String>,
     shared: Mutex<Shared>,
@@ -107,6 +114,12 @@ pub fn check_java(java: &str) -> Result<(), WorkerError> {
 /// Runs the worker until SIGTERM/SIGINT; its attempts are stopped on the way out.
 pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     check_java(&config.java)?;
+    // The same checks as a master's files; the certificate must be a worker certificate for
+    // this host, so a master refusing it later is not a surprise.
+    let tls = match &config.tls {
+        Some(files) => Some(crate::tls::worker_client_config(files, &config.hostname)?),
+        None => None,
+    };
     let state_error =
         |cause: String| WorkerError::StateDir { path: config.state_dir.display().to_string(), cause };
     std::fs::create_dir_all(config.state_dir.join("attempts")).map_err(|e| state_error(e.to_string()))?;
@@ -127,15 +140,21 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         .await
         .map_err(|e| WorkerError::Listen { address: address.clone(), cause: e.to_string() })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .map_err(|e| state_error(format!("HTTP client: {e}")))?;
+    let mut http = reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(1));
+    let mut scheme = "http";
+    if let Some((client, warning)) = tls {
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+        }
+        http = http.use_preconfigured_tls(client).https_only(true);
+        scheme = "https";
+    }
+    let http = http.build().map_err(|e| state_error(format!("HTTP client: {e}")))?;
     let worker_id =
         std::fs::read_to_string(config.state_dir.join("worker-id")).ok().and_then(|t| t.trim().parse().ok());
     let worker = Arc::new(Worker {
         masters: config.masters.iter().map(ToString::to_string).collect(),
+        bases: config.masters.iter().map(|master| format!("{scheme}://{master}")).collect(),
         log_address: format!("{}:{port}", config.hostname),
         lease: config.state_dir.join("lease"),
         http,
@@ -265,8 +284,10 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
         // Healthy unless the state dir refuses the lease: masters being away is not the
         // worker's fault (restarting it would not help, and the fences already act).
         let mut healthy = true;
+        let mut long_poll = false;
         match send_heartbeat(&worker, &heartbeat, &mut preferred).await {
             Ok(answer) => {
+                long_poll = answer.long_poll;
                 last_ack = Some(sent);
                 healthy = write_lease(&worker.lease, sent_ms);
                 if complained {
@@ -289,7 +310,14 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
             fence_all(&worker, timing.fence);
         }
         systemd.report(&worker, healthy);
-        tokio::time::sleep(timing.heartbeat.saturating_sub(sent.elapsed())).await;
+        // The leader holds an answer while nothing changes (long poll), so a held beat paces the
+        // loop by itself and the next one goes out at once: an assignment committed now finds a
+        // beat waiting for it. After an answer that came early with news, or a failure, the loop
+        // keeps a short gap (a leader that answers at once every time cannot make it spin); after
+        // a failure, or from a leader that does not hold answers, the whole interval.
+        let gap =
+            if long_poll { (timing.heartbeat / 20).max(Duration::from_millis(10)) } else { timing.heartbeat };
+        tokio::time::sleep(gap.saturating_sub(sent.elapsed())).await;
     }
 }
 
@@ -387,7 +415,16 @@ fn build_heartbeat(worker: &Worker) -> Heartbeat {
             log_address: worker.log_address.clone(),
             running,
             exits: s.exits.clone(),
+            preparing: s
+                .running
+                .iter()
+                .filter(|(_, r)| r.pid == 0 && r.stop.is_none())
+                .map(|((app_id, attempt), _)| AttemptRef { app_id: *app_id, attempt: *attempt })
+                .collect(),
             stopping: false,
+            // The leader may hold the answer up to one interval (a long poll, see
+            // scheduler::on_heartbeat): the beats keep their pace, news arrives at once.
+            wait_ms: u64::try_from(worker.config.timing.heartbeat.as_millis()).unwrap_or(u64::MAX),
         }
     })
 }
@@ -406,7 +443,7 @@ async fn send_heartbeat(
         let master = &worker.masters[index];
         let mut request = worker
             .http
-            .post(format!("http://{master}{}", protocol::HEARTBEAT))
+            .post(format!("{}{}", worker.bases[index], protocol::HEARTBEAT))
             .json(heartbeat)
             .timeout(timeout);
         if let Some(secret) = &worker.secret {
@@ -522,14 +559,14 @@ async fn run_attempt(worker: Arc<Worker>, spec: AssignedAttempt, dir: PathBuf) {
 async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> AttemptOutcome {
     let key = (spec.app_id, spec.attempt);
     let log = dir.join("log");
-    let jar =
-        match launch::fetch_jar(&worker.http, &worker.masters, &spec.jar, &worker.config.state_dir).await {
-            Ok(jar) => jar,
-            Err(cause) => {
-                let _ = std::fs::write(&log, format!("{cause}\n"));
-                return AttemptOutcome::Failed { cause };
-            }
-        };
+    let jar = match launch::fetch_jar(&worker.http, &worker.bases, &spec.jar, &worker.config.state_dir).await
+    {
+        Ok(jar) => jar,
+        Err(cause) => {
+            let _ = std::fs::write(&log, format!("{cause}\n"));
+            return AttemptOutcome::Failed { cause };
+        }
+    };
     if let Some(stop) = worker.with(|s| s.running.get(&key).and_then(|r| r.stop.clone())) {
         return stop;
     }

@@ -29,6 +29,22 @@ pub struct Heartbeat {
     /// The worker's last word before a clean stop: place nothing more on it.
     #[serde(default)]
     pub stopping: bool,
+    /// Attempts this worker accepted and is preparing (fetching the jar) but whose process has
+    /// not started yet: with `running`, everything it already knows it must run.
+    #[serde(default)]
+    pub preparing: Vec<AttemptRef>,
+    /// How long the leader may hold the answer while nothing changes for this worker (a long
+    /// poll): an assignment or a kill then reaches the worker as soon as it is committed, not at
+    /// its next heartbeat. 0 (and workers from before this field) answer at once.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRef {
+    pub app_id: AppId,
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +75,11 @@ pub struct HeartbeatAnswer {
     pub worker_id: WorkerId,
     pub assigned: Vec<AssignedAttempt>,
     pub acked_exits: Vec<(AppId, u32)>,
+    /// The leader holds answers while nothing changes (`Heartbeat::wait_ms`), so the worker
+    /// may send its next beat at once. A leader from before long polls answers at once and
+    /// leaves this false: the worker then keeps its interval.
+    #[serde(default)]
+    pub long_poll: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -56,6 +56,12 @@ pub struct TestCluster {
     pub http: reqwest::Client,
     /// `https` when the masters speak TLS (`Options::client_ca`).
     pub scheme: &'static str,
+    /// The cluster CA and the bearer token `http` sends, for clients a test builds itself.
+    pub client_ca: Option<PathBuf>,
+    pub token: Option<String>,
+    /// Under `start_secured`: the CA, certificates and tokens, in a folder that lives as long
+    /// as the cluster.
+    pub secured: Option<Box<(tempfile::TempDir, certs::Secured)>>,
 }
 
 pub struct Options {
@@ -66,15 +72,59 @@ pub struct Options {
     pub shared_jar_store: bool,
     /// The cluster CA when `extra_conf` turns TLS on: the harness then talks `https://`.
     pub client_ca: Option<PathBuf>,
+    /// A bearer token the harness's client sends with every request.
+    pub token: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { masters: 3, extra_conf: String::new(), shared_jar_store: true, client_ca: None }
+        Options {
+            masters: 3,
+            extra_conf: String::new(),
+            shared_jar_store: true,
+            client_ca: None,
+            token: None,
+        }
     }
 }
 
+/// A client for the masters: trusting `ca` (then https only) and sending `token`, if given.
+pub fn client_builder(ca: Option<&Path>, token: Option<&str>) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder().no_proxy();
+    if let Some(ca) = ca {
+        let tls = gearpump_master::client::credentials::tls_config(ca).expect("the test CA");
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    if let Some(token) = token {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    builder
+}
+
 impl TestCluster {
+    /// Three masters secured as gearpump-setup does it (TLS, tokens, cluster secret), with
+    /// `extra_conf`; the harness's client trusts the CA and sends the admin token.
+    pub fn start_secured(extra_conf: &str) -> TestCluster {
+        let keep = tempfile::tempdir().expect("cert dir");
+        let secured = certs::Secured::write(keep.path());
+        let mut cluster = TestCluster::start(Options {
+            extra_conf: format!("{}{extra_conf}", secured.conf),
+            client_ca: Some(secured.master.ca.clone()),
+            token: Some(certs::ADMIN_TOKEN.into()),
+            ..Options::default()
+        });
+        cluster.secured = Some(Box::new((keep, secured)));
+        cluster
+    }
+
+    /// A client like the harness's own (CA and token), to be finished by the caller.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        client_builder(self.client_ca.as_deref(), self.token.as_deref())
+    }
+
     pub fn start(options: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_ports(options.masters);
@@ -98,16 +148,23 @@ impl TestCluster {
         // No idle pooling: after an early error (413, a failed upload) the master closes the
         // connection without reading the rest of the body, and a pooled client can race that
         // close on its next request. A fresh loopback connection per request costs nothing here.
-        let mut http =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().pool_max_idle_per_host(0);
-        let mut scheme = "http";
-        if let Some(ca) = &options.client_ca {
-            let tls = gearpump_master::client::credentials::tls_config(ca).expect("the test CA");
-            http = http.use_preconfigured_tls(tls);
-            scheme = "https";
-        }
-        let http = http.build().expect("client");
-        let mut cluster = TestCluster { dir, ports, children: Vec::new(), conf, http, scheme };
+        let http = client_builder(options.client_ca.as_deref(), options.token.as_deref())
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let scheme = if options.client_ca.is_some() { "https" } else { "http" };
+        let mut cluster = TestCluster {
+            dir,
+            ports,
+            children: Vec::new(),
+            conf,
+            http,
+            scheme,
+            client_ca: options.client_ca,
+            token: options.token,
+            secured: None,
+        };
         for index in 0..options.masters {
             let child = cluster.spawn(index);
             cluster.children.push(Some(child));
