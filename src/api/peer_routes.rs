@@ -228,7 +228,7 @@ mod tests {
             builder = builder.header(PEER_VERSION, version);
         }
         let mut request = builder.body(axum::body::Body::empty()).expect("request");
-        let caller = Caller { address: "127.0.0.1:4000".parse().expect("address"), node: None };
+        let caller = Caller::anonymous("127.0.0.1:4000".parse().expect("address"));
         request.extensions_mut().insert(ConnectInfo(caller));
         let response = crate::api::router(context).oneshot(request).await.expect("answer");
         let status = response.status();
