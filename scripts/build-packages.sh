@@ -5,7 +5,9 @@
 #   scripts/build-packages.sh [--version V] [--no-build] [--lint] [--out DIR]
 #
 #   --version V   package version V instead of Cargo.toml's (deb: V-1, rpm: V-1), e.g. to make an
-#                 upgrade package for tests; the binaries are the same
+#                 upgrade package for tests; the build bakes V into the binaries (GEARPUMP_VERSION:
+#                 --version and GET /api/v1.0/master report it); with --no-build the binaries
+#                 keep the version they were built with (a warning says so when it differs)
 #   --no-build    reuse target/release binaries (do not run cargo build)
 #   --lint        run lintian on the .deb (installs it if missing; errors fail the build)
 #   --out DIR     output directory (default target/packages)
@@ -76,13 +78,24 @@ command -v dpkg-query >/dev/null && ensure_host_packages dpkg-dev
 ensure_cargo_tool deb cargo-deb '^3' 3.
 ensure_cargo_tool generate-rpm cargo-generate-rpm '~0.21' 0.21.
 
+cargo_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+# The version the binaries carry (wire::PACKAGE_VERSION); every cargo run below sees the same
+# value, so the library is not compiled twice.
+unset GEARPUMP_VERSION
+[[ -z $version || $version == "$cargo_version" ]] || export GEARPUMP_VERSION=$version
 if ((build)); then
-    log "cargo build --release"
+    log "cargo build --release${GEARPUMP_VERSION:+ (version $GEARPUMP_VERSION)}"
     cargo build --release --locked --bins
 fi
 for b in gearpump-master gear gearpump-setup gearpump-worker; do
     [[ -x target/release/$b ]] || { log "target/release/$b missing (build first or drop --no-build)"; exit 1; }
 done
+baked=$(target/release/gearpump-master --version | awk '{ print $2 }')
+if [[ $baked != "${version:-$cargo_version}" ]]; then
+    log "warning: the binaries report version $baked, the packages say ${version:-$cargo_version} (--no-build keeps the binaries as built)"
+fi
+unset GEARPUMP_VERSION
+[[ $baked == "$cargo_version" ]] || export GEARPUMP_VERSION=$baked
 generate_man_and_completions
 
 mkdir -p "$out"

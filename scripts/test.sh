@@ -32,6 +32,8 @@ if [[ $(id -u) -eq 0 && ${GEARPUMP_SKIP_TESTBED:-0} != 1 ]]; then
   tests/testbed/setup_test.sh --packages target/packages
   echo "== gearpump-worker container test (worker package, setup --workers, an application, stop)"
   tests/testbed/worker_test.sh --packages target/packages
+  echo "== repository and rolling upgrade container test (install by name, tampered repository, --upgrade under writes)"
+  tests/testbed/repo_upgrade_test.sh --packages target/packages
 else
   echo "== NOT RUN: the container tests (systemd, gearpump-setup) need root (and GEARPUMP_SKIP_TESTBED unset)" >&2
 fi

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "gearpump-master",
-    version,
+    version = crate::wire::PACKAGE_VERSION,
     about = "A master of an Apache Gearpump high-availability cluster (Raft)",
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  gearpump-master -ip node1 -port 3000\n  \
@@ -81,7 +81,7 @@ pub enum MasterCommand {
 
 /// `gear`: Gearpump's command-line client, against any master of the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "gear", version, about = "Submit, list and kill Gearpump applications; inspect the masters")]
+#[command(name = "gear", version = crate::wire::PACKAGE_VERSION, about = "Submit, list and kill Gearpump applications; inspect the masters")]
 pub struct GearArgs {
     /// Masters to talk to, host:port[,host:port...] (default: gearpump.cluster.masters of gear.conf)
     #[arg(long, short = 'm', value_name = "HOST:PORT,...", global = true)]
@@ -191,7 +191,7 @@ pub enum SnapshotCommand {
 #[derive(Debug, Parser)]
 #[command(
     name = "gearpump-setup",
-    version,
+    version = crate::wire::PACKAGE_VERSION,
     about = "Install, configure and start a gearpump-master cluster on Debian or RPM hosts over ssh",
     after_help = "Examples:\n  gearpump-setup --masters node1,node2,node3 --nfs filer:/export/gearpump\n  \
 gearpump-setup --masters node1,node2,node3,node4,node5 --nfs filer:/export/gearpump   # add two\n  \
@@ -218,6 +218,23 @@ pub struct SetupArgs {
     /// architecture). Default: target/packages/*.deb and *.rpm
     #[arg(long, value_name = "FILE")]
     pub package: Vec<PathBuf>,
+    /// Install gearpump-master (and gearpump-worker on --workers) by name from this signed
+    /// package repository instead of copying package files: an APT source (deb822, Signed-By
+    /// the repository key) on Debian hosts, a yum/dnf .repo on RPM hosts. scripts/build-repo.sh
+    /// makes one (URL/dists/stable for apt, URL/rpm for dnf)
+    #[arg(long, value_name = "URL", requires = "repo_key", conflicts_with = "package")]
+    pub repo: Option<String>,
+    /// The repository's OpenPGP public key, binary or ASCII-armored (gearpump-archive-keyring.gpg
+    /// or .asc in the repository's root): apt and dnf refuse the repository unless its
+    /// signatures verify with it
+    #[arg(long, value_name = "FILE", requires = "repo")]
+    pub repo_key: Option<PathBuf>,
+    /// Rolling upgrade of the running cluster to the version in --repo or --package: one master
+    /// at a time, followers first, the leader last (it hands leadership over as the package
+    /// restarts it); each must be back in the quorum, report the new version and have caught
+    /// up with the leader before the next. Stops at the first master that does not come back
+    #[arg(long, conflicts_with_all = ["remove", "rotate_certs"])]
+    pub upgrade: bool,
     /// Jar store URI written as is: hdfs://namenode:9000/path, hdfs://nameservice/path, or
     /// file:///path for a shared folder already mounted on every node
     #[arg(long, value_name = "URI", conflicts_with = "nfs")]
@@ -460,7 +477,7 @@ mod tests {
 #[derive(Debug, Parser)]
 #[command(
     name = "gearpump-worker",
-    version,
+    version = crate::wire::PACKAGE_VERSION,
     about = "A worker of an Apache Gearpump cluster: runs applications as child JVMs"
 )]
 pub struct WorkerArgs {

@@ -75,7 +75,7 @@ fn app_json(app: &Application) -> Value {
 }
 
 pub async fn version() -> impl IntoResponse {
-    concat!("gearpump-master ", env!("CARGO_PKG_VERSION"))
+    format!("gearpump-master {}", crate::wire::PACKAGE_VERSION)
 }
 
 pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
@@ -95,6 +95,7 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
                     "address": address, "nodeId": id, "reachable": true, "role": status.role, "term": status.term,
                     "commitIndex": status.commit_index, "appliedIndex": status.applied_index,
                     "lastLogIndex": status.last_log_index, "lag": lag,
+                    "version": status.version, "protocol": status.protocol,
                     "healthy": leader_last.is_some() && status.role != "candidate" && lag.is_some_and(|lag| lag < 1000),
                 })
             }
@@ -115,6 +116,7 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
         "masterDescription": {
             "leader": me.leader,
             "thisMaster": me.address,
+            "version": crate::wire::PACKAGE_VERSION,
             "masterStatus": master_status,
             "term": me.term,
             "cluster": cluster,

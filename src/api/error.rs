@@ -63,6 +63,7 @@ pub fn cluster_status(error: &ClusterError) -> StatusCode {
         ClusterError::Rejected(_) => StatusCode::CONFLICT,
         ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,
         ClusterError::PeerRefused { .. } => StatusCode::BAD_GATEWAY,
+        ClusterError::PeerVersion { .. } => StatusCode::CONFLICT,
         ClusterError::StateDir { .. } | ClusterError::Fatal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

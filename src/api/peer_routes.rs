@@ -20,9 +20,11 @@ use super::error::PeerRouteError;
 use super::{ApiError, Context};
 use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, WriteRequest};
 use crate::cluster::{
-    ClusterError, MembersView, MembershipChange, PreVoteAnswer, PreVoteRequest, RaftRpc, SECRET_HEADER,
+    check_peer_version, ClusterError, MembersView, MembershipChange, PreVoteAnswer, PreVoteRequest, RaftRpc,
+    SECRET_HEADER,
 };
 use crate::tls::Caller;
+use crate::wire::PEER_VERSION;
 
 pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
@@ -75,6 +77,11 @@ async fn require_peer(State(context): State<Arc<Context>>, request: Request, nex
             return ApiError::new(StatusCode::UNAUTHORIZED, "peer request without a valid cluster secret")
                 .into_response();
         }
+    }
+    // After the caller is known to be a master: the version it speaks.
+    if let Err(error) = check_peer_version(request.headers().get(PEER_VERSION).map(|v| v.as_bytes())) {
+        tracing::warn!(%remote, path = %request.uri().path(), %error, "refused a peer request");
+        return PeerRouteError(error).into_response();
     }
     next.run(request).await
 }
@@ -168,10 +175,16 @@ mod tests {
     use axum::routing::post;
     use axum::{Json, Router};
 
-    use super::PeerRouteError;
+    use std::sync::Arc;
+
+    use axum::extract::ConnectInfo;
+
+    use super::{protocol, PeerRouteError, PEER_VERSION};
     use crate::api::error::cluster_status;
-    use crate::cluster::{ClusterError, PeerError, Peers};
+    use crate::api::test_support::HangingStore;
+    use crate::cluster::{ClusterError, PeerError, PeerFailure, Peers};
     use crate::state::Rejection;
+    use crate::tls::Caller;
 
     async fn serve(router: Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -203,6 +216,60 @@ mod tests {
             assert_eq!(received.to_string(), error.to_string());
         }
         assert_eq!(cluster_status(&ClusterError::NoQuorum(String::new())), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// A peer request through the real router (its `require_peer` layer) with this version
+    /// header, from loopback: the status and the body.
+    async fn peer_status_with(version: Option<&str>) -> (StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
+        let (context, _dir) = crate::api::test_support::one_master_context(Arc::new(HangingStore), "").await;
+        let mut builder = axum::http::Request::builder().method("GET").uri(protocol::STATUS);
+        if let Some(version) = version {
+            builder = builder.header(PEER_VERSION, version);
+        }
+        let mut request = builder.body(axum::body::Body::empty()).expect("request");
+        let caller = Caller::anonymous("127.0.0.1:4000".parse().expect("address"));
+        request.extensions_mut().insert(ConnectInfo(caller));
+        let response = crate::api::router(context).oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_a_far_protocol_version_is_refused_naming_both_versions() {
+        use crate::wire::{PACKAGE_VERSION, PEER_PROTOCOL_VERSION};
+        // What this master's own transport sends, an adjacent version and no header (a master
+        // from before the header, or a worker's heartbeat) are served.
+        let adjacent = format!("{} 0.0.9", PEER_PROTOCOL_VERSION + 1);
+        for version in [Some(crate::cluster::peer_version_header()), Some(adjacent), None] {
+            let (status, body) = peer_status_with(version.as_deref()).await;
+            assert_eq!(status, StatusCode::OK, "{version:?}: {body}");
+            assert_eq!(body["version"], PACKAGE_VERSION);
+            assert_eq!(body["protocol"], PEER_PROTOCOL_VERSION);
+        }
+        let far = PEER_PROTOCOL_VERSION + 5;
+        let (status, body) = peer_status_with(Some(&format!("{far} 9.0.0"))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let failure: PeerFailure = serde_json::from_value(body).expect("a typed peer failure");
+        assert!(
+            matches!(&failure.cause, ClusterError::PeerVersion { ours, theirs, their_package, .. }
+                if *ours == PEER_PROTOCOL_VERSION && *theirs == far && their_package == "9.0.0"),
+            "{failure:?}"
+        );
+        let message = failure.error;
+        assert!(
+            message.contains(&format!("peer protocol version {far} (gearpump-master 9.0.0)")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("version {PEER_PROTOCOL_VERSION} (gearpump-master {PACKAGE_VERSION})")),
+            "{message}"
+        );
+        assert!(message.contains("upgrade one version at a time"), "{message}");
+        let (status, body) = peer_status_with(Some("one")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("is not \"PROTOCOL PACKAGE\"")), "{body}");
     }
 
     #[tokio::test]

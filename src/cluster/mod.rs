@@ -27,7 +27,9 @@ pub use bootstrap::BootstrapState;
 pub use election::{PreVoteAnswer, PreVoteRequest};
 pub use membership::{MembersView, MembershipChange};
 use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest};
-pub use peers::{PeerAuth, PeerError, PeerFailure, Peers, SECRET_HEADER};
+pub use peers::{
+    check_peer_version, peer_version_header, PeerAuth, PeerError, PeerFailure, Peers, SECRET_HEADER,
+};
 pub use state_machine::AppliedState;
 use state_machine::{SharedState, StateMachineStore};
 use types::Raft;
@@ -54,6 +56,14 @@ pub enum ClusterError {
     /// A peer refused the call itself (the cluster secret, a body limit, a route it lacks).
     #[error("master {address} refused the call ({status}): {message}")]
     PeerRefused { address: String, status: u16, message: String },
+    /// A master of a peer protocol version this one cannot talk to (not the same, not adjacent).
+    #[error(
+        "peer protocol version {theirs} (gearpump-master {their_package}) of the calling master is not \
+         compatible with version {ours} (gearpump-master {our_package}) of this one: masters run together \
+         only with the same or an adjacent protocol version; upgrade one version at a time \
+         (gearpump-setup --upgrade), every master before the next version"
+    )]
+    PeerVersion { ours: u32, our_package: String, theirs: u32, their_package: String },
 }
 
 /// Milliseconds since the Unix epoch: the time a master stamps on what it proposes.
@@ -259,6 +269,8 @@ impl Cluster {
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
             purged_index: metrics.purged.map_or(0, |l| l.index),
+            version: crate::wire::PACKAGE_VERSION.to_string(),
+            protocol: Some(crate::wire::PEER_PROTOCOL_VERSION),
         }
     }
 

@@ -39,6 +39,12 @@ pub struct PeerStatus {
     pub applied_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
+    /// The master's package version (empty from a master older than this field).
+    #[serde(default)]
+    pub version: String,
+    /// Its peer protocol version (none from a master older than this field).
+    #[serde(default)]
+    pub protocol: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,9 +17,46 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::ClusterError;
+use crate::wire::{PACKAGE_VERSION, PEER_PROTOCOL_VERSION, PEER_VERSION};
 
 /// The header carrying the cluster secret on every peer request.
 pub const SECRET_HEADER: &str = "x-gearpump-cluster-secret";
+
+/// The `PEER_VERSION` header this master sends: `PROTOCOL PACKAGE`.
+pub fn peer_version_header() -> String {
+    format!("{PEER_PROTOCOL_VERSION} {PACKAGE_VERSION}")
+}
+
+/// The receiving side's check of a peer request's `PEER_VERSION` header: the same or an
+/// adjacent protocol version is accepted (a rolling upgrade runs two versions side by side),
+/// any other is refused with both versions named. No header is protocol 0: a master from
+/// before the header existed, or a worker (its heartbeat shares the peer routes), both of which
+/// version 1 still serves.
+pub fn check_peer_version(header: Option<&[u8]>) -> Result<(), ClusterError> {
+    let (theirs, their_package) = match header {
+        None => (0, "older than 0.2".to_string()),
+        Some(raw) => {
+            let text = std::str::from_utf8(raw).unwrap_or_default().trim();
+            let (protocol, package) = text.split_once(' ').unwrap_or((text, ""));
+            let protocol = protocol.parse::<u32>().map_err(|_| {
+                let shown: String = text.chars().take(60).collect();
+                ClusterError::BadRequest(format!(
+                    "the {PEER_VERSION} header {shown:?} is not \"PROTOCOL PACKAGE\" (e.g. \"1 0.1.0\")"
+                ))
+            })?;
+            (protocol, package.chars().take(60).collect())
+        }
+    };
+    if theirs.abs_diff(PEER_PROTOCOL_VERSION) <= 1 {
+        return Ok(());
+    }
+    Err(ClusterError::PeerVersion {
+        ours: PEER_PROTOCOL_VERSION,
+        our_package: PACKAGE_VERSION.to_string(),
+        theirs,
+        their_package,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -118,6 +155,7 @@ impl Peers {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let mut builder = builder.timeout(timeout.max(Duration::from_millis(1)));
+        builder = builder.header(PEER_VERSION, peer_version_header());
         if let Some(secret) = &self.secret {
             builder = builder.header(SECRET_HEADER, secret);
         }

@@ -136,7 +136,7 @@ pub async fn run(
     tracing::info!(
         master = %config.this_master, node_id = cluster.node_id(), listen = %address,
         masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-        "gearpump-master {} started", env!("CARGO_PKG_VERSION")
+        "gearpump-master {} started", crate::wire::PACKAGE_VERSION
     );
 
     let metrics = Arc::new(Metrics::default());

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::repo::{self, Repo};
 use super::ssh::SshOptions;
 use super::SetupError;
 use crate::cli::SetupArgs;
@@ -94,6 +95,11 @@ pub struct Inventory {
     pub warnings: Vec<String>,
     /// TLS and tokens (the default), or `--insecure`.
     pub security: Security,
+    /// `--repo URL --repo-key FILE`: install by name from this repository (then `packages` is
+    /// empty).
+    pub repo: Option<Repo>,
+    /// `--upgrade`: a rolling upgrade of the running masters to the version given.
+    pub upgrade: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,8 +363,30 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
         Some(list) => split_names(list, "--workers")?,
         None => Vec::new(),
     };
-    let package_paths =
-        if args.package.is_empty() { default_packages(package_dir) } else { args.package.clone() };
+    let repo = match (&args.repo, &args.repo_key) {
+        (Some(url), Some(key)) => Some(Repo {
+            url: repo::check_url(url).map_err(SetupError::Arguments)?,
+            key: repo::read_key(key).map_err(SetupError::Arguments)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(SetupError::Arguments(
+                "--repo URL and --repo-key FILE go together: the key the repository is signed with".into(),
+            ))
+        }
+    };
+    if args.upgrade && repo.is_none() && args.package.is_empty() {
+        return Err(SetupError::Arguments(
+            "--upgrade needs the version to upgrade to: --repo URL --repo-key FILE, or --package FILE".into(),
+        ));
+    }
+    let package_paths = if repo.is_some() {
+        Vec::new()
+    } else if args.package.is_empty() {
+        default_packages(package_dir)
+    } else {
+        args.package.clone()
+    };
     let mut packages: Vec<PackageFile> = Vec::new();
     for path in &package_paths {
         if !path.is_file() {
@@ -380,13 +408,14 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
         }
         packages.push(package);
     }
-    if packages.is_empty() {
+    if packages.is_empty() && repo.is_none() {
         warnings.push(format!(
             "no package given and none in {}: nodes without gearpump-master installed will fail \
              (build them with scripts/build-packages.sh)",
             package_dir.display()
         ));
-    } else if !workers.is_empty() && !packages.iter().any(|p| p.product == Product::Worker) {
+    } else if repo.is_none() && !workers.is_empty() && !packages.iter().any(|p| p.product == Product::Worker)
+    {
         warnings.push(
             "--workers without a gearpump-worker package: worker nodes without it installed will fail \
              (scripts/build-packages.sh builds it next to gearpump-master)"
@@ -450,6 +479,8 @@ pub fn from_args(args: &SetupArgs, package_dir: &Path) -> Result<Inventory, Setu
         ready_timeout: Duration::from_secs(args.timeout),
         dry_run: args.dry_run,
         warnings,
+        repo,
+        upgrade: args.upgrade,
     })
 }
 

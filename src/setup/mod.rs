@@ -9,8 +9,10 @@ pub mod inventory;
 pub mod pki;
 pub mod plan;
 pub mod probe;
+pub mod repo;
 pub mod run;
 pub mod ssh;
+pub mod upgrade;
 
 use plan::NodeFailure;
 

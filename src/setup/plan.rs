@@ -10,6 +10,7 @@ use super::gearconf::{self, OwnedKey};
 use super::inventory::{Family, Inventory, JarStore, PackageFile, Product};
 use super::pki::{self, NodeSecurity};
 use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE, WORKER_SERVICE};
+use super::repo;
 use super::ssh::shell_quote;
 
 /// The gear.conf the package ships: what a node will have once the package is installed.
@@ -199,6 +200,8 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
         };
         let wanted = package_for(inv, f, Product::Master);
         match (&f.installed, wanted) {
+            // installed by name from the repository: the node's package manager says what it lacks
+            _ if inv.repo.is_some() => {}
             (None, None) => fail(
                 &mut failures,
                 node,
@@ -246,7 +249,10 @@ pub fn preflight(inv: &Inventory, facts: &BTreeMap<String, NodeFacts>) -> (Vec<N
     for node in &inv.workers {
         let Some(f) = facts.get(node) else { continue };
         let Some(family) = f.family else { continue };
-        if f.worker_installed.is_none() && package_for(inv, f, Product::Worker).is_none() {
+        if f.worker_installed.is_none()
+            && package_for(inv, f, Product::Worker).is_none()
+            && inv.repo.is_none()
+        {
             fail(
                 &mut failures,
                 node,
@@ -355,8 +361,12 @@ pub fn plan_node(
     let mut actions = Vec::new();
     let mut restart = false;
 
-    // 1. package: install when missing or of another version than the one given
-    if let Some(package) = package_for(inv, facts, Product::Master) {
+    // 1. package: install when missing or of another version than the one given (by name from
+    // the repository: when missing)
+    if let Some(repo) = &inv.repo {
+        let installed = facts.installed.as_deref();
+        actions.extend(repo::actions(repo, family, Product::Master, facts, installed, repo::Mode::Install));
+    } else if let Some(package) = package_for(inv, facts, Product::Master) {
         install_actions(&mut actions, package, family, facts.installed.as_deref());
     } else if facts.installed.is_none() {
         return Err(failure(
@@ -469,7 +479,7 @@ fn write_changed(
 }
 
 /// Copy, then install `package` unless `installed` is its version already.
-fn install_actions(
+pub(crate) fn install_actions(
     actions: &mut Vec<Action>,
     package: &PackageFile,
     family: Family,
@@ -602,7 +612,10 @@ pub fn plan_worker(
     let family =
         facts.family.ok_or_else(|| failure(Step::Preflight, "neither dpkg nor rpm is installed".into()))?;
     let mut actions = Vec::new();
-    if let Some(package) = package_for(inv, facts, Product::Worker) {
+    if let Some(repo) = &inv.repo {
+        let installed = facts.worker_installed.as_deref();
+        actions.extend(repo::actions(repo, family, Product::Worker, facts, installed, repo::Mode::Install));
+    } else if let Some(package) = package_for(inv, facts, Product::Worker) {
         install_actions(&mut actions, package, family, facts.worker_installed.as_deref());
     } else if facts.worker_installed.is_none() {
         return Err(failure(

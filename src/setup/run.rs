@@ -11,6 +11,7 @@ use super::inventory::{Inventory, JarStore, Security};
 use super::pki::{self, AdminPki, NodeSecurity};
 use super::plan::{self, Action, ClusterView, NodeFailure, NodePlan, Step, WorkerPlan};
 use super::probe::{self, NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE};
+use super::repo;
 use super::ssh::{Output, Transport};
 use super::SetupError;
 use crate::client::{masters_table, Credentials, MasterClient};
@@ -36,6 +37,9 @@ fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec
 
 fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
     let mut files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
+    if inv.repo.is_some() {
+        files.extend(repo::files_to_read().map(String::from));
+    }
     if matches!(inv.security, Security::Secure { .. }) {
         files.extend(
             [
@@ -59,7 +63,7 @@ fn files_to_read(inv: &Inventory) -> (Vec<String>, Vec<String>) {
     (files, units)
 }
 
-fn run_checked(
+pub(crate) fn run_checked(
     transport: &dyn Transport,
     node: &str,
     script: &str,
@@ -73,7 +77,7 @@ fn run_checked(
     Ok(output)
 }
 
-fn execute(transport: &dyn Transport, node: &str, action: &Action) -> Result<String, String> {
+pub(crate) fn execute(transport: &dyn Transport, node: &str, action: &Action) -> Result<String, String> {
     match action {
         Action::Copy { local, remote, .. } => {
             transport.copy(node, local, remote, COPY_TIMEOUT).map_err(|e| e.to_string())?;
@@ -97,14 +101,14 @@ fn execute(transport: &dyn Transport, node: &str, action: &Action) -> Result<Str
     }
 }
 
-struct Http {
+pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
     /// The cluster CA and the admin token when the cluster is secured.
     credentials: Credentials,
 }
 
 impl Http {
-    fn new(credentials: Credentials) -> Result<Http, SetupError> {
+    pub(crate) fn new(credentials: Credentials) -> Result<Http, SetupError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -117,7 +121,7 @@ impl Http {
     }
 
     /// A read; a cluster that still speaks plain HTTP (installed before TLS) is read over it.
-    fn get(&self, masters: Vec<String>, path: &str) -> Result<Value, String> {
+    pub(crate) fn get(&self, masters: Vec<String>, path: &str) -> Result<Value, String> {
         let client = self.client(masters.clone(), Duration::from_secs(5))?;
         match self.runtime.block_on(client.get(path)) {
             Ok(answer) => Ok(answer),
@@ -141,28 +145,17 @@ impl Http {
     }
 }
 
-fn voters_of(answer: &Value) -> Vec<String> {
-    answer["voters"]
-        .as_array()
-        .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
-}
-
-/// The whole installation. Output goes to `out`; the error carries the per-node report.
-pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> Result<(), SetupError> {
-    let say = |out: &mut dyn Write, text: String| {
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
-    };
-    for warning in &inv.warnings {
-        say(out, format!("warning: {warning}"));
-    }
-
-    // 1. probe every node, read-only
+/// Probes every node (read-only) in parallel; any unreachable node but one to be removed stops
+/// the run before anything changes.
+pub(crate) fn probe_all(
+    inv: &Inventory,
+    transport: &dyn Transport,
+    out: &mut dyn Write,
+) -> Result<BTreeMap<String, NodeFacts>, SetupError> {
     let nodes = inv.all_nodes();
     let (files, units) = files_to_read(inv);
     let script = probe::probe_script(inv.port, &inv.masters, &files, &units);
-    say(out, format!("preflight: probing {} node(s) over ssh", nodes.len()));
+    let _ = writeln!(out, "preflight: probing {} node(s) over ssh", nodes.len());
     let probed = parallel(&nodes, |node| {
         run_checked(transport, node, &script, &[], PROBE_TIMEOUT)
             .and_then(|o| probe::parse_probe(&o.stdout, &files))
@@ -175,7 +168,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
                 facts.insert(node.clone(), f);
             }
             Err(cause) if inv.removed.contains(node) => {
-                say(out, format!("warning: {node} (to be removed) is unreachable: {cause}; it is taken out of the membership only"));
+                let _ = writeln!(out, "warning: {node} (to be removed) is unreachable: {cause}; it is taken out of the membership only");
             }
             Err(cause) => failures.push(NodeFailure { node: node.clone(), step: Step::Preflight, cause }),
         }
@@ -183,6 +176,41 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     if !failures.is_empty() {
         return Err(SetupError::Nodes(failures));
     }
+    Ok(facts)
+}
+
+/// How this tool calls the masters of a secured cluster: the admin's token and the cluster CA.
+pub(crate) fn admin_credentials(pki: &AdminPki) -> Credentials {
+    Credentials {
+        token: Some(pki.admin_token.clone()),
+        token_source: Some(pki.dir.join("admin.token").display().to_string()),
+        ca_file: Some(pki.dir.join("ca.pem")),
+        masters: None,
+    }
+}
+
+pub(crate) fn voters_of(answer: &Value) -> Vec<String> {
+    answer["voters"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The whole installation. Output goes to `out`; the error carries the per-node report.
+pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> Result<(), SetupError> {
+    if inv.upgrade {
+        return super::upgrade::run(inv, transport, out);
+    }
+    let say = |out: &mut dyn Write, text: String| {
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    for warning in &inv.warnings {
+        say(out, format!("warning: {warning}"));
+    }
+
+    // 1. probe every node, read-only
+    let facts = probe_all(inv, transport, out)?;
 
     // 2. preflight verdicts, then whether the nodes reach each other
     let (mut failures, warnings) = plan::preflight(inv, &facts);
@@ -233,15 +261,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         }
         Security::Insecure => None,
     };
-    let credentials = match &admin_pki {
-        Some(pki) => Credentials {
-            token: Some(pki.admin_token.clone()),
-            token_source: Some(pki.dir.join("admin.token").display().to_string()),
-            ca_file: Some(pki.dir.join("ca.pem")),
-            masters: None,
-        },
-        None => Credentials::default(),
-    };
+    let credentials = admin_pki.as_ref().map(admin_credentials).unwrap_or_default();
     // A dry run keeps a new CA in memory only; its client cannot read a file never written.
     let http = Http::new(if inv.dry_run && admin_pki.as_ref().is_some_and(|p| p.created) {
         Credentials::default()
@@ -274,7 +294,8 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     };
 
     // 4. the running cluster, if any
-    let active: Vec<String> = nodes
+    let active: Vec<String> = inv
+        .all_nodes()
         .iter()
         .filter(|n| facts.get(*n).is_some_and(NodeFacts::is_active))
         .map(|n| inv.master_address(n))
@@ -625,7 +646,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
 
 /// Waits until the leader's worker list shows every requested worker (by its host name, which
 /// setup wrote as gearpump.hostname) alive; returns node -> worker id.
-fn wait_workers(
+pub(crate) fn wait_workers(
     inv: &Inventory,
     http: &Http,
     timeout: Duration,

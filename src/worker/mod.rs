@@ -166,7 +166,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     launch::forget_unused_jars(&worker.config.state_dir, KEEP_FINISHED);
     tracing::info!(
         log_address = %worker.log_address, slots = worker.config.slots, ?worker_id,
-        masters = %worker.masters.join(","), "gearpump-worker {} started", env!("CARGO_PKG_VERSION")
+        masters = %worker.masters.join(","), "gearpump-worker {} started", crate::wire::PACKAGE_VERSION
     );
     let app = axum::Router::new().route(protocol::WORKER_LOG, get(serve_log)).with_state(worker.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
