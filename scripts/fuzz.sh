@@ -44,12 +44,14 @@ for t in "${targets[@]}"; do
   before=$(find "fuzz/artifacts/$t" -type f | wc -l)
   log=target/fuzz-$t.log
   echo "== $t for $minutes min (log: $log)"
+  # Built first, so the seconds reported are fuzzing, not compiling.
+  (cd fuzz && cargo +nightly fuzz build -O "$t") >"$log" 2>&1
   started=$(date +%s)
   # The first corpus folder receives new inputs; the seeds are read only.
   set +e
   (cd fuzz && cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
       -max_total_time=$((minutes * 60)) -timeout=30 -rss_limit_mb=4096 -jobs="$jobs" -workers="$jobs" \
-      -print_final_stats=1) >"$log" 2>&1
+      -print_final_stats=1) >>"$log" 2>&1
   status=$?
   set -e
   seconds=$(($(date +%s) - started))
