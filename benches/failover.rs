@@ -50,14 +50,11 @@ async fn measure(mut target: Target, rounds: usize, request_timeout: Duration) -
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
     let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
     println!(
-        "{name:16} fail-over over {} kills: p50 {}  p99 {}  max {}  mean {}",
+        "{name:16} fail-over over {} kills: {}  mean {}",
         samples.len(),
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(*samples.last().unwrap_or(&Duration::ZERO)),
+        p50_p99_max(&mut samples),
         ms(mean)
     );
 }

@@ -81,12 +81,5 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    samples.sort();
-    println!(
-        "submit -> fork over {} submissions: p50 {}  p99 {}  max {}",
-        samples.len(),
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(*samples.last().unwrap_or(&Duration::ZERO))
-    );
+    println!("submit -> fork over {} submissions: {}", samples.len(), p50_p99_max(&mut samples));
 }

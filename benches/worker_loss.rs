@@ -126,12 +126,9 @@ async fn main() {
         workers.spawn(holder);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    samples.sort();
     println!(
-        "worker SIGKILL -> next attempt forked, {} kills: p50 {}  p99 {}  max {} (target < 10 s)",
+        "worker SIGKILL -> next attempt forked, {} kills: {} (target < 10 s)",
         samples.len(),
-        ms(percentile(&samples, 50.0)),
-        ms(percentile(&samples, 99.0)),
-        ms(*samples.last().unwrap_or(&Duration::ZERO))
+        p50_p99_max(&mut samples)
     );
 }

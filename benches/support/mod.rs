@@ -269,6 +269,17 @@ pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// "p50 …  p99 …  max …" of samples sorted in place: the line every latency bench prints.
+pub fn p50_p99_max(samples: &mut [Duration]) -> String {
+    samples.sort();
+    format!(
+        "p50 {}  p99 {}  max {}",
+        ms(percentile(samples, 50.0)),
+        ms(percentile(samples, 99.0)),
+        ms(samples.last().copied().unwrap_or_default())
+    )
+}
+
 pub fn machine_line() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
