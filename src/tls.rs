@@ -16,7 +16,11 @@
 //! reports, and the jar download), and never as a master. See `WORKER_USAGE` for how the two
 //! kinds are told apart.
 //!
-//! Files are checked at start (`NodeTls::load`, `worker_client_config`), each failure naming the file and the fix:
+//! A worker's log port is TLS too, the other way round: the worker serves its worker
+//! certificate and admits only master certificates (`WorkerTls`); masters read it with
+//! `NodeTls::worker_logs`, which accepts only a worker certificate naming the host dialled.
+//!
+//! Files are checked at start (`NodeTls::load`, `WorkerTls::load`), each failure naming the file and the fix:
 //! a key readable by group or others, a certificate that does not match its key, one that has
 //! expired, is not yet valid, was not signed by the CA, or does not name this master.
 
@@ -282,13 +286,24 @@ pub fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// A master's TLS: the server side of its port and the client side of its peer calls.
+/// The server side of a port: its configuration and, for the listener, who a verified client
+/// certificate belongs to.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub identify: Identify,
+}
+
+/// A master's TLS: the server side of its port, the client side of its peer calls, and the
+/// client that reads application logs from workers' log ports (`worker_logs`).
 #[derive(Clone)]
 pub struct NodeTls {
-    pub server: Arc<ServerConfig>,
+    pub server: ServerTls,
     pub client: ClientConfig,
-    /// Who a verified client certificate belongs to, for the listener.
-    pub identify: Identify,
+    /// Presents this master's certificate and accepts only a worker certificate naming the
+    /// host dialled (`WorkerServerVerifier`): a worker certificate has no `serverAuth`, so
+    /// rustls' own verifier would refuse every worker.
+    pub worker_logs: ClientConfig,
     /// Set when the certificate expires within `EXPIRY_WARNING`.
     pub expiry_warning: Option<String>,
 }
@@ -332,16 +347,65 @@ impl Loaded {
     }
 
     /// The client side: trusts masters' certificates from the CA, presents this certificate.
-    fn client_config(self, files: &TlsFiles) -> Result<ClientConfig, TlsError> {
-        let bad_config =
-            |e: rustls::Error| tls_error(&files.cert_file, e.to_string(), "check the certificate and key");
-        ClientConfig::builder_with_provider(self.provider)
+    fn client_config(&self, files: &TlsFiles) -> Result<ClientConfig, TlsError> {
+        ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(bad_config)?
-            .with_root_certificates(self.roots)
-            .with_client_auth_cert(self.chain, self.key)
-            .map_err(bad_config)
+            .map_err(|e| bad_config(files, e))?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| bad_config(files, e))
     }
+
+    /// A master's client of workers' log ports: presents this certificate, trusts only worker
+    /// certificates from the CA naming the host dialled.
+    fn worker_log_client(&self, files: &TlsFiles) -> Result<ClientConfig, TlsError> {
+        let verifier = WorkerServerVerifier { roots: self.roots.clone(), provider: self.provider.clone() };
+        ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad_config(files, e))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| bad_config(files, e))
+    }
+
+    /// The server side of a port that verifies client certificates with `verifier`.
+    fn server_config(
+        &self,
+        files: &TlsFiles,
+        verifier: Arc<dyn ClientCertVerifier>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut server = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad_config(files, e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| bad_config(files, e))?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(server))
+    }
+
+    /// rustls' client verifier for the CA: certificates optional (`allow_unauthenticated`) or
+    /// required.
+    fn ca_client_verifier(
+        &self,
+        files: &TlsFiles,
+        optional: bool,
+    ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone());
+        let builder = if optional { builder.allow_unauthenticated() } else { builder };
+        builder.build().map_err(|e| {
+            tls_error(
+                &files.ca_file,
+                format!("cannot verify clients with this CA: {e}"),
+                "point ca-file at the cluster CA",
+            )
+        })
+    }
+}
+
+fn bad_config(files: &TlsFiles, error: rustls::Error) -> TlsError {
+    tls_error(&files.cert_file, error.to_string(), "check the certificate and key")
 }
 
 impl NodeTls {
@@ -367,64 +431,72 @@ impl NodeTls {
         };
         let expiry_warning = check_certificate(files, &chain, &format!("master's host {this_host}"), verify)?;
 
-        let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| {
-                tls_error(
-                    &files.ca_file,
-                    format!("cannot verify clients with this CA: {e}"),
-                    "point ca-file at the cluster CA",
-                )
-            })?;
-        let identify = Identify { roots, names: names.clone(), provider: provider.clone() };
-        let verifier = Arc::new(NodeCertVerifier { inner, identify: identify.clone() });
-        let bad_config =
-            |e: rustls::Error| tls_error(&files.cert_file, e.to_string(), "check the certificate and key");
-        let mut server = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(bad_config)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, loaded.key.clone_key())
-            .map_err(bad_config)?;
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let identify = Identify { roots, names: names.clone(), provider };
+        let verifier = Arc::new(NodeCertVerifier {
+            inner: loaded.ca_client_verifier(files, true)?,
+            identify: identify.clone(),
+            masters_only: false,
+        });
+        let server = ServerTls { config: loaded.server_config(files, verifier)?, identify };
         let client = loaded.client_config(files)?;
-        Ok(NodeTls { server: Arc::new(server), client, identify, expiry_warning })
+        let worker_logs = loaded.worker_log_client(files)?;
+        Ok(NodeTls { server, client, worker_logs, expiry_warning })
     }
 }
 
-/// A worker's TLS client (`gearpump.worker.tls`), after the same checks as a master's files:
-/// a private key, matching its certificate, which the CA signed, is valid now, is a worker
-/// certificate (`WORKER_USAGE`) and names the worker's host. The second value warns when the
-/// certificate expires within `EXPIRY_WARNING`.
-pub fn worker_client_config(
-    files: &TlsFiles,
-    this_host: &str,
-) -> Result<(ClientConfig, Option<String>), TlsError> {
-    let loaded = Loaded::read(files)?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(loaded.roots.clone(), loaded.provider.clone())
-        .build()
-        .map_err(|e| {
-            tls_error(&files.ca_file, format!("unusable CA: {e}"), "point ca-file at the cluster CA")
-        })?;
-    let identify = Identify {
-        roots: loaded.roots.clone(),
-        names: MasterNames::new(Vec::new()),
-        provider: loaded.provider.clone(),
-    };
-    let invalid = |problem: rustls::CertificateError| rustls::Error::InvalidCertificate(problem);
-    let verify = |end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], at: UnixTime| {
-        verifier.verify_client_cert(end_entity, intermediates, at)?;
-        let Some(Identity::Worker(cert)) = identify.of(end_entity, intermediates) else {
-            return Err(invalid(rustls::CertificateError::Other(rustls::OtherError(Arc::new(NotAWorker)))));
+/// A worker's TLS (`gearpump.worker.tls`): the client of its heartbeats, and the server side
+/// of its log port, which only masters may read (application logs may hold anything).
+pub struct WorkerTls {
+    pub client: ClientConfig,
+    /// Presents the worker certificate; a client must present a master certificate naming a
+    /// host of the worker's `gearpump.cluster.masters`, or the handshake fails.
+    pub server: ServerTls,
+    /// Set when the certificate expires within `EXPIRY_WARNING`.
+    pub expiry_warning: Option<String>,
+}
+
+impl std::fmt::Debug for WorkerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerTls")
+    }
+}
+
+impl WorkerTls {
+    /// Loads the worker's files after the same checks as a master's: a private key, matching
+    /// its certificate, which the CA signed, is valid now, is a worker certificate
+    /// (`WORKER_USAGE`) and names the worker's host `this_host`. `masters` are the hosts whose
+    /// master certificates may read the log port.
+    pub fn load(files: &TlsFiles, this_host: &str, masters: Vec<String>) -> Result<WorkerTls, TlsError> {
+        let loaded = Loaded::read(files)?;
+        let identify = Identify {
+            roots: loaded.roots.clone(),
+            names: MasterNames::new(masters),
+            provider: loaded.provider.clone(),
         };
-        if !cert.names(this_host) {
-            return Err(invalid(rustls::CertificateError::NotValidForName));
-        }
-        Ok(())
-    };
-    let warning = check_certificate(files, &loaded.chain, &format!("worker's host {this_host}"), verify)?;
-    Ok((loaded.client_config(files)?, warning))
+        let client_verifier = loaded.ca_client_verifier(files, false)?;
+        let invalid = |problem: rustls::CertificateError| rustls::Error::InvalidCertificate(problem);
+        let verify = |end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], at: UnixTime| {
+            client_verifier.verify_client_cert(end_entity, intermediates, at)?;
+            let Some(Identity::Worker(cert)) = identify.of(end_entity, intermediates) else {
+                return Err(invalid(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    NotAWorker,
+                )))));
+            };
+            if !cert.names(this_host) {
+                return Err(invalid(rustls::CertificateError::NotValidForName));
+            }
+            Ok(())
+        };
+        let expiry_warning =
+            check_certificate(files, &loaded.chain, &format!("worker's host {this_host}"), verify)?;
+        let verifier = Arc::new(NodeCertVerifier {
+            inner: client_verifier.clone(),
+            identify: identify.clone(),
+            masters_only: true,
+        });
+        let server = ServerTls { config: loaded.server_config(files, verifier)?, identify };
+        Ok(WorkerTls { client: loaded.client_config(files)?, server, expiry_warning })
+    }
 }
 
 /// Checks a master's or worker's own certificate as its peers will (`verify`): signed by the
@@ -508,11 +580,12 @@ pub fn named_master(certificate: &CertificateDer<'_>, hosts: &[String]) -> Optio
 }
 
 /// The CA check of rustls' client verifier, plus: the certificate is a master's naming a host
-/// of the masters list, or a worker's.
+/// of the masters list, or (unless `masters_only`: a worker's log port) a worker's.
 #[derive(Debug)]
 struct NodeCertVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     identify: Identify,
+    masters_only: bool,
 }
 
 impl ClientCertVerifier for NodeCertVerifier {
@@ -521,7 +594,7 @@ impl ClientCertVerifier for NodeCertVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.masters_only
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -535,12 +608,13 @@ impl ClientCertVerifier for NodeCertVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        if self.identify.of(end_entity, intermediates).is_none() {
-            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                rustls::OtherError(Arc::new(NotAMaster)),
-            )));
+        match self.identify.of(end_entity, intermediates) {
+            Some(Identity::Master(_)) => Ok(verified),
+            Some(Identity::Worker(_)) if !self.masters_only => Ok(verified),
+            _ => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(NotAMaster { or_worker: !self.masters_only }),
+            )))),
         }
-        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -566,15 +640,107 @@ impl ClientCertVerifier for NodeCertVerifier {
     }
 }
 
+/// A master's check of a worker's log port: the certificate chains to the cluster CA as a
+/// worker certificate (`WORKER_USAGE`) and names the host dialled. rustls' `WebPkiServerVerifier`
+/// insists on `serverAuth`, which a worker certificate never has (so it can never pass as a
+/// master's server certificate), hence this verifier; the handshake signatures are checked
+/// with the provider's algorithms as rustls' own verifier does.
 #[derive(Debug)]
-struct NotAMaster;
+struct WorkerServerVerifier {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for WorkerServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(certificate_error)?;
+        cert.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(WORKER_USAGE),
+            None,
+            None,
+        )
+        .map_err(certificate_error)?;
+        cert.verify_is_valid_for_subject_name(server_name).map_err(certificate_error)?;
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// webpki's verdict in rustls' terms, for the handshake's alert and the log line.
+fn certificate_error(error: webpki::Error) -> rustls::Error {
+    use rustls::CertificateError as E;
+    let problem = match error {
+        webpki::Error::CertExpired { .. } => E::Expired,
+        webpki::Error::CertNotValidYet { .. } => E::NotValidYet,
+        webpki::Error::UnknownIssuer => E::UnknownIssuer,
+        webpki::Error::CertNotValidForName(_) => E::NotValidForName,
+        webpki::Error::RequiredEkuNotFoundContext(_) => E::InvalidPurpose,
+        webpki::Error::InvalidSignatureForPublicKey => E::BadSignature,
+        other => E::Other(rustls::OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(problem)
+}
+
+#[derive(Debug)]
+struct NotAMaster {
+    /// Whether a worker certificate would have done.
+    or_worker: bool,
+}
 
 impl std::fmt::Display for NotAMaster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the certificate is neither a master certificate naming a host of gearpump.cluster.masters \
-             nor a worker certificate",
-        )
+        if self.or_worker {
+            f.write_str(
+                "the certificate is neither a master certificate naming a host of gearpump.cluster.masters \
+                 nor a worker certificate",
+            )
+        } else {
+            f.write_str(
+                "the certificate is not a master certificate naming a host of gearpump.cluster.masters",
+            )
+        }
     }
 }
 
@@ -659,9 +825,9 @@ pub struct NodeListener {
 }
 
 impl NodeListener {
-    pub fn new(listener: TcpListener, tls: Option<&NodeTls>) -> io::Result<NodeListener> {
+    pub fn new(listener: TcpListener, tls: Option<&ServerTls>) -> io::Result<NodeListener> {
         let (sender, incoming) = mpsc::channel(64);
-        let tls = tls.map(|tls| (tokio_rustls::TlsAcceptor::from(tls.server.clone()), tls.identify.clone()));
+        let tls = tls.map(|tls| (tokio_rustls::TlsAcceptor::from(tls.config.clone()), tls.identify.clone()));
         tokio::spawn(accept_loop(listener, tls, sender));
         Ok(NodeListener { incoming })
     }
@@ -772,4 +938,43 @@ pub async fn serve(
         });
     }
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::pki::{AdminPki, CertKind};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate")
+    }
+
+    /// A master reads a log port only from a worker certificate of the cluster CA naming the
+    /// host dialled: not a master's certificate, not another host's, not another CA's.
+    #[test]
+    fn a_log_port_must_present_a_worker_certificate_for_its_host() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pki = AdminPki::load_or_create(dir.path(), false).expect("a CA");
+        let other_dir = tempfile::tempdir().expect("dir");
+        let rogue = AdminPki::load_or_create(other_dir.path(), false).expect("another CA");
+        let mut roots = RootCertStore::empty();
+        roots.add(der(&pki.ca_pem)).expect("the CA");
+        let verifier = WorkerServerVerifier { roots: Arc::new(roots), provider: provider() };
+        let check = |cert: &str, host: &str| {
+            let name = ServerName::try_from(host.to_string()).expect("a name");
+            verifier.verify_server_cert(&der(cert), &[], &name, &[], UnixTime::now()).map(|_| ())
+        };
+        let issue = |pki: &AdminPki, host: &str, kind| pki.issue(host, kind).expect("a certificate").0;
+
+        assert_eq!(check(&issue(&pki, "127.0.0.1", CertKind::Worker), "127.0.0.1"), Ok(()));
+        let refused = |result: Result<(), rustls::Error>, problem: rustls::CertificateError| {
+            assert_eq!(result, Err(rustls::Error::InvalidCertificate(problem)));
+        };
+        use rustls::CertificateError as E;
+        refused(check(&issue(&pki, "node2", CertKind::Worker), "node3"), E::NotValidForName);
+        refused(check(&issue(&pki, "node3", CertKind::Master), "node3"), E::InvalidPurpose);
+        // Every gearpump-setup CA has the same name, so webpki finds the issuer by name and
+        // then the signature does not verify.
+        refused(check(&issue(&rogue, "node3", CertKind::Worker), "node3"), E::BadSignature);
+    }
 }

@@ -567,6 +567,34 @@ async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_i
     assert_eq!(workers.index_of(good_id), 0, "the worker with the certificate runs it");
     wait_ticks(&out, 1).await;
 
+    // The log comes through any master, which reads the worker's log port over TLS with its
+    // master certificate; the port itself admits no one else.
+    let (status, text) = cluster.get(1, &format!("/api/v1.0/appmaster/{id}/log")).await.expect("log");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.to_string().contains(&format!("Ticker started: app {id}")), "{text}");
+    let log_address = attempts(&body)[0]["logAddress"].as_str().expect("log address").to_string();
+    let log_url = |scheme: &str| format!("{scheme}://{log_address}/log?app={id}&attempt=1");
+    let asked = |client: reqwest::Client, url: String| async move {
+        match client.get(url).send().await {
+            Ok(answer) => Ok((answer.status().as_u16(), answer.text().await.unwrap_or_default())),
+            Err(error) => Err(error.to_string()),
+        }
+    };
+    let as_master = asked(secured.master.client_trusting_any_server(), log_url("https")).await;
+    assert!(
+        matches!(&as_master, Ok((200, text)) if text.contains("Ticker started")),
+        "a master certificate reads the log: {as_master:?}"
+    );
+    let anonymous = common::certs::trusting_any_server().build().expect("client");
+    for (who, client) in
+        [("no certificate", anonymous), ("a worker certificate", good.client_trusting_any_server())]
+    {
+        let answer = asked(client, log_url("https")).await;
+        assert!(answer.is_err(), "{who} got past the log port's handshake: {answer:?}");
+    }
+    let plain = asked(reqwest::Client::new(), log_url("http")).await;
+    assert!(!matches!(&plain, Ok((200, _))), "plain HTTP read the log: {plain:?}");
+
     let url = |path: &str| cluster.url(0, path);
     let term = |body: &Value| body["masterDescription"]["term"].as_u64();
     let (_, master) = cluster.get(0, "/api/v1.0/master").await.expect("master");

@@ -484,6 +484,7 @@ mod layer_tests {
             auth: Auth { tokens: Some(tokens), open_health: false, tls: false },
             jar_health: std::sync::RwLock::new(None),
             workers: context.workers.clone(),
+            worker_logs: crate::api::WorkerLogs::new(None).expect("an HTTP client"),
         });
         let local = "127.0.0.1:40000";
         let members = |token| request("POST", "/api/v1.0/master/members", local, token);

@@ -23,6 +23,7 @@ use crate::config::MasterConfig;
 use crate::jarstore::JarStore;
 pub use client_routes::now_ms;
 pub use error::ApiError;
+pub use worker_routes::WorkerLogs;
 
 /// JSON bodies of client requests; anything larger is a mistake or an attack.
 const CLIENT_BODY_LIMIT: usize = 1 << 20;
@@ -43,6 +44,8 @@ pub struct Context {
     pub jar_health: std::sync::RwLock<Option<JarProbe>>,
     /// The leader's worker table (empty on followers).
     pub workers: Arc<crate::scheduler::Registry>,
+    /// Reads application logs from the workers' log ports.
+    pub worker_logs: worker_routes::WorkerLogs,
 }
 
 /// One background probe of the jar store: its outcome and when it finished, so readiness can

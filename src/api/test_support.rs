@@ -40,6 +40,7 @@ pub(crate) async fn one_master_context(
         auth: super::auth::Auth::open(),
         jar_health: std::sync::RwLock::new(None),
         workers: Arc::new(crate::scheduler::Registry::new(config_timing)),
+        worker_logs: super::worker_routes::WorkerLogs::new(None).expect("an HTTP client"),
     });
     (context, dir)
 }

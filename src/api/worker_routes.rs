@@ -198,6 +198,38 @@ fn query_value<'a>(query: &'a Option<String>, name: &str) -> Option<&'a str> {
     query.as_deref()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
+/// How a master reads application logs from workers' log ports. With TLS: HTTPS, presenting
+/// this master's certificate (the worker admits masters only) and trusting only a worker
+/// certificate that names the worker's host — never the cluster secret, which must not travel
+/// to whatever answers at a log address. Without TLS: plain HTTP with the secret, as the
+/// worker asks then.
+pub struct WorkerLogs {
+    http: reqwest::Client,
+    tls: bool,
+}
+
+impl WorkerLogs {
+    pub fn new(tls: Option<&crate::tls::NodeTls>) -> reqwest::Result<WorkerLogs> {
+        let builder = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10));
+        let builder = match tls {
+            Some(tls) => builder.use_preconfigured_tls(tls.worker_logs.clone()).https_only(true),
+            None => builder,
+        };
+        Ok(WorkerLogs { http: builder.build()?, tls: tls.is_some() })
+    }
+
+    fn get(&self, address: &str, path_and_query: &str, secret: Option<&str>) -> reqwest::RequestBuilder {
+        if self.tls {
+            return self.http.get(format!("https://{address}{path_and_query}"));
+        }
+        let request = self.http.get(format!("http://{address}{path_and_query}"));
+        match secret {
+            Some(secret) => request.header(crate::cluster::SECRET_HEADER, secret),
+            None => request,
+        }
+    }
+}
+
 /// `GET /api/v1.0/appmaster/{id}/log?attempt=N&tail=BYTES`: the attempt's log, from its worker
 /// (default: the last attempt, the last 64 KiB).
 pub async fn app_log(
@@ -233,16 +265,11 @@ pub async fn app_log(
     let Some(address) = address else {
         return Err(ApiError::not_found(format!("attempt {attempt} of application {id} never started")));
     };
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let url = format!("http://{address}{}?app={id}&attempt={attempt}&tail={tail}", protocol::WORKER_LOG);
-    let mut request = http.get(&url);
-    if let Some(secret) = &context.secret {
-        request = request.header(crate::cluster::SECRET_HEADER, secret);
-    }
+    let request = context.worker_logs.get(
+        &address,
+        &format!("{}?app={id}&attempt={attempt}&tail={tail}", protocol::WORKER_LOG),
+        context.secret.as_deref(),
+    );
     let response = request.send().await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,

@@ -347,7 +347,7 @@ key_table! {
         kind: Kind::Text { default: None },
         default_doc: Some("none"),
         doc: "the cluster CA (PEM); with cert-file and key-file, the worker talks https:// to the \
-              masters and presents its worker certificate",
+              masters and presents its worker certificate, and its log port speaks TLS to masters only",
     };
     WORKER_TLS_CERT_FILE = Key {
         name: "gearpump.worker.tls.cert-file",

@@ -252,7 +252,7 @@ impl AdminPki {
                     matches!(crate::tls::NodeTls::load(&files, node, &names), Ok(tls) if tls.expiry_warning.is_none())
                 }
                 CertKind::Worker => {
-                    matches!(crate::tls::worker_client_config(&files, node), Ok((_, warning)) if warning.is_none())
+                    matches!(crate::tls::WorkerTls::load(&files, node, Vec::new()), Ok(tls) if tls.expiry_warning.is_none())
                 }
             };
         let _ = std::fs::remove_dir_all(&dir);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use nix::sys::signal::{killpg, Signal};
@@ -85,6 +85,8 @@ struct Worker {
     /// The same masters as base URLs: `https://host:port` when the worker has TLS files.
     bases: Vec<String>,
     http: reqwest::Client,
+    /// Whether the worker has TLS files: its log port then admits master certificates only.
+    tls: bool,
     secret: Option<String>,
     shared: Mutex<Shared>,
     log_address: String,
@@ -117,7 +119,11 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     // The same checks as a master's files; the certificate must be a worker certificate for
     // this host, so a master refusing it later is not a surprise.
     let tls = match &config.tls {
-        Some(files) => Some(crate::tls::worker_client_config(files, &config.hostname)?),
+        Some(files) => Some(crate::tls::WorkerTls::load(
+            files,
+            &config.hostname,
+            config.masters.iter().map(|master| master.host.clone()).collect(),
+        )?),
         None => None,
     };
     let state_error =
@@ -142,12 +148,14 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
     let mut http = reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(1));
     let mut scheme = "http";
-    if let Some((client, warning)) = tls {
-        if let Some(warning) = warning {
+    let mut log_tls = None;
+    if let Some(tls) = tls {
+        if let Some(warning) = &tls.expiry_warning {
             tracing::warn!("{warning}");
         }
-        http = http.use_preconfigured_tls(client).https_only(true);
+        http = http.use_preconfigured_tls(tls.client).https_only(true);
         scheme = "https";
+        log_tls = Some(tls.server);
     }
     let http = http.build().map_err(|e| state_error(format!("HTTP client: {e}")))?;
     let worker_id =
@@ -158,6 +166,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         log_address: format!("{}:{port}", config.hostname),
         lease: config.state_dir.join("lease"),
         http,
+        tls: log_tls.is_some(),
         secret,
         shared: Mutex::new(Shared { worker_id, ..Shared::default() }),
         config,
@@ -169,7 +178,11 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         masters = %worker.masters.join(","), "gearpump-worker {} started", crate::wire::PACKAGE_VERSION
     );
     let app = axum::Router::new().route(protocol::WORKER_LOG, get(serve_log)).with_state(worker.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The master port's listener: the same connection bounds, and with TLS only masters get
+    // past the handshake (`WorkerTls::server`).
+    let listener = crate::tls::NodeListener::new(listener, log_tls.as_ref())
+        .map_err(|e| WorkerError::Listen { address: address.clone(), cause: e.to_string() })?;
+    let server = tokio::spawn(crate::tls::serve(listener, app, std::future::pending()));
     let beats = tokio::spawn(heartbeat_loop(worker.clone()));
     // SIGHUP's default would kill the worker and, through the fences, its applications.
     crate::daemon::wait_for_stop(|| {
@@ -656,14 +669,20 @@ async fn supervise(worker: &Worker, spec: &AssignedAttempt, dir: &Path) -> Attem
     }
 }
 
-/// `GET /log`: only masters ask, with the cluster secret when one is configured (application
-/// logs may hold anything).
+/// `GET /log`: only masters ask (application logs may hold anything). With TLS the handshake
+/// admitted only a master certificate; without it, the cluster secret is the proof, when one
+/// is configured.
 async fn serve_log(
     State(worker): State<Arc<Worker>>,
+    ConnectInfo(caller): ConnectInfo<crate::tls::Caller>,
     headers: axum::http::HeaderMap,
     Query(query): Query<LogQuery>,
 ) -> Result<String, (StatusCode, String)> {
-    if let Some(secret) = &worker.secret {
+    if worker.tls {
+        if caller.node.is_none() {
+            return Err((StatusCode::UNAUTHORIZED, "log request without a master certificate".into()));
+        }
+    } else if let Some(secret) = &worker.secret {
         let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if given != secret.as_bytes() {
             return Err((StatusCode::UNAUTHORIZED, "log request without the cluster secret".into()));

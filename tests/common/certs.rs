@@ -141,6 +141,20 @@ impl TlsPaths {
             .expect("client auth");
         reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy().build().expect("client")
     }
+
+    /// A client presenting this certificate that accepts any server certificate: for asking a
+    /// worker's log port (whose certificate a web client would refuse) who it lets in.
+    pub fn client_trusting_any_server(&self) -> reqwest::Client {
+        let mut pem = std::fs::read(&self.cert).expect("cert");
+        pem.extend(std::fs::read(&self.key).expect("key"));
+        let identity = reqwest::Identity::from_pem(&pem).expect("identity");
+        trusting_any_server().identity(identity).build().expect("client")
+    }
+}
+
+/// A client builder without a certificate that accepts any server certificate.
+pub fn trusting_any_server() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().use_rustls_tls().danger_accept_invalid_certs(true).no_proxy()
 }
 
 /// A cluster as gearpump-setup secures it: a CA, a master certificate for 127.0.0.1 and
