@@ -15,24 +15,25 @@ pub fn key_line(text: &str, key: &str) -> Option<usize> {
     key_position(text, key).map(|(line, _)| line)
 }
 
-/// The last line that assigns the key: written out whole (`a.b.c = `) if such a line exists,
-/// otherwise by its last segment (`c = ` inside `a.b { ... }`). Later assignments win in HOCON.
+/// The last line that assigns the key by its longest written suffix: whole (`a.b.c = `) if
+/// such a line exists, else `b.c = ` (inside `a { ... }`, as in a `gearpump-worker { }`
+/// overlay), else `c = ` (inside `a.b { ... }`). Later assignments win in HOCON.
 fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
-    let last_segment = key.rsplit('.').next().unwrap_or(key);
-    let mut best_full = None;
-    let mut best_segment = None;
+    let suffixes: Vec<&str> =
+        std::iter::once(key).chain(key.match_indices('.').map(|(at, _)| &key[at + 1..])).collect();
+    // (suffix index, line, column); a lower index is a longer, better match.
+    let mut best: Option<(usize, usize, usize)> = None;
     for (index, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let code = code.split('#').next().unwrap_or("");
         let trimmed = code.trim_start();
         let col = code.len() - trimmed.len() + 1;
-        if assigns(trimmed, key) {
-            best_full = Some((index + 1, col));
-        } else if assigns(trimmed, last_segment) {
-            best_segment = Some((index + 1, col));
+        let Some(rank) = suffixes.iter().position(|suffix| assigns(trimmed, suffix)) else { continue };
+        if best.is_none_or(|(best_rank, _, _)| rank <= best_rank) {
+            best = Some((rank, index + 1, col));
         }
     }
-    best_full.or(best_segment)
+    best.map(|(_, line, col)| (line, col))
 }
 
 fn assigns(code: &str, key: &str) -> bool {

@@ -292,7 +292,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
     let log_level = settings.text(&keys::LOG_LEVEL).unwrap_or_default();
     let tokens_file = settings.text(&keys::TOKENS_FILE).map(PathBuf::from);
     let open_health = settings.text(&keys::AUTH_OPEN_HEALTH).as_deref() != Some("no");
-    let tls = tls_files(&settings)?;
+    let tls = tls_files(source, &settings)?;
 
     Ok(MasterConfig {
         file: source.map(|s| s.path.clone()),
@@ -332,8 +332,9 @@ pub struct TlsFiles {
 }
 
 /// All three TLS keys or none: half a TLS setup would silently serve plain HTTP.
-fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
+fn tls_files(source: Option<&Source>, settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
     tls_files_of(
+        source,
         settings,
         "gearpump.master.tls",
         [&keys::TLS_CA_FILE, &keys::TLS_CERT_FILE, &keys::TLS_KEY_FILE],
@@ -341,8 +342,9 @@ fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, ConfigError> {
 }
 
 /// The three files under `section` (`ca-file`, `cert-file`, `key-file`, in that order), all or
-/// none (masters and workers alike).
+/// none (masters and workers alike). A partial set is reported at the first of them the file sets.
 fn tls_files_of(
+    source: Option<&Source>,
     settings: &Settings,
     section: &str,
     [ca_key, cert_key, key_key]: [&keys::Key; 3],
@@ -363,11 +365,18 @@ fn tls_files_of(
                 .filter(|(value, _)| value.is_none())
                 .map(|(_, key)| key.name)
                 .collect();
-            Err(ConfigError::Invalid {
-                location: String::new(),
-                key: section.into(),
-                problem: format!("only part of the TLS files are set; missing {}", missing.join(", ")),
-                fix: "set ca-file, cert-file and key-file together (gearpump-setup writes all three), or none of them".into(),
+            let problem = format!("only part of the TLS files are set; missing {}", missing.join(", "));
+            let fix = "set ca-file, cert-file and key-file together (gearpump-setup writes all three), or none of them";
+            // The spelling the file used for a key it sets (it may sit in an overlay section).
+            let set = [ca_key, cert_key, key_key].into_iter().find_map(|key| settings.found.get(key.name));
+            Err(match (source, set) {
+                (Some(source), Some((spelling, _))) => source.invalid(spelling, problem, fix),
+                _ => ConfigError::Invalid {
+                    location: String::new(),
+                    key: section.into(),
+                    problem,
+                    fix: fix.into(),
+                },
             })
         }
     }

@@ -325,3 +325,18 @@ fn every_key_of_the_table_is_validated_at_load() {
         assert!(text.starts_with(&format!("gear.conf:2:1: {}: ", key.name)), "{text}");
     }
 }
+
+/// Half a TLS setup (master or worker) is refused at the line of the first TLS key set.
+#[test]
+fn part_of_the_tls_files_names_the_file_and_line() {
+    let text = error_text(
+        "gearpump.cluster.masters = [\"127.0.0.1:3000\"]\ngearpump.master.tls.cert-file = \"/c.pem\"\n",
+    );
+    assert!(text.starts_with("gear.conf:2:1: gearpump.master.tls.cert-file: "), "{text}");
+    assert!(text.contains("missing gearpump.master.tls.ca-file, gearpump.master.tls.key-file"), "{text}");
+    let worker = "gearpump.cluster.masters = [\"127.0.0.1:3000\"]\ngearpump-worker {\n  gearpump.worker.tls.key-file = \"/k.pem\"\n}\n";
+    let text = super::workers::load_worker_str(Path::new("gear.conf"), worker)
+        .expect_err("half a worker TLS setup")
+        .to_string();
+    assert!(text.starts_with("gear.conf:3:3: gearpump-worker.gearpump.worker.tls.key-file: "), "{text}");
+}

@@ -190,6 +190,7 @@ fn from_source(source: Option<&Source>, state_dir: Option<PathBuf>) -> Result<Wo
         port: u16::try_from(settings.number(&keys::WORKER_PORT)).unwrap_or(0),
         secret_file: settings.text(&keys::SECRET_FILE).map(PathBuf::from),
         tls: super::tls_files_of(
+            source,
             &settings,
             "gearpump.worker.tls",
             [&keys::WORKER_TLS_CA_FILE, &keys::WORKER_TLS_CERT_FILE, &keys::WORKER_TLS_KEY_FILE],
