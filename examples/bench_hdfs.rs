@@ -13,6 +13,10 @@
 #[allow(dead_code)]
 #[path = "../tests/common/minihdfs.rs"]
 mod minihdfs;
+#[path = "../tests/common/ports.rs"]
+mod ports;
+// `minihdfs` picks its port with `super::free_ports`, as it does under tests/common.
+use ports::free_ports;
 
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::jarstore_suite::{self as suite, MIB};
-use common::minihdfs::{free_port, MiniHdfs};
+use common::minihdfs::MiniHdfs;
 use futures::StreamExt;
 use gearpump_master::jarstore::hdfs::{HdfsJarStore, HdfsOptions};
 use gearpump_master::jarstore::{JarStore, JarStoreError};
@@ -73,7 +73,7 @@ async fn hdfs_jar_store_against_a_real_hdfs() {
 /// down, so every call also exercises failover to the second.
 async fn nameservice_uri_fails_over_to_the_live_namenode(hdfs: &MiniHdfs) {
     let conf = tempfile::tempdir().expect("temp dir for hdfs-site.xml");
-    let dead = free_port();
+    let dead = common::free_ports(1)[0];
     let site = format!(
         "<?xml version=\"1.0\"?>\n<configuration>\n\
          <property><name>dfs.nameservices</name><value>gpns</value></property>\n\
@@ -227,7 +227,7 @@ async fn timed<T>(op: impl std::future::Future<Output = T>) -> (Duration, T) {
 #[tokio::test]
 async fn unreachable_namenode_fails_within_a_bound() {
     let op_timeout = Duration::from_secs(3);
-    let root = format!("hdfs://127.0.0.1:{}/gearpump/jars", free_port());
+    let root = format!("hdfs://127.0.0.1:{}/gearpump/jars", common::free_ports(1)[0]);
     let store = HdfsJarStore::with_options(&root, options(op_timeout)).expect("building needs no NameNode");
     // Concurrently, each bounded on its own.
     let (check, exists, list, get, delete, put) = tokio::join!(

@@ -78,13 +78,31 @@ fn read_secret(path: &std::path::Path) -> Result<String, DaemonError> {
     Ok(secret)
 }
 
-/// Runs the master until SIGTERM/SIGINT. `config_path` and `overrides` are kept for SIGHUP.
+/// Runs the master until SIGTERM/SIGINT: logging (journald or stderr), the port, signals
+/// (SIGHUP reloads what can change at run time, from `config_path` and `overrides`), then
+/// [`serve`].
 pub async fn run(
-    mut config: MasterConfig,
+    config: MasterConfig,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 ) -> Result<(), DaemonError> {
     let log_control = logging::init(&config.log_level);
+    let address = format!("{}:{}", config.bind_host, config.this_master.port);
+    let listener = bind(&address, &config).await?;
+    serve(config, listener, wait_for_stop(|| reload(&config_path, &overrides, &log_control))).await
+}
+
+/// One master on `listener` until `shutdown` completes (or its Raft core stops): state, jar
+/// store, cluster, HTTP server, the background tasks and the reports to systemd; then it hands
+/// leadership over, lets open requests finish and closes its state. Tests run masters in
+/// process with it, each on a listener bound beforehand (so the masters list names ports that
+/// are certainly theirs); the process's logging is the caller's.
+pub async fn serve(
+    mut config: MasterConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let address = listener.local_addr().map_or_else(|_| config.this_master.to_string(), |a| a.to_string());
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -129,8 +147,6 @@ pub async fn run(
         tracing::warn!(store = %jars.describe(), "the jar store is local to this master and NOT highly available");
     }
 
-    let address = format!("{}:{}", config.bind_host, config.this_master.port);
-    let listener = bind(&address, &config).await?;
     let peer_auth = PeerAuth { secret: secret.clone(), tls: tls.as_ref().map(|tls| tls.client.clone()) };
     let cluster = Cluster::start(&config, peer_auth).await?;
     tracing::info!(
@@ -179,7 +195,7 @@ pub async fn run(
     // suite's full-disk fault; systemd's watchdog caught it, other supervisors did not). Exit
     // instead, so whatever supervises the master restarts it from its state directory.
     let core_failure = tokio::select! {
-        () = wait_for_stop(|| reload(&config_path, &overrides, &log_control)) => None,
+        () = shutdown => None,
         cause = core_stopped(&cluster) => Some(cause),
     };
     if let Some(cause) = &core_failure {

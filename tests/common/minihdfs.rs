@@ -3,7 +3,6 @@
 //! watches its stdin, held by the guard, so even a test process killed outright takes HDFS down.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 
@@ -19,19 +18,13 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hdfs-minicluster.sh")
 }
 
-/// A port nothing listens on right now (the kernel picks it; released before returning).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("local address of a bound listener").port()
-}
-
 impl MiniHdfs {
     /// Starts HDFS or panics saying why: a missing java/mvn or Maven Central out of reach is a
     /// test failure, never a skip.
     pub fn start() -> MiniHdfs {
         let dir =
             tempfile::Builder::new().prefix("minihdfs-").tempdir().expect("creating a temp dir for HDFS");
-        let mut hdfs = MiniHdfs { dir, port: free_port(), uri: String::new(), stdin: None };
+        let mut hdfs = MiniHdfs { dir, port: super::free_ports(1)[0], uri: String::new(), stdin: None };
         hdfs.start_again();
         hdfs
     }

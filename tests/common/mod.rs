@@ -5,11 +5,14 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod in_process;
 pub mod jarstore_suite;
 pub mod minihdfs;
 pub mod netns;
+mod ports;
 
-use std::net::TcpListener;
+pub use ports::free_ports;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,18 +22,27 @@ use serde_json::Value;
 pub const MASTER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-master");
 pub const GEAR_BIN: &str = env!("CARGO_BIN_EXE_gear");
 
-/// Ports that were free a moment ago, picked at random below Linux's ephemeral range
-/// (32768-60999): a port the kernel hands out for bind(0) can be taken by any outgoing
-/// connection before the master listens on it, one picked down here only by another test.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let mut ports = Vec::with_capacity(count);
-    while ports.len() < count {
-        let port = 20_000 + rand::random::<u16>() % 12_000;
-        if !ports.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
-        }
-    }
-    ports
+/// Writes the gear.conf every master of a test cluster reads (processes and in-process alike):
+/// masters on 127.0.0.1 at `ports`, a `file://` jar store under `dir` shared by all of them
+/// (the NFS stand-in) when `shared_jar_store`, then `extra_conf`.
+pub fn write_conf(dir: &Path, ports: &[u16], shared_jar_store: bool, extra_conf: &str) -> PathBuf {
+    let masters: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let jar_store = if shared_jar_store {
+        format!("gearpump.jarstore.rootpath = \"file://{}\"", dir.join("jars").display())
+    } else {
+        String::new()
+    };
+    std::fs::create_dir_all(dir.join("jars")).expect("jar dir");
+    let conf = dir.join("gear.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "gearpump.hostname = \"127.0.0.1\"\ngearpump.cluster.masters = [{}]\n{jar_store}\n{extra_conf}\n",
+            masters.join(", ")
+        ),
+    )
+    .expect("write gear.conf");
+    conf
 }
 
 /// GET `url`: the status and the body as JSON (a string when it is not JSON).
@@ -128,23 +140,7 @@ impl TestCluster {
     pub fn start(options: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_ports(options.masters);
-        let masters: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
-        let jar_store = if options.shared_jar_store {
-            format!("gearpump.jarstore.rootpath = \"file://{}\"", dir.path().join("jars").display())
-        } else {
-            String::new()
-        };
-        std::fs::create_dir_all(dir.path().join("jars")).expect("jar dir");
-        let conf = dir.path().join("gear.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "gearpump.hostname = \"127.0.0.1\"\ngearpump.cluster.masters = [{}]\n{jar_store}\n{}\n",
-                masters.join(", "),
-                options.extra_conf
-            ),
-        )
-        .expect("write gear.conf");
+        let conf = write_conf(dir.path(), &ports, options.shared_jar_store, &options.extra_conf);
         // No idle pooling: after an early error (413, a failed upload) the master closes the
         // connection without reading the rest of the body, and a pooled client can race that
         // close on its next request. A fresh loopback connection per request costs nothing here.

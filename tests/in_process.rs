@@ -1,0 +1,56 @@
+//! `daemon::serve` runs a whole master inside another program: three of them in this test's
+//! process form a cluster, replicate a submission and a write made through a follower, hand
+//! leadership over when the leader is stopped, and come back from their state directories.
+
+mod common;
+
+use std::time::Duration;
+
+use common::in_process::InProcessCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
+    let mut cluster = InProcessCluster::start(3, "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+
+    let jar = common::make_jar(cluster.dir.path(), "app.jar", 2048, 7);
+    let form = reqwest::multipart::Form::new()
+        .text("mainClass", "app.Main")
+        .part("jar", reqwest::multipart::Part::bytes(std::fs::read(jar).expect("jar")).file_name("app.jar"));
+    let submitted = cluster
+        .http
+        .post(cluster.url(follower, "/api/v1.0/master/submitapp"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit");
+    assert!(submitted.status().is_success(), "submit through a follower: {}", submitted.status());
+    let written = cluster
+        .http
+        .put(cluster.url(follower, "/api/v1.0/appmaster/1/data/colour"))
+        .body("green")
+        .send()
+        .await
+        .expect("write");
+    assert!(written.status().is_success(), "write through a follower: {}", written.status());
+    for index in 0..3 {
+        let (status, value) = cluster.get(index, "/api/v1.0/appmaster/1/data/colour").await.expect("read");
+        assert_eq!((status, value["value"].as_str()), (200, Some("green")), "master {index}");
+    }
+
+    // Stopping the leader is SIGTERM's path: leadership handed over, `serve` returns Ok.
+    let old = cluster.index_of(&leader);
+    assert_eq!(cluster.stop(old), Ok(()));
+    let successor = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    assert_ne!(successor, leader, "a surviving master leads");
+
+    // Back from its state directory on the same port, it has the write.
+    cluster.restart(old);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let (status, value) = cluster.get(old, "/api/v1.0/appmaster/1/data/colour").await.expect("read");
+    assert_eq!((status, value["value"].as_str()), (200, Some("green")), "the restarted master");
+    for index in 0..3 {
+        assert_eq!(cluster.stop(index), Ok(()), "master {index} stops cleanly");
+    }
+}
