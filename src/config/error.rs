@@ -1,3 +1,5 @@
+//! What a configuration error says: where (FILE:LINE:COL), which key, what is wrong and the fix.
+
 use std::path::{Path, PathBuf};
 
 /// A configuration the master cannot run with. Each says where, what, and how to fix it; the

@@ -619,11 +619,10 @@ fn read_masters(
     source: Option<&Source>,
     origins: &mut BTreeMap<&'static str, Origin>,
 ) -> Result<Vec<HostPort>, ConfigError> {
-    let Some((key, value)) = source.and_then(|s| s.get(keys::MASTERS.name)) else {
+    let Some((source, (key, value))) = source.and_then(|s| Some((s, s.get(keys::MASTERS.name)?))) else {
         origins.insert(keys::MASTERS.name, Origin::Default);
         return Ok(vec![HostPort { host: "127.0.0.1".into(), port: 3000 }]);
     };
-    let source = source.expect("a key was found, so a source file exists");
     origins.insert(keys::MASTERS.name, source.origin(&key));
     parse_masters(source, &key, value)
 }
