@@ -173,6 +173,14 @@ other=node1
 [[ $holder == node1 ]] && other=node2
 check "attempt 1 runs on worker $wid ($holder): a JVM of the gearpump user writes ticks" on "${holder:-node2}" \
     "sleep 1; pgrep -u gearpump -f '[T]icker $TICKS' >/dev/null && test -s $TICKS"
+# The master reads the log from the worker's log port over TLS (master certificate in, worker
+# certificate out); the port admits nothing else.
+log_read() { gear log -appid "$app_id" 2>&1 | grep -q "Ticker started: app $app_id"; }
+check "gear log: the attempt's log, read through a master from $holder's log port" wait_for 20 log_read
+log_addr=$(app | jq -r '.attempts[-1].logAddress' || true)
+check "$holder's log port ($log_addr) refuses a client without a master certificate" bash -c \
+    "! curl -sk --max-time 3 -o /dev/null 'https://$log_addr/log?app=$app_id&attempt=1' && \
+     ! curl -s --max-time 3 -o /dev/null 'http://$log_addr/log?app=$app_id&attempt=1' -w '%{http_code}' | grep -q 200"
 check "$holder: STATUS shows the attempt" bash -c "ssh -F '$SSHCONF' '$holder' systemctl show -p StatusText --value $WUNIT | grep -q '1 attempt'"
 check "$holder: the JVM and its fence are in the worker unit's cgroup" on "$holder" \
     "cg=\$(systemctl show -p ControlGroup --value $WUNIT) && for p in \$(pgrep -f '[T]icker $TICKS') \$(pgrep -f '[g]earpump-worker __fence'); do grep -qF \"\$cg\" /proc/\$p/cgroup || exit 1; done"
