@@ -62,7 +62,13 @@ async fn main() {
     let seconds: u64 = arg_value("--seconds").and_then(|r| r.parse().ok()).unwrap_or(30);
     let rounds: usize = arg_value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(3);
     println!("machine: {}; {workers} simulated workers, 1 heartbeat/s each", machine_line());
-    let mut target = Target::Master(TestCluster::start(Options::default()));
+    // The simulated workers all come from 127.0.0.1: the port's per-address bound (128 by
+    // default, the slowloris guard) would refuse most of them, as it would real workers behind
+    // one NAT address; such a site raises it the same way.
+    let mut target = Target::Master(TestCluster::start(Options {
+        extra_conf: "gearpump.master.max-connections-per-address = 1024".into(),
+        ..Options::default()
+    }));
     let http = http_client(Duration::from_millis(500));
     let Target::Master(cluster) = &target else { unreachable!() };
     let urls: Vec<String> = (0..cluster.ports.len()).map(|i| cluster.url(i, HEARTBEAT)).collect();

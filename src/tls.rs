@@ -53,8 +53,9 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections the port accepts at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Open connections from one IP address; more are closed at once, so one client cannot take
-/// every slot of the port.
+/// Open connections from one IP address on a worker's log port (a master's port takes
+/// `gearpump.master.max-connections-per-address`, 128 by default); more are closed at once, so
+/// one client cannot take every slot of the port.
 pub const MAX_CONNECTIONS_PER_IP: usize = 128;
 /// A request's headers must arrive within this (from the connection's start or the previous
 /// response), so a client sending them a byte at a time (slowloris) cannot hold a slot.
@@ -825,10 +826,15 @@ pub struct NodeListener {
 }
 
 impl NodeListener {
-    pub fn new(listener: TcpListener, tls: Option<&ServerTls>) -> io::Result<NodeListener> {
+    /// Accepts on `listener`, at most `per_address` open connections from one IP address.
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<&ServerTls>,
+        per_address: usize,
+    ) -> io::Result<NodeListener> {
         let (sender, incoming) = mpsc::channel(64);
         let tls = tls.map(|tls| (tokio_rustls::TlsAcceptor::from(tls.config.clone()), tls.identify.clone()));
-        tokio::spawn(accept_loop(listener, tls, sender));
+        tokio::spawn(accept_loop(listener, tls, per_address, sender));
         Ok(NodeListener { incoming })
     }
 }
@@ -836,6 +842,7 @@ impl NodeListener {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<(tokio_rustls::TlsAcceptor, Identify)>,
+    per_address: usize,
     sender: mpsc::Sender<(Conn, Caller)>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -858,7 +865,7 @@ async fn accept_loop(
             Ok(mut counts) => {
                 let count = counts.entry(ip).or_insert(0);
                 *count += 1;
-                *count <= MAX_CONNECTIONS_PER_IP
+                *count <= per_address
             }
             Err(_) => true,
         };
@@ -866,7 +873,7 @@ async fn accept_loop(
         if !admitted {
             // At most one line a minute: a flood must not flood the journal too.
             if refused_at.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
-                tracing::warn!(remote = %address, "closed a connection: {MAX_CONNECTIONS_PER_IP} are open from this address");
+                tracing::warn!(remote = %address, "closed a connection: {per_address} are open from this address (gearpump.master.max-connections-per-address)");
                 refused_at = Some(std::time::Instant::now());
             }
             continue;

@@ -217,6 +217,16 @@ key_table! {
         default_doc: None,
         doc: "entries kept behind a snapshot for slow followers",
     };
+    MAX_CONNECTIONS_PER_ADDRESS = Key {
+        name: "gearpump.master.max-connections-per-address",
+        spellings: &[],
+        spelling_note: None,
+        kind: Kind::Count { default: 128, min: 1, max: crate::tls::MAX_CONNECTIONS as u64 },
+        default_doc: None,
+        doc: "open connections one client address may hold on the master's port (more are closed at once, \
+              so one client cannot take all 1024); raise it when many workers or clients share an address \
+              (NAT)",
+    };
     SECRET_FILE = Key {
         name: "gearpump.master.secret-file",
         spellings: &[],

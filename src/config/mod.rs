@@ -114,6 +114,8 @@ pub struct MasterConfig {
     pub startup_timeout: Duration,
     pub snapshot_every: u64,
     pub log_keep: u64,
+    /// Open connections one client address may hold on the port (`tls::NodeListener`).
+    pub max_connections_per_address: usize,
     pub secret_file: Option<PathBuf>,
     /// `gearpump.master.auth.tokens-file`: client tokens with roles (`api::auth`).
     pub tokens_file: Option<PathBuf>,
@@ -270,6 +272,9 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
     let jar_max_size = settings.number(&keys::JAR_MAX_SIZE);
     let snapshot_every = settings.number(&keys::SNAPSHOT_EVERY);
     let log_keep = settings.number(&keys::LOG_KEEP);
+    // The table's range (at most MAX_CONNECTIONS) fits.
+    let max_connections_per_address =
+        usize::try_from(settings.number(&keys::MAX_CONNECTIONS_PER_ADDRESS)).unwrap_or(usize::MAX);
     // The table's range (at most 1 000 000) fits.
     let total_retries = u32::try_from(settings.number(&keys::TOTAL_RETRIES)).unwrap_or(u32::MAX);
     let worker_timing = workers::timing(source, &settings)?;
@@ -309,6 +314,7 @@ fn build(source: Option<&Source>, overrides: &Overrides) -> Result<MasterConfig,
         request_timeout,
         startup_timeout,
         snapshot_every,
+        max_connections_per_address,
         log_keep,
         secret_file,
         tokens_file,

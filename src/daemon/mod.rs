@@ -173,9 +173,13 @@ pub async fn serve(
     let jar_health = tokio::spawn(probe_jar_store(context.clone()));
     let retention = tokio::spawn(jar_retention::run(context.clone()));
     let (stop_sender, mut stop_receiver) = tokio::sync::watch::channel(false);
-    let listener = NodeListener::new(listener, tls.as_ref().map(|tls| &tls.server)).map_err(|e| {
-        DaemonError::Listen { address: address.clone(), cause: e.to_string(), fix: "check the port".into() }
-    })?;
+    let listener =
+        NodeListener::new(listener, tls.as_ref().map(|tls| &tls.server), config.max_connections_per_address)
+            .map_err(|e| DaemonError::Listen {
+                address: address.clone(),
+                cause: e.to_string(),
+                fix: "check the port".into(),
+            })?;
     let server = tokio::spawn(crate::tls::serve(listener, api::router(context), async move {
         let _ = stop_receiver.wait_for(|stop| *stop).await;
     }));

@@ -180,8 +180,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let app = axum::Router::new().route(protocol::WORKER_LOG, get(serve_log)).with_state(worker.clone());
     // The master port's listener: the same connection bounds, and with TLS only masters get
     // past the handshake (`WorkerTls::server`).
-    let listener = crate::tls::NodeListener::new(listener, log_tls.as_ref())
-        .map_err(|e| WorkerError::Listen { address: address.clone(), cause: e.to_string() })?;
+    let listener =
+        crate::tls::NodeListener::new(listener, log_tls.as_ref(), crate::tls::MAX_CONNECTIONS_PER_IP)
+            .map_err(|e| WorkerError::Listen { address: address.clone(), cause: e.to_string() })?;
     let server = tokio::spawn(crate::tls::serve(listener, app, std::future::pending()));
     let beats = tokio::spawn(heartbeat_loop(worker.clone()));
     // SIGHUP's default would kill the worker and, through the fences, its applications.
