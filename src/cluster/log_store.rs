@@ -25,7 +25,7 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
-pub struct LogStore {
+pub(super) struct LogStore {
     db: Arc<Database>,
 }
 
@@ -38,7 +38,7 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(db: Arc<Database>) -> Result<LogStore, redb::Error> {
+    pub(super) fn open(db: Arc<Database>) -> Result<LogStore, redb::Error> {
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
         txn.open_table(META)?;

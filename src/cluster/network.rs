@@ -17,19 +17,19 @@ use super::peers::{PeerError, Peers};
 use super::types::{NodeId, TypeConfig};
 
 #[derive(Clone)]
-pub struct PeerNetwork {
+pub(super) struct PeerNetwork {
     peers: Peers,
     retry_after: Duration,
 }
 
 impl PeerNetwork {
     /// `retry_after`: how long to wait before contacting an unreachable peer again.
-    pub fn new(peers: Peers, retry_after: Duration) -> PeerNetwork {
+    pub(super) fn new(peers: Peers, retry_after: Duration) -> PeerNetwork {
         PeerNetwork { peers, retry_after }
     }
 }
 
-pub struct PeerConnection {
+pub(super) struct PeerConnection {
     peers: Peers,
     target: NodeId,
     address: String,

@@ -45,7 +45,7 @@ impl AppliedState {
     }
 }
 
-pub type SharedState = Arc<RwLock<AppliedState>>;
+pub(super) type SharedState = Arc<RwLock<AppliedState>>;
 
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -53,7 +53,7 @@ struct StoredSnapshot {
 }
 
 #[derive(Clone)]
-pub struct StateMachineStore {
+pub(super) struct StateMachineStore {
     db: Arc<Database>,
     shared: SharedState,
 }
@@ -76,7 +76,7 @@ fn poisoned() -> StorageError {
 
 impl StateMachineStore {
     /// Opens the store and loads the last durable snapshot, if any.
-    pub fn open(db: Arc<Database>) -> Result<StateMachineStore, StorageError> {
+    pub(super) fn open(db: Arc<Database>) -> Result<StateMachineStore, StorageError> {
         let txn = db.begin_write().map_err(snapshot_write_err)?;
         txn.open_table(SNAPSHOT).map_err(snapshot_write_err)?;
         txn.commit().map_err(snapshot_write_err)?;
@@ -88,7 +88,7 @@ impl StateMachineStore {
         Ok(store)
     }
 
-    pub fn shared(&self) -> SharedState {
+    pub(super) fn shared(&self) -> SharedState {
         self.shared.clone()
     }
 

@@ -19,10 +19,10 @@ openraft::declare_raft_types!(
 );
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub(super) type Raft = openraft::Raft<TypeConfig>;
+pub(super) type LogId = openraft::LogId<NodeId>;
+pub(super) type StorageError = openraft::StorageError<NodeId>;
+pub(super) type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
 
 /// A master's Raft id is derived from its `host:port`, so every master computes the same ids
 /// from the same list, whatever order the list is written in, with nothing to hand out.

@@ -15,7 +15,7 @@ pub enum ConfigError {
 }
 
 /// Exit status for a configuration error (sysexits.h EX_CONFIG).
-pub const EX_CONFIG: i32 = 78;
+pub(super) const EX_CONFIG: i32 = 78;
 
 impl ConfigError {
     pub fn exit_code(&self) -> i32 {

@@ -9,7 +9,7 @@ use super::JarStoreRoot;
 
 /// Parses a root as written in gear.conf. A relative folder stays relative (the caller anchors
 /// it). The error is (what is wrong, how to fix it).
-pub fn parse(text: &str) -> Result<JarStoreRoot, (String, String)> {
+pub(crate) fn parse(text: &str) -> Result<JarStoreRoot, (String, String)> {
     if let Some(rest) = text.strip_prefix("file://") {
         if !rest.starts_with('/') {
             return Err((
@@ -39,7 +39,7 @@ pub fn parse(text: &str) -> Result<JarStoreRoot, (String, String)> {
 
 /// Splits `hdfs://authority/path` into the authority (`host:port` or a nameservice) and a
 /// normalized absolute path (leading `/`, no trailing `/`).
-pub fn parse_hdfs_uri(uri: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_hdfs_uri(uri: &str) -> Result<(String, String), String> {
     let rest = uri.strip_prefix("hdfs://").ok_or_else(|| {
         "the URI must start with hdfs:// (hdfs://host:port/path or hdfs://nameservice/path)".to_string()
     })?;

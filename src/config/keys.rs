@@ -68,7 +68,7 @@ pub(crate) struct Key {
 
 impl Key {
     /// `name` and then every other spelling.
-    pub fn all_spellings(&self) -> impl Iterator<Item = &'static str> {
+    pub(crate) fn all_spellings(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.name).chain(self.spellings.iter().copied())
     }
 }
@@ -425,7 +425,7 @@ pub(crate) fn format_size(bytes: u64) -> String {
 
 impl Key {
     /// The default as the README shows it.
-    pub fn default_text(&self) -> String {
+    pub(crate) fn default_text(&self) -> String {
         if let Some(doc) = self.default_doc {
             return doc.to_string();
         }
@@ -442,7 +442,7 @@ impl Key {
     }
 
     /// The documentation with the accepted values appended, as the README shows it.
-    pub fn doc_text(&self) -> String {
+    pub(crate) fn doc_text(&self) -> String {
         match self.kind {
             Kind::Duration { min, max, .. } => {
                 format!("{}; {} to {}", self.doc, format_duration(min), format_duration(max))

@@ -17,7 +17,7 @@ fn gearpump_keys() -> impl Iterator<Item = &'static str> {
     GEARPUMP_0_8_KEYS.lines().filter(|line| !line.is_empty() && !line.starts_with('#'))
 }
 
-pub enum KeyKind {
+pub(super) enum KeyKind {
     Ours,
     /// A Gearpump 0.8 key we do not use: accepted quietly, an existing file must load as it is.
     GearpumpOnly,
@@ -30,7 +30,7 @@ pub enum KeyKind {
 /// `gearpump-master { }` and `gearpump-worker { }` overlays), or an Akka/Pekko setting of the
 /// master overlay or of the HA guide's `master { }` section. Other top-level sections (`akka`,
 /// `pekko`, anything of the operator's) are none of our business.
-pub fn is_checked(path: &str) -> bool {
+pub(super) fn is_checked(path: &str) -> bool {
     let path = strip_overlay(path);
     path.starts_with("gearpump.")
         || path.starts_with("gearpump-master.akka.")
@@ -48,7 +48,7 @@ fn strip_overlay(path: &str) -> &str {
         .unwrap_or(path)
 }
 
-pub fn classify(path: &str) -> KeyKind {
+pub(super) fn classify(path: &str) -> KeyKind {
     let path = strip_overlay(path);
     if our_keys().any(|key| key == path) {
         return KeyKind::Ours;

@@ -4,14 +4,14 @@
 use std::path::Path;
 
 /// `FILE:LINE:COL: ` for the line that sets `key`, or `FILE: ` when it cannot be found.
-pub fn describe(path: &Path, text: &str, key: &str) -> String {
+pub(super) fn describe(path: &Path, text: &str, key: &str) -> String {
     match key_position(text, key) {
         Some((line, col)) => format!("{}:{line}:{col}: ", path.display()),
         None => format!("{}: ", path.display()),
     }
 }
 
-pub fn key_line(text: &str, key: &str) -> Option<usize> {
+pub(super) fn key_line(text: &str, key: &str) -> Option<usize> {
     key_position(text, key).map(|(line, _)| line)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 
-pub async fn check(cluster: &Cluster, state_dir: &Path, bound: Duration) -> Result<(), String> {
+pub(super) async fn check(cluster: &Cluster, state_dir: &Path, bound: Duration) -> Result<(), String> {
     if !cluster.core_is_running() {
         return Err("the Raft core has stopped".into());
     }

@@ -13,7 +13,7 @@ fn sweep_interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
 }
 
-pub async fn run(context: Arc<Context>) {
+pub(super) async fn run(context: Arc<Context>) {
     let interval = sweep_interval(context.config.jar_retention);
     loop {
         tokio::time::sleep(interval).await;

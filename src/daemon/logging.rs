@@ -5,12 +5,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
-pub struct LogControl {
+pub(super) struct LogControl {
     handle: reload::Handle<EnvFilter, Registry>,
 }
 
 impl LogControl {
-    pub fn set_level(&self, level: &str) -> Result<(), String> {
+    pub(super) fn set_level(&self, level: &str) -> Result<(), String> {
         let filter = filter_for(level);
         self.handle.reload(filter).map_err(|e| e.to_string())
     }
@@ -28,7 +28,7 @@ fn filter_for(level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft={quieter},hyper=warn,reqwest=warn")))
 }
 
-pub fn init(level: &str) -> LogControl {
+pub(super) fn init(level: &str) -> LogControl {
     let (filter, handle) = reload::Layer::new(filter_for(level));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let registry = tracing_subscriber::registry().with(filter);

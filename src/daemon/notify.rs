@@ -18,16 +18,16 @@ pub(crate) fn send(states: &[NotifyState]) {
     }
 }
 
-pub fn stopping(status: &str) {
+pub(crate) fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
-pub fn status(text: &str) {
+pub(crate) fn status(text: &str) {
     send(&[NotifyState::Status(text)]);
 }
 
 /// One line an operator reads in `systemctl status`.
-pub async fn status_line(cluster: &Cluster) -> String {
+pub(crate) async fn status_line(cluster: &Cluster) -> String {
     let status = cluster.status();
     if !cluster.is_ready() {
         return cluster.bootstrap_state().to_string();
@@ -47,7 +47,7 @@ pub async fn status_line(cluster: &Cluster) -> String {
 
 /// Waits for a quorum (extending systemd's start timeout up to `startup_timeout`), sends
 /// READY=1, then keeps STATUS current. Returns never; runs as a task.
-pub async fn report(cluster: Arc<Cluster>, startup_timeout: Duration) {
+pub(crate) async fn report(cluster: Arc<Cluster>, startup_timeout: Duration) {
     let started = Instant::now();
     let step = Duration::from_secs(1);
     let mut last_status = String::new();
@@ -80,7 +80,7 @@ pub async fn report(cluster: Arc<Cluster>, startup_timeout: Duration) {
 
 /// Pings the watchdog at half its interval, but only while the master is healthy: a hung
 /// master stops pinging and systemd kills and restarts it.
-pub async fn watchdog(cluster: Arc<Cluster>, state_dir: std::path::PathBuf) {
+pub(crate) async fn watchdog(cluster: Arc<Cluster>, state_dir: std::path::PathBuf) {
     let Some(interval) = sd_notify::watchdog_enabled() else { return };
     let period = interval / 2;
     tracing::info!(?interval, "systemd watchdog enabled");

@@ -27,7 +27,7 @@ pub const MAX_REMEMBERED: usize = 50_000;
 /// application; every client shipped here retries within seconds.
 pub const MAX_AGE_MS: u64 = 10 * 60 * 1000;
 /// Longest accepted request id (an `Idempotency-Key` header).
-pub const MAX_ID_BYTES: usize = 128;
+pub(super) const MAX_ID_BYTES: usize = 128;
 
 /// A request id: chosen by the client (`Idempotency-Key`) or by the first master that received
 /// the request, and reused by every retry of that request.

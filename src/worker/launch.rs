@@ -16,7 +16,7 @@ use crate::state::{AppId, JarRef};
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The folder of one attempt under the worker's state dir: `log`, `pgid`, `ended`, `reported`.
-pub fn attempt_dir(state_dir: &Path, app_id: AppId, attempt: u32) -> PathBuf {
+pub(super) fn attempt_dir(state_dir: &Path, app_id: AppId, attempt: u32) -> PathBuf {
     state_dir.join("attempts").join(format!("app-{app_id}-attempt-{attempt}"))
 }
 
@@ -31,7 +31,7 @@ fn encode(text: &str) -> String {
 
 /// The jar in the cache (`jars/<sha256>.jar`), downloading it from the first master that has it
 /// (`masters`: base URLs, `https://host:port` under TLS).
-pub async fn fetch_jar(
+pub(super) async fn fetch_jar(
     http: &reqwest::Client,
     masters: &[String],
     jar: &JarRef,
@@ -88,7 +88,7 @@ async fn download(http: &reqwest::Client, url: &str, dir: &Path, sha: &str) -> R
 }
 
 /// Deletes cached jars not used for `keep` (the cache is keyed by checksum, so it only grows).
-pub fn forget_unused_jars(state_dir: &Path, keep: Duration) {
+pub(super) fn forget_unused_jars(state_dir: &Path, keep: Duration) {
     let Ok(entries) = std::fs::read_dir(state_dir.join("jars")) else { return };
     for entry in entries.flatten() {
         let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|at| at.elapsed().ok());
@@ -99,7 +99,7 @@ pub fn forget_unused_jars(state_dir: &Path, keep: Duration) {
 }
 
 /// What `java` is run with.
-pub struct Launch<'a> {
+pub(super) struct Launch<'a> {
     pub java: &'a str,
     pub vmargs: &'a [String],
     pub extra_classpath: &'a [String],
@@ -111,7 +111,7 @@ pub struct Launch<'a> {
 }
 
 /// Starts the JVM in its own process group (its pid is the group id), output appended to the log.
-pub fn spawn_java(launch: &Launch<'_>) -> Result<tokio::process::Child, String> {
+pub(super) fn spawn_java(launch: &Launch<'_>) -> Result<tokio::process::Child, String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -143,7 +143,7 @@ pub fn spawn_java(launch: &Launch<'_>) -> Result<tokio::process::Child, String> 
 }
 
 /// Starts the fence process guarding process group `pgid`.
-pub fn spawn_fence(lease: &Path, fence: Duration, pgid: u32) -> Result<tokio::process::Child, String> {
+pub(super) fn spawn_fence(lease: &Path, fence: Duration, pgid: u32) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the worker binary: {e}"))?;
     tokio::process::Command::new(exe)
         .arg("__fence")
@@ -160,7 +160,7 @@ pub fn spawn_fence(lease: &Path, fence: Duration, pgid: u32) -> Result<tokio::pr
 
 /// Keeps the log under `max` bytes: the current content moves to `log.1` (replacing it) and
 /// the log starts over. The JVM writes with O_APPEND, so it carries on at the new end.
-pub fn rotate_if_large(log: &Path, max: u64) {
+pub(super) fn rotate_if_large(log: &Path, max: u64) {
     let Ok(meta) = std::fs::metadata(log) else { return };
     if meta.len() <= max {
         return;
@@ -174,7 +174,7 @@ pub fn rotate_if_large(log: &Path, max: u64) {
 }
 
 /// The last `bytes` of a file, as text.
-pub fn tail(path: &Path, bytes: u64) -> std::io::Result<String> {
+pub(super) fn tail(path: &Path, bytes: u64) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(len.saturating_sub(bytes)))?;
