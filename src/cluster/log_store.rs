@@ -4,16 +4,25 @@
 
 //! The Raft log and vote, durable in redb: every append is committed (fsync) before openraft is
 //! told it is flushed, so an acknowledged write survives a crash of every master.
+//!
+//! The disk is off openraft's core: `append` puts the entries in `pending` (readable at once,
+//! as openraft requires) and queues them for the writer thread, which commits everything
+//! queued in one transaction (one fsync for a whole batch) and only then reports them flushed.
+//! A core that fsynced inline stopped sending heartbeats for as long as a busy disk took to
+//! sync, and its followers, hearing nothing for the election bound, deposed a healthy leader
+//! (RELIABILITY.md, anomaly 2). Every write goes through the one queue, in order, as openraft's
+//! contract asks; `truncate`, `purge` and `save_vote` wait for theirs to be durable,
+//! `save_committed` (a hint openraft may lose) does not.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::types::{LogId, NodeId, StorageError, TypeConfig};
 
@@ -27,6 +36,43 @@ const KEY_LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub(super) struct LogStore {
     db: Arc<Database>,
+    /// Entries queued for the writer and not yet committed, by index. Readers take these
+    /// before reading redb, and the writer removes them only after its commit, so an entry
+    /// is always in one or the other.
+    pending: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    writer: Arc<Writer>,
+}
+
+/// The writer thread's queue. Dropped with the last `LogStore`, it closes the queue and waits
+/// for the thread to write what is queued and let go of the database, so the state directory
+/// can be opened again at once (an in-process restart, `recover` after its checks).
+struct Writer {
+    queue: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One write for the writer thread, done in queue order.
+enum Job {
+    Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
+    /// A change of the log or meta tables, and where to report its outcome (if anyone waits).
+    Write(Change, Option<tokio::sync::oneshot::Sender<Result<(), StorageError>>>),
+}
+
+enum Change {
+    /// Removes the entries from this index on.
+    Truncate(u64),
+    /// Removes the entries up to this log id and records it as purged.
+    Purge(LogId),
+    Meta(&'static str, Vec<u8>),
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -43,7 +89,33 @@ impl LogStore {
         txn.open_table(LOGS)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(LogStore { db })
+        let pending = Arc::default();
+        let (queue, jobs) = mpsc::channel();
+        let (thread_db, thread_pending) = (db.clone(), Arc::clone(&pending));
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || write_loop(&thread_db, &thread_pending, &jobs))
+            .map_err(redb::Error::Io)?;
+        let writer = Arc::new(Writer { queue: Some(queue), thread: Some(thread) });
+        Ok(LogStore { db, pending, writer })
+    }
+
+    fn queue(&self, job: Job) -> Result<(), StorageError> {
+        let sent = self.writer.queue.as_ref().map(|queue| queue.send(job));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(writer_gone()),
+        }
+    }
+
+    /// Queues `change`; with `wait`, returns once it is durable (or failed).
+    async fn write(&self, change: Change, wait: bool) -> Result<(), StorageError> {
+        if !wait {
+            return self.queue(Job::Write(change, None));
+        }
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.queue(Job::Write(change, Some(done)))?;
+        outcome.await.map_err(|_| writer_gone())?
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -51,16 +123,6 @@ impl LogStore {
         let table = txn.open_table(META).map_err(read_err)?;
         let Some(bytes) = table.get(key).map_err(read_err)? else { return Ok(None) };
         serde_json::from_slice(bytes.value()).map(Some).map_err(read_err)
-    }
-
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut table = txn.open_table(META).map_err(write_err)?;
-            table.insert(key, bytes.as_slice()).map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
     }
 }
 
@@ -115,6 +177,15 @@ impl LogStore {
 
 #[cfg(test)]
 impl LogStore {
+    fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(META).map_err(write_err)?;
+            table.insert(key, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
     /// Writes entries, the committed id and the vote directly, as a crashed master leaves them.
     pub(super) fn write_for_test(&self, entries: &[Entry<TypeConfig>], committed: LogId, vote: Vote<NodeId>) {
         let txn = self.db.begin_write().expect("write");
@@ -154,15 +225,101 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        // Pending first: an entry the writer commits meanwhile is then found in redb.
+        let pending: Vec<Entry<TypeConfig>> =
+            lock(&self.pending)?.range(range.clone()).map(|(_, e)| e.clone()).collect();
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOGS).map_err(read_err)?;
-        let mut entries = Vec::new();
+        let mut entries = BTreeMap::new();
         for item in table.range(range).map_err(read_err)? {
-            let (_, bytes) = item.map_err(read_err)?;
-            entries.push(serde_json::from_slice(bytes.value()).map_err(read_err)?);
+            let (index, bytes) = item.map_err(read_err)?;
+            entries.insert(index.value(), serde_json::from_slice(bytes.value()).map_err(read_err)?);
         }
-        Ok(entries)
+        entries.extend(pending.into_iter().map(|entry| (entry.log_id.index, entry)));
+        Ok(entries.into_values().collect())
     }
+}
+
+fn writer_gone() -> StorageError {
+    write_err(std::io::Error::other("the log writer thread has stopped"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StorageError> {
+    mutex
+        .lock()
+        .map_err(|_| read_err(std::io::Error::other("the pending log entries' lock was poisoned by a panic")))
+}
+
+/// The writer thread: takes every job queued, commits them in order in one transaction (so
+/// one fsync covers a batch), then reports each. After a failed commit every later job fails
+/// too: openraft stops its core on the first storage error, and writing on past a hole would
+/// break the log's order.
+fn write_loop(db: &Database, pending: &Mutex<BTreeMap<u64, Entry<TypeConfig>>>, jobs: &mpsc::Receiver<Job>) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        let outcome = match &failed {
+            Some(cause) => Err(cause.clone()),
+            None => commit(db, &batch).map_err(|e| e.to_string()),
+        };
+        if outcome.is_ok() {
+            // Committed: readers find these in redb from now on.
+            if let Ok(mut pending) = pending.lock() {
+                for job in &batch {
+                    if let Job::Append(entries, _) = job {
+                        for entry in entries {
+                            if pending.get(&entry.log_id.index).is_some_and(|p| p.log_id == entry.log_id) {
+                                pending.remove(&entry.log_id.index);
+                            }
+                        }
+                    }
+                }
+            }
+        } else if failed.is_none() {
+            failed = outcome.clone().err();
+        }
+        for job in batch {
+            let result = outcome.clone();
+            match job {
+                Job::Append(_, flushed) => flushed.log_io_completed(result.map_err(std::io::Error::other)),
+                Job::Write(_, Some(done)) => {
+                    let _ = done.send(result.map_err(|e| write_err(std::io::Error::other(e))));
+                }
+                Job::Write(_, None) => {}
+            }
+        }
+    }
+}
+
+/// Every job of `batch`, in order, in one durable transaction.
+fn commit(db: &Database, batch: &[Job]) -> Result<(), StorageError> {
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut logs = txn.open_table(LOGS).map_err(write_err)?;
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        for job in batch {
+            match job {
+                Job::Append(entries, _) => {
+                    for entry in entries {
+                        let bytes = serde_json::to_vec(entry).map_err(write_err)?;
+                        logs.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+                    }
+                }
+                Job::Write(Change::Truncate(from), _) => remove_range(&mut logs, *from..)?,
+                Job::Write(Change::Purge(upto), _) => {
+                    let bytes = serde_json::to_vec(upto).map_err(write_err)?;
+                    meta.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+                    remove_range(&mut logs, ..=upto.index)?;
+                }
+                Job::Write(Change::Meta(key, bytes), _) => {
+                    meta.insert(*key, bytes.as_slice()).map_err(write_err)?;
+                }
+            }
+        }
+    }
+    // redb's default durability fsyncs on commit: only then is anything reported done.
+    txn.commit().map_err(write_err)
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -170,6 +327,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let last_pending = lock(&self.pending)?.last_key_value().map(|(_, entry)| entry.log_id);
+        if last_pending.is_some() {
+            return Ok(LogState { last_purged_log_id, last_log_id: last_pending });
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOGS).map_err(read_err)?;
         let last = match table.last().map_err(read_err)? {
@@ -187,15 +348,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+        let bytes = serde_json::to_vec(vote).map_err(write_err)?;
+        self.write(Change::Meta(KEY_VOTE, bytes), true)
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
         self.get_meta(KEY_VOTE)
     }
 
+    /// Not waited for: openraft may lose the committed id (it is re-learnt from the leader);
+    /// queued behind the appends it covers, it is never durable before them.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(KEY_COMMITTED, &committed)
+        let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
+        self.write(Change::Meta(KEY_COMMITTED, bytes), false).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -207,45 +374,92 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut table = txn.open_table(LOGS).map_err(write_err)?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
-            }
-        }
-        // redb's default durability fsyncs on commit: only then is the entry acknowledged.
-        match txn.commit() {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
-            }
-        }
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        lock(&self.pending)?.extend(entries.iter().map(|entry| (entry.log_id.index, entry.clone())));
+        self.queue(Job::Append(entries, callback))
     }
 
+    /// Waits until durable: the entries it removes must not be read again, from redb or from
+    /// `pending`.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut table = txn.open_table(LOGS).map_err(write_err)?;
-            remove_range(&mut table, log_id.index..)?;
-        }
-        txn.commit().map_err(write_err)
+        lock(&self.pending)?.retain(|index, _| *index < log_id.index);
+        self.write(Change::Truncate(log_id.index), true).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut meta = txn.open_table(META).map_err(write_err)?;
-            meta.insert(KEY_LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
-            let mut table = txn.open_table(LOGS).map_err(write_err)?;
-            remove_range(&mut table, ..=log_id.index)?;
+        lock(&self.pending)?.retain(|index, _| *index > log_id.index);
+        self.write(Change::Purge(log_id), true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::cluster::state_machine::StateMachineStore;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = Arc::new(Database::create(dir.path().join("raft.redb")).map_err(write_err)?);
+            let logs = LogStore::open(db.clone()).map_err(write_err)?;
+            Ok((dir, logs, StateMachineStore::open(db)?))
         }
-        txn.commit().map_err(write_err)
+    }
+
+    /// openraft's own conformance suite for a log store and state machine.
+    #[test]
+    fn openraft_storage_suite_passes() {
+        Suite::test_all(Builder).expect("the suite");
+    }
+
+    fn blank(index: u64) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    /// While the disk is busy (here: a write transaction held open, so the writer thread
+    /// cannot commit), `append` still returns at once and its entries are readable; they are
+    /// reported flushed only once written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn append_does_not_wait_for_the_disk_and_its_entries_are_readable_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(Database::create(dir.path().join("raft.redb")).expect("db"));
+        let mut store = LogStore::open(db.clone()).expect("store");
+        store.blocking_append([blank(1)]).await.expect("first append");
+
+        let busy = db.begin_write().expect("a write transaction that holds the disk");
+        let mut appending = store.clone();
+        let flushed = tokio::spawn(async move { appending.blocking_append([blank(2), blank(3)]).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!flushed.is_finished(), "reported flushed while the writer could not write");
+        let mut reader = store.get_log_reader().await;
+        let indexes: Vec<u64> =
+            reader.try_get_log_entries(1..4).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, [1, 2, 3], "appended entries are readable before they are durable");
+        assert_eq!(store.get_log_state().await.expect("state").last_log_id.map(|l| l.index), Some(3));
+
+        drop(busy);
+        tokio::time::timeout(Duration::from_secs(10), flushed)
+            .await
+            .expect("flushed once the disk is free")
+            .expect("join")
+            .expect("append");
+        assert!(lock(&store.pending).expect("pending").is_empty(), "written entries leave `pending`");
+
+        // Truncation waits for the disk and removes the entries from both places.
+        store.truncate(blank(2).log_id).await.expect("truncate");
+        let indexes: Vec<u64> =
+            reader.try_get_log_entries(1..4).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, [1]);
+        // The last store let go, the database opens again at once.
+        drop((store, reader, db));
+        Database::create(dir.path().join("raft.redb")).expect("reopened at once");
     }
 }
