@@ -100,9 +100,9 @@ async fn a_cut_off_master_answers_at_once_and_the_client_moves_on() {
     )
     .expect("client");
     let started = Instant::now();
-    let answer = client.get("/api/v1.0/master/applist").await.expect("served by the majority");
+    // An answer that is not an application list is an error here.
+    let _list = client.app_list().await.expect("served by the majority");
     println!("a client starting at the cut-off master was answered after {:?}", started.elapsed());
-    assert!(answer["appMasters"].is_array(), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     cluster.heal(cut_off);
     cluster.wait_until_agreed(Duration::from_secs(30)).await;
