@@ -60,7 +60,9 @@ const STALE: &str = "`true`: answer from this master's state without a read barr
     possibly behind the leader)";
 
 #[utoipa::path(get, path = "/api/v1.0/version", tag = "master",
-    responses((status = 200, description = "`gearpump-master VERSION`", body = String, content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "`gearpump-master VERSION`", body = String, content_type = "text/plain"),
+    ))]
 fn version() {}
 
 #[utoipa::path(get, path = "/api/v1.0/master", tag = "master",
@@ -92,17 +94,24 @@ fn snapshot() {}
 fn members() {}
 
 #[utoipa::path(post, path = "/api/v1.0/master/members", tag = "master",
-    request_body(content = MembershipChange, description = "`{\"add\": \"host:port\"}` or `{\"remove\": \"host:port\"}`"),
+    request_body(
+        content = MembershipChange,
+        description = "`{\"add\": \"host:port\"}` or `{\"remove\": \"host:port\"}`"
+    ),
     responses(
         (status = 200, description = "The membership after the change", body = MembersView),
         (status = 400, description = "A malformed body, or a change Raft refuses", body = ErrorBody),
-        (status = 502, description = "The new master does not answer as a master of this cluster", body = ErrorBody),
+        (status = 502, description = "The new master does not answer as a master of this cluster",
+            body = ErrorBody),
         (status = 503, description = "No leader or no quorum", body = ErrorBody),
     ))]
 fn change_members() {}
 
 #[utoipa::path(get, path = "/api/v1.0/appmaster/{id}", tag = "applications",
-    params(("id" = u32, Path, description = "Application id"), ("stale" = Option<bool>, Query, description = STALE)),
+    params(
+        ("id" = u32, Path, description = "Application id"),
+        ("stale" = Option<bool>, Query, description = STALE),
+    ),
     responses(
         (status = 200, description = "The application and its data", body = AppDetail),
         (status = 400, description = "The id is not a number", body = ErrorBody),
@@ -125,7 +134,9 @@ fn app_detail() {}
 fn kill_app() {}
 
 #[utoipa::path(get, path = "/api/v1.0/appmaster/{id}/data/{key}", tag = "applications",
-    params(("id" = u32, Path, description = "Application id"), ("key" = String, Path, description = "Data key"),
+    params(
+        ("id" = u32, Path, description = "Application id"),
+        ("key" = String, Path, description = "Data key"),
         ("stale" = Option<bool>, Query, description = STALE)),
     responses(
         (status = 200, description = "The value saved under the key", body = AppDataAnswer),
@@ -136,9 +147,15 @@ fn kill_app() {}
 fn get_app_data() {}
 
 #[utoipa::path(put, path = "/api/v1.0/appmaster/{id}/data/{key}", tag = "applications",
-    params(("id" = u32, Path, description = "Application id"), ("key" = String, Path, description = "Data key, 1 to 255 bytes"),
+    params(
+        ("id" = u32, Path, description = "Application id"),
+        ("key" = String, Path, description = "Data key, 1 to 255 bytes"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
-    request_body(content = String, content_type = "text/plain", description = "The value, UTF-8, up to 1 MiB"),
+    request_body(
+        content = String,
+        content_type = "text/plain",
+        description = "The value, UTF-8, up to 1 MiB"
+    ),
     responses(
         (status = 200, description = "Saved", body = PutDataAnswer),
         (status = 400, description = "A bad id, key or value", body = ErrorBody),
@@ -149,14 +166,16 @@ fn get_app_data() {}
 fn put_app_data() {}
 
 #[utoipa::path(get, path = "/api/v1.0/jarstore/download", tag = "jars",
-    params(("file" = String, Query, description = "The jar's name in the store (`jar.name` of an application)"),
+    params(
+        ("file" = String, Query, description = "The jar's name in the store (`jar.name` of an application)"),
         ("stale" = Option<bool>, Query, description = STALE)),
     responses(
         (status = 200, description = "The jar, checked against its SHA-256 as it streams (also in the \
             `x-gearpump-sha256` header)", body = Binary, content_type = "application/java-archive"),
         (status = 400, description = "No or a malformed `file`", body = ErrorBody),
         (status = 404, description = "No such jar", body = ErrorBody),
-        (status = 503, description = "No leader, no quorum, or the jar store is unavailable", body = ErrorBody),
+        (status = 503, description = "No leader, no quorum, or the jar store is unavailable",
+            body = ErrorBody),
     ))]
 fn download() {}
 
@@ -180,7 +199,8 @@ fn worker_detail() {}
 #[utoipa::path(post, path = "/api/v1.0/appmaster/{id}/restart", tag = "applications",
     params(("id" = u32, Path, description = "Application id")),
     responses(
-        (status = 200, description = "The live attempt is stopped and a new one placed", body = RestartAnswer),
+        (status = 200, description = "The live attempt is stopped and a new one placed",
+            body = RestartAnswer),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 404, description = "No such application", body = ErrorBody),
         (status = 409, description = "The application has ended", body = ErrorBody),
@@ -211,7 +231,8 @@ fn app_log() {}
         (status = 400, description = "A malformed form, or more slots than any worker has", body = ErrorBody),
         (status = 409, description = "The jar exists already", body = ErrorBody),
         (status = 413, description = "The jar is larger than gearpump.jarstore.max-size", body = ErrorBody),
-        (status = 503, description = "No leader, no quorum, or the jar store is unavailable", body = ErrorBody),
+        (status = 503, description = "No leader, no quorum, or the jar store is unavailable",
+            body = ErrorBody),
     ))]
 fn submit_app() {}
 
