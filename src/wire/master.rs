@@ -87,7 +87,8 @@ pub struct ConfigAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ConfigEntry {
     pub value: String,
-    /// `default`, the file it was read from, or the command line.
+    /// Where the value came from: `built-in default`, `FILE:LINE (key)`, `command line FLAG`, or
+    /// how it was derived from another setting.
     pub origin: String,
 }
 
