@@ -60,7 +60,7 @@ async fn through_master(cluster: &TestCluster, jar: &Path, size: u64, label: &st
     let started = Instant::now();
     let answer = client.submit(jar, "bench.Main", &[], None, "bench").await.expect("upload");
     let upload = started.elapsed();
-    let name = answer["jar"].as_str().expect("jar name").to_string();
+    let name = answer.jar;
     let out = jar.with_extension("downloaded");
     let started = Instant::now();
     client.download(&name, &out).await.expect("download");

@@ -63,7 +63,7 @@ async fn main() {
         let sent = SystemTime::now();
         let (status, body) = cluster.submit_form(0, form).await;
         assert_eq!(status, 200, "submit: {body}");
-        let id = body["appId"].as_u64().expect("appId");
+        let id = common::wire::<gearpump_master::wire::SubmitAnswer>(&body).app_id;
         let pgid = state.join("attempts").join(format!("app-{id}-attempt-1")).join("pgid");
         let deadline = Instant::now() + Duration::from_secs(30);
         let forked = loop {

@@ -92,7 +92,7 @@ async fn main() {
         .text("args", args);
     let (status, body) = cluster.submit_form(0, form).await;
     assert_eq!(status, 200, "submit: {body}");
-    let app = body["appId"].as_u64().expect("appId");
+    let app = u64::from(common::wire::<gearpump_master::wire::SubmitAnswer>(&body).app_id);
     let mut samples = Vec::new();
     for round in 0..rounds {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -148,32 +148,36 @@ impl Backup {
     }
 
     /// What `gear snapshot status --json` prints.
-    pub fn summary(&self, file_size: u64, sha256: &str) -> serde_json::Value {
+    pub fn summary(&self, file_size: u64, sha256: &str) -> crate::wire::SnapshotSummary {
         let state = &self.master_state;
-        let jars: Vec<serde_json::Value> = state
+        let jars = state
             .jars
             .iter()
-            .map(|(key, jar)| serde_json::json!({ "name": key, "size": jar.size, "sha256": jar.sha256 }))
+            .map(|(key, jar)| crate::wire::SnapshotJar {
+                name: key.clone(),
+                size: jar.size,
+                sha256: jar.sha256.clone(),
+            })
             .collect();
         let data_keys: usize = state.app_data.values().map(|data| data.len()).sum();
-        serde_json::json!({
-            "format": self.format,
-            "writtenBy": self.written_by,
-            "createdAtMs": self.created_at_ms,
-            "takenFrom": self.taken_from,
-            "leader": self.leader,
-            "appliedIndex": self.applied_index,
-            "appliedTerm": self.applied_term,
-            "voters": self.voters,
-            "learners": self.learners,
-            "applications": state.apps.len(),
-            "maxAppId": state.max_app_id,
-            "nextAppId": state.max_app_id.saturating_add(1),
-            "appDataKeys": data_keys,
-            "jars": jars,
-            "size": file_size,
-            "sha256": sha256,
-        })
+        crate::wire::SnapshotSummary {
+            format: self.format,
+            written_by: self.written_by.clone(),
+            created_at_ms: self.created_at_ms,
+            taken_from: self.taken_from.clone(),
+            leader: self.leader.clone(),
+            applied_index: self.applied_index,
+            applied_term: self.applied_term,
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            applications: state.apps.len() as u64,
+            max_app_id: state.max_app_id,
+            next_app_id: state.max_app_id.saturating_add(1),
+            app_data_keys: data_keys as u64,
+            jars,
+            size: file_size,
+            sha256: sha256.to_string(),
+        }
     }
 }
 

@@ -93,10 +93,8 @@ impl Server {
             let body = multipart_body(name, b"PK\x03\x04 not really a jar", "Main");
             let (status, answer) = server.send(Method::POST, "/api/v1.0/master/submitapp", MULTIPART, body);
             assert_eq!(status, StatusCode::OK, "the harness could not submit an application: {answer}");
-            let id = serde_json::from_str::<serde_json::Value>(&answer)
-                .ok()
-                .and_then(|v| v.get("appId").and_then(serde_json::Value::as_u64))
-                .and_then(|id| u32::try_from(id).ok())
+            let id = serde_json::from_str::<crate::wire::SubmitAnswer>(&answer)
+                .map(|answer| answer.app_id)
                 .expect("an application id in the answer");
             server.app_ids.push(id);
         }

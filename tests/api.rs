@@ -5,7 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, TestCluster};
+use common::{wire, Options, TestCluster};
+use gearpump_master::wire::{
+    AppDataAnswer, AppDetail, AppList, AppState, ConfigAnswer, ErrorBody, MasterAnswer, SubmitAnswer,
+};
 use reqwest::multipart;
 use serde_json::Value;
 
@@ -44,7 +47,7 @@ fn stored_jars(cluster: &TestCluster) -> Vec<String> {
 
 fn assert_json_error(status: u16, body: &Value, expected_status: u16, needle: &str) {
     assert_eq!(status, expected_status, "{body}");
-    let error = body["error"].as_str().unwrap_or_else(|| panic!("no JSON error in {body}"));
+    let error = wire::<ErrorBody>(body).error;
     assert!(error.contains(needle), "{error:?} should mention {needle:?}");
 }
 
@@ -71,7 +74,7 @@ async fn oversized_uploads_get_413_and_leave_nothing() {
         std::fs::read_dir(cluster.dir.path().join("jars/.partial")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(partials, 0, "no partial upload left behind");
     let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("list");
-    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(0));
+    assert_eq!(wire::<AppList>(&list).app_masters.len(), 0);
 }
 
 #[tokio::test]
@@ -92,7 +95,7 @@ async fn incomplete_forms_are_explained() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 400);
     let body: Value = response.json().await.expect("a JSON error");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("multipart")), "{body}");
+    assert!(wire::<ErrorBody>(&body).error.contains("multipart"), "{body}");
     let form = multipart::Form::new()
         .text("mainClass", "Main")
         .text("args", "not json")
@@ -138,7 +141,7 @@ async fn oversized_json_and_peer_garbage_are_refused() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 413);
     let body: Value = response.json().await.expect("a JSON error");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("limit is 1 MiB")), "{body}");
+    assert!(wire::<ErrorBody>(&body).error.contains("limit is 1 MiB"), "{body}");
     let response = cluster
         .http
         .post(cluster.url(0, "/peer/raft/append"))
@@ -161,12 +164,14 @@ async fn app_lifecycle_over_rest() {
         cluster.http.put(cluster.url(0, "/api/v1.0/appmaster/1/data/START_CLOCK")).body("1234").send().await;
     assert_eq!(put.expect("put").status().as_u16(), 200);
     let (status, data) = cluster.get(0, "/api/v1.0/appmaster/1/data/START_CLOCK").await.expect("get");
-    assert_eq!((status, data["value"].as_str()), (200, Some("1234")));
+    assert_eq!(status, 200, "{data}");
+    assert_eq!(wire::<AppDataAnswer>(&data).value, "1234");
     let delete = cluster.http.delete(cluster.url(0, "/api/v1.0/appmaster/1")).send().await.expect("delete");
     assert_eq!(delete.status().as_u16(), 200);
     let (_, app) = cluster.get(0, "/api/v1.0/appmaster/1").await.expect("app");
-    assert_eq!(app["status"], "terminated");
-    assert_eq!(app["data"], serde_json::json!({}), "data is dropped at a terminal status");
+    let app: AppDetail = wire(&app);
+    assert_eq!(app.app.status, AppState::Terminated);
+    assert!(app.data.is_empty(), "data is dropped at a terminal status");
     let delete = cluster.http.delete(cluster.url(0, "/api/v1.0/appmaster/1")).send().await.expect("delete");
     assert_eq!(delete.status().as_u16(), 409, "killing a finished application is a conflict");
     let (status, version) = cluster.get(0, "/api/v1.0/version").await.expect("version");
@@ -174,10 +179,11 @@ async fn app_lifecycle_over_rest() {
     assert!(version.as_str().is_some_and(|v| v.starts_with("gearpump-master")));
     let (status, master) = cluster.get(0, "/api/v1.0/master").await.expect("master");
     assert_eq!(status, 200);
-    assert_eq!(master["masterDescription"]["masterStatus"], "leader");
+    let description = wire::<MasterAnswer>(&master).master_description;
+    assert_eq!(description.master_status, "leader");
     let (status, config) = cluster.get(0, "/api/v1.0/master/config").await.expect("config");
     assert_eq!(status, 200);
-    assert!(config["config"]["gearpump.cluster.masters"]["value"].is_string());
+    assert!(wire::<ConfigAnswer>(&config).config.contains_key("gearpump.cluster.masters"), "{config}");
     let metrics = cluster
         .http
         .get(cluster.url(0, "/metrics"))
@@ -190,8 +196,7 @@ async fn app_lifecycle_over_rest() {
     assert!(metrics.contains("gearpump_master_role{role=\"leader\"} 1"), "{metrics}");
     assert!(metrics.contains("gearpump_master_peer_rpc_seconds_bucket"), "{metrics}");
     // The applied state's hash at its index, the same in the JSON and the metrics.
-    let hash = master["masterDescription"]["stateHash"].as_str().expect("stateHash").to_string();
-    let index = master["masterDescription"]["appliedIndex"].as_u64().expect("appliedIndex");
+    let (hash, index) = (description.state_hash, description.applied_index);
     assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{master}");
     assert!(index > 0, "{master}");
     assert!(
@@ -235,7 +240,8 @@ async fn unused_jars_are_removed_after_retention_and_live_ones_never() {
     cluster.wait_until_ready(Duration::from_secs(20)).await;
     let (_, live) = upload(&cluster, "live.jar", b"live".to_vec(), Some("Main")).await;
     let (_, done) = upload(&cluster, "done.jar", b"done".to_vec(), Some("Main")).await;
-    let done_id = done["appId"].as_u64().expect("id");
+    let (live, done): (SubmitAnswer, SubmitAnswer) = (wire(&live), wire(&done));
+    let done_id = done.app_id;
     let kill = cluster.http.delete(cluster.url(0, &format!("/api/v1.0/appmaster/{done_id}"))).send().await;
     assert_eq!(kill.expect("kill").status().as_u16(), 200);
     // An orphan: in the store, never registered, dated long ago by its key.
@@ -244,20 +250,17 @@ async fn unused_jars_are_removed_after_retention_and_live_ones_never() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let jars = stored_jars(&cluster);
-        let done_gone = !jars.iter().any(|j| Some(j.as_str()) == done["jar"].as_str());
+        let done_gone = !jars.contains(&done.jar);
         if done_gone && !jars.contains(&"1000-orphan.jar".to_string()) {
-            assert!(
-                jars.iter().any(|j| Some(j.as_str()) == live["jar"].as_str()),
-                "the live app's jar stays"
-            );
+            assert!(jars.contains(&live.jar), "the live app's jar stays");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "sweep did not run: {jars:?}\n{}", cluster.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let path = format!("/api/v1.0/jarstore/download?file={}", done["jar"].as_str().expect("jar"));
+    let path = format!("/api/v1.0/jarstore/download?file={}", done.jar);
     assert_eq!(cluster.get(0, &path).await.expect("answer").0, 404, "the removed jar is forgotten too");
-    let path = format!("/api/v1.0/jarstore/download?file={}", live["jar"].as_str().expect("jar"));
+    let path = format!("/api/v1.0/jarstore/download?file={}", live.jar);
     assert_eq!(cluster.get(0, &path).await.expect("answer").0, 200);
 }
 
@@ -282,12 +285,13 @@ async fn idempotency_keys_make_retries_safe() {
     let first = send("client-retry-1", "io.x.Main").await.expect("submit");
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["idempotency-key"], "client-retry-1");
-    let first: Value = first.json().await.expect("json");
-    let again: Value = send("client-retry-1", "io.x.Main").await.expect("submit").json().await.expect("json");
-    assert_eq!(again["appId"], first["appId"], "{again}");
-    assert_eq!(again["jar"], first["jar"], "the answer names the first upload's jar: {again}");
+    let first: SubmitAnswer = first.json().await.expect("json");
+    let again: SubmitAnswer =
+        send("client-retry-1", "io.x.Main").await.expect("submit").json().await.expect("json");
+    assert_eq!(again.app_id, first.app_id, "{again:?}");
+    assert_eq!(again.jar, first.jar, "the answer names the first upload's jar: {again:?}");
     let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("applist");
-    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(wire::<AppList>(&list).app_masters.len(), 1, "{list}");
     // The repeated upload is not left behind in the store.
     assert_eq!(stored_jars(&cluster).len(), 1, "{:?}", stored_jars(&cluster));
 
@@ -304,4 +308,17 @@ async fn idempotency_keys_make_retries_safe() {
         cluster.http.put(cluster.url(0, "/api/v1.0/appmaster/1/data/k")).body("v").send().await.expect("put");
     assert_eq!(put.status(), 200);
     assert_eq!(put.headers()["idempotency-key"].len(), 32);
+}
+
+/// The document a master serves is the one the code generates (and `api::openapi`'s unit tests
+/// hold that to the router and to docs/openapi.json).
+#[tokio::test]
+async fn the_served_openapi_document_is_the_generated_one() {
+    let cluster = single().await;
+    let (status, served) = cluster.get(0, gearpump_master::api::openapi::PATH).await.expect("answer");
+    assert_eq!(status, 200, "{served}");
+    let generated: Value =
+        serde_json::from_str(&gearpump_master::api::openapi::document_json()).expect("generated JSON");
+    assert_eq!(served, generated);
+    assert!(served["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3");
 }

@@ -8,12 +8,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{make_jar, Options, TestCluster, GEAR_BIN, MASTER_BIN};
+use common::{make_jar, wire, Options, TestCluster, GEAR_BIN, MASTER_BIN};
 use gearpump_master::backup::Backup;
+use gearpump_master::wire::{
+    AppDetail, AppList, MasterAnswer, MembersView, MembershipChange, SnapshotSummary, SubmitAnswer,
+};
 use reqwest::multipart;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
-async fn submit(cluster: &TestCluster, index: usize, jar: &Path) -> Value {
+/// `data` of an application, as the test writes it.
+fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+}
+
+async fn submit(cluster: &TestCluster, index: usize, jar: &Path) -> SubmitAnswer {
     let bytes = std::fs::read(jar).expect("read jar");
     let name = jar.file_name().and_then(|n| n.to_str()).expect("jar name").to_string();
     let form = multipart::Form::new()
@@ -22,7 +30,7 @@ async fn submit(cluster: &TestCluster, index: usize, jar: &Path) -> Value {
         .part("jar", multipart::Part::bytes(bytes).file_name(name));
     let (status, body) = cluster.submit_form(index, form).await;
     assert_eq!(status, 200, "submission through master {index}: {body}");
-    body
+    wire(&body)
 }
 
 async fn put_data(cluster: &TestCluster, index: usize, app: u64, key: &str, value: &str) {
@@ -31,18 +39,18 @@ async fn put_data(cluster: &TestCluster, index: usize, app: u64, key: &str, valu
     assert_eq!(response.status().as_u16(), 200, "put {key} on app {app}");
 }
 
-async fn get_ok(cluster: &TestCluster, index: usize, path: &str) -> Value {
+async fn get_ok<T: DeserializeOwned>(cluster: &TestCluster, index: usize, path: &str) -> T {
     let (status, body) = cluster.get(index, path).await.expect(path);
     assert_eq!(status, 200, "{path} on master {index}: {body}");
-    body
+    wire(&body)
 }
 
 /// Every application with its data, as master `index` answers (linearizable reads).
-async fn apps_and_data(cluster: &TestCluster, index: usize) -> BTreeMap<u64, Value> {
-    let list = get_ok(cluster, index, "/api/v1.0/master/applist").await;
+async fn apps_and_data(cluster: &TestCluster, index: usize) -> BTreeMap<u32, AppDetail> {
+    let list: AppList = get_ok(cluster, index, "/api/v1.0/master/applist").await;
     let mut apps = BTreeMap::new();
-    for app in list["appMasters"].as_array().expect("appMasters") {
-        let id = app["appId"].as_u64().expect("appId");
+    for app in list.app_masters {
+        let id = app.app_id;
         apps.insert(id, get_ok(cluster, index, &format!("/api/v1.0/appmaster/{id}")).await);
     }
     apps
@@ -50,12 +58,9 @@ async fn apps_and_data(cluster: &TestCluster, index: usize) -> BTreeMap<u64, Val
 
 /// (appliedIndex, stateHash) of master `index`.
 async fn state_hash(cluster: &TestCluster, index: usize) -> (u64, String) {
-    let master = get_ok(cluster, index, "/api/v1.0/master").await;
-    let d = &master["masterDescription"];
-    (
-        d["appliedIndex"].as_u64().expect("appliedIndex"),
-        d["stateHash"].as_str().expect("stateHash").to_string(),
-    )
+    let master: MasterAnswer = get_ok(cluster, index, "/api/v1.0/master").await;
+    let d = master.master_description;
+    (d.applied_index, d.state_hash)
 }
 
 /// Waits until every running master reports the same state hash at the same applied index.
@@ -76,7 +81,7 @@ async fn wait_for_equal_states(cluster: &TestCluster) -> String {
 }
 
 /// `POST /api/v1.0/master/members` through master `via`: the status.
-async fn change_members(cluster: &TestCluster, via: usize, body: Value) -> u16 {
+async fn change_members(cluster: &TestCluster, via: usize, body: MembershipChange) -> u16 {
     let url = cluster.url(via, "/api/v1.0/master/members");
     let response = cluster.http.post(url).json(&body).send().await.expect("membership request");
     response.status().as_u16()
@@ -131,8 +136,8 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
     for n in 0..4u8 {
         let jar = make_jar(cluster.dir.path(), &format!("backup{n}.jar"), 3000 + usize::from(n), n);
         let answer = submit(&cluster, usize::from(n) % 3, &jar).await;
-        assert_eq!(answer["appId"], u64::from(n) + 1);
-        jar_keys.push(answer["jar"].as_str().expect("jar key").to_string());
+        assert_eq!(answer.app_id, u32::from(n) + 1);
+        jar_keys.push(answer.jar);
     }
     put_data(&cluster, 0, 1, "offset", "1234").await;
     put_data(&cluster, 1, 1, "owner", "alice").await;
@@ -140,7 +145,7 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
     let response = cluster.http.delete(cluster.url(1, "/api/v1.0/appmaster/4")).send().await.expect("kill");
     assert_eq!(response.status().as_u16(), 200);
     let before = apps_and_data(&cluster, 2).await;
-    assert_eq!(before[&1]["data"], json!({ "offset": "1234", "owner": "alice" }));
+    assert_eq!(before[&1].data, data(&[("offset", "1234"), ("owner", "alice")]));
     let hash_before = wait_for_equal_states(&cluster).await;
 
     let file = cluster.dir.path().join("backup.snap");
@@ -150,14 +155,10 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
     assert_eq!(std::fs::metadata(&file).expect("saved").permissions().mode() & 0o777, 0o600);
     let (ok, stdout, stderr) = cluster.gear(&["snapshot", "status", file.to_str().expect("utf8"), "--json"]);
     assert!(ok, "snapshot status: {stdout}{stderr}");
-    let status: Value = serde_json::from_str(&stdout).expect("status JSON");
-    assert_eq!(
-        (status["applications"].as_u64(), status["nextAppId"].as_u64()),
-        (Some(4), Some(5)),
-        "{status}"
-    );
-    assert_eq!(status["voters"].as_array().map(Vec::len), Some(3), "{status}");
-    assert_eq!(status["jars"].as_array().map(Vec::len), Some(4), "{status}");
+    let status: SnapshotSummary = serde_json::from_str(&stdout).expect("status JSON");
+    assert_eq!((status.applications, status.next_app_id), (4, 5), "{status:?}");
+    assert_eq!(status.voters.len(), 3, "{status:?}");
+    assert_eq!(status.jars.len(), 4, "{status:?}");
 
     // Every node is destroyed; one jar is lost from the store too.
     for index in 0..3 {
@@ -185,7 +186,7 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
     }
     // The id counter came back: a new submission does not collide.
     let jar = make_jar(cluster.dir.path(), "after.jar", 100, 9);
-    assert_eq!(submit(&cluster, 1, &jar).await["appId"], 5);
+    assert_eq!(submit(&cluster, 1, &jar).await.app_id, 5);
     wait_for_equal_states(&cluster).await;
 
     // A restore never writes over a used state directory.
@@ -301,22 +302,22 @@ async fn after_losing_a_majority_the_survivor_recovers_alone_and_grows_back_to_t
     // It serves writes alone.
     put_data(&cluster, survivor, 2, "after", "recovery").await;
     let jar = make_jar(cluster.dir.path(), "dr-after.jar", 500, 7);
-    assert_eq!(submit(&cluster, survivor, &jar).await["appId"], 4);
+    assert_eq!(submit(&cluster, survivor, &jar).await.app_id, 4);
 
     // Grown back to three, one fresh master at a time.
     for index in &lost {
         cluster.restart(*index);
-        let status = change_members(&cluster, survivor, json!({ "add": cluster.address(*index) })).await;
+        let status = change_members(&cluster, survivor, MembershipChange::Add(cluster.address(*index))).await;
         assert_eq!(status, 200, "{}", cluster.logs());
     }
-    let members = get_ok(&cluster, survivor, "/api/v1.0/master/members").await;
-    assert_eq!(members["voters"].as_array().map(Vec::len), Some(3), "{members}");
+    let members: MembersView = get_ok(&cluster, survivor, "/api/v1.0/master/members").await;
+    assert_eq!(members.voters.len(), 3, "{members:?}");
     cluster.wait_until_ready(Duration::from_secs(20)).await;
     wait_for_equal_states(&cluster).await;
     for index in 0..3 {
         let apps = apps_and_data(&cluster, index).await;
         assert_eq!(apps.len(), 4, "master {index}");
-        assert_eq!(apps[&2]["data"], json!({ "position": "42", "after": "recovery" }), "master {index}");
+        assert_eq!(apps[&2].data, data(&[("position", "42"), ("after", "recovery")]), "master {index}");
     }
 }
 
@@ -375,10 +376,8 @@ async fn a_state_directory_from_a_newer_version_is_refused_untouched() {
     std::fs::remove_file(&marker).expect("remove the marker");
     cluster.restart(0);
     cluster.wait_until_ready(Duration::from_secs(20)).await;
-    assert_eq!(
-        get_ok(&cluster, 0, "/api/v1.0/master/applist").await["appMasters"].as_array().map(Vec::len),
-        Some(1)
-    );
+    let list: AppList = get_ok(&cluster, 0, "/api/v1.0/master/applist").await;
+    assert_eq!(list.app_masters.len(), 1);
     assert_eq!(std::fs::read_to_string(&marker).expect("marked on start"), "1\n");
 }
 
@@ -394,14 +393,14 @@ async fn a_master_with_a_new_disk_is_removed_then_added_back_empty() {
     let via = cluster.index_of(&leader);
     cluster.kill(replaced);
     wipe(&cluster, replaced);
-    assert_eq!(change_members(&cluster, via, json!({ "remove": cluster.address(replaced) })).await, 200);
+    assert_eq!(change_members(&cluster, via, MembershipChange::Remove(cluster.address(replaced))).await, 200);
     cluster.restart(replaced);
-    let status = change_members(&cluster, via, json!({ "add": cluster.address(replaced) })).await;
+    let status = change_members(&cluster, via, MembershipChange::Add(cluster.address(replaced))).await;
     assert_eq!(status, 200, "{}", cluster.logs());
-    let view = get_ok(&cluster, via, "/api/v1.0/master/members").await;
-    assert_eq!(view["voters"].as_array().map(Vec::len), Some(3), "{view}");
+    let view: MembersView = get_ok(&cluster, via, "/api/v1.0/master/members").await;
+    assert_eq!(view.voters.len(), 3, "{view:?}");
     cluster.wait_until_ready(Duration::from_secs(20)).await;
     wait_for_equal_states(&cluster).await;
     let apps = apps_and_data(&cluster, replaced).await;
-    assert_eq!(apps[&1]["data"], json!({ "k": "v" }));
+    assert_eq!(apps[&1].data, data(&[("k", "v")]));
 }

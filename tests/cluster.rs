@@ -5,7 +5,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{make_jar, Options, TestCluster};
+use common::{make_jar, wire, Options, TestCluster};
+use gearpump_master::cluster::peer_protocol::PeerStatus;
+use gearpump_master::wire::{
+    AppDetail, AppList, ErrorBody, MasterAnswer, MembersView, MembershipChange, Ready, SubmitAnswer,
+};
 use reqwest::multipart;
 use serde_json::Value;
 
@@ -30,7 +34,7 @@ async fn put_data(cluster: &TestCluster, index: usize, key: &str) -> Result<u16,
 async fn app_data_keys(cluster: &TestCluster, index: usize) -> BTreeSet<String> {
     let (status, body) = cluster.get(index, "/api/v1.0/appmaster/1").await.expect("read app 1");
     assert_eq!(status, 200, "{body}");
-    body["data"].as_object().expect("data map").keys().cloned().collect()
+    wire::<AppDetail>(&body).data.into_keys().collect()
 }
 
 fn running(cluster: &TestCluster) -> Vec<usize> {
@@ -108,7 +112,7 @@ async fn five_masters_with_two_killed_still_serve() {
     for index in running(&cluster) {
         let (status, list) = cluster.get(index, "/api/v1.0/master/applist").await.expect("applist");
         assert_eq!(status, 200);
-        assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(wire::<AppList>(&list).app_masters.len(), 1, "{list}");
     }
 }
 
@@ -133,7 +137,7 @@ async fn majority_down_fails_fast_with_503_then_recovers() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let (status, body) = cluster.get(0, "/api/v1.0/master/applist").await.expect("answer");
     assert_eq!(status, 503, "a linearizable read without quorum is refused: {body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("no quorum")), "{body}");
+    assert!(wire::<ErrorBody>(&body).error.contains("no quorum"), "{body}");
     let (status, body) = cluster.get(0, "/api/v1.0/master/applist?stale=true").await.expect("answer");
     assert_eq!(status, 200, "a stale read is served locally: {body}");
     assert_eq!(cluster.get(0, "/health/ready").await.expect("answer").0, 503);
@@ -153,11 +157,8 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
         let jar = make_jar(cluster.dir.path(), &format!("app{n}.jar"), 50_000 + usize::from(n) * 7, n);
         let (status, body) = submit(&cluster, usize::from(n) % 3, &jar, &format!("app{n}-")).await;
         assert_eq!(status, 200, "{body}");
-        submitted.push((
-            body["appId"].as_u64().expect("appId"),
-            body["jar"].as_str().expect("jar").to_string(),
-            jar,
-        ));
+        let answer: SubmitAnswer = wire(&body);
+        submitted.push((answer.app_id, answer.jar, jar));
     }
     for index in 0..3 {
         cluster.kill(index);
@@ -169,8 +170,7 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
     for index in 0..3 {
         let (status, list) = cluster.get(index, "/api/v1.0/master/applist").await.expect("applist");
         assert_eq!(status, 200);
-        let ids: Vec<u64> =
-            list["appMasters"].as_array().expect("apps").iter().filter_map(|a| a["appId"].as_u64()).collect();
+        let ids: Vec<u32> = wire::<AppList>(&list).app_masters.iter().map(|a| a.app_id).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5]);
     }
     // Replayed from their own logs, all three hold the same state at the same index.
@@ -179,8 +179,8 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
         let mut seen = BTreeSet::new();
         for index in 0..3 {
             let (_, master) = cluster.get(index, "/api/v1.0/master").await.expect("master");
-            let d = &master["masterDescription"];
-            seen.insert((d["appliedIndex"].as_u64(), d["stateHash"].as_str().map(str::to_string)));
+            let d = wire::<MasterAnswer>(&master).master_description;
+            seen.insert((d.applied_index, d.state_hash));
         }
         let indexes: BTreeSet<_> = seen.iter().map(|(index, _)| *index).collect();
         if indexes.len() == 1 {
@@ -200,7 +200,7 @@ async fn all_masters_killed_and_restarted_keep_every_application_and_jar() {
     // New ids continue after the old ones: maxAppId survived too.
     let jar = make_jar(cluster.dir.path(), "later.jar", 10, 9);
     let (_, body) = submit(&cluster, 1, &jar, "later").await;
-    assert_eq!(body["appId"], 6);
+    assert_eq!(wire::<SubmitAnswer>(&body).app_id, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,15 +220,17 @@ async fn follower_down_for_many_writes_catches_up_by_snapshot() {
         assert_eq!(status, Ok(200));
     }
     let (_, status) = cluster.get(leader_index, "/peer/status").await.expect("leader status");
-    assert!(status["purged_index"].as_u64().unwrap_or(0) > 50, "the leader compacted its log: {status}");
+    assert!(wire::<PeerStatus>(&status).purged_index > 50, "the leader compacted its log: {status}");
 
     cluster.restart(follower);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, mine) = cluster.get(follower, "/peer/status").await.unwrap_or((0, Value::Null));
         let (_, theirs) = cluster.get(leader_index, "/peer/status").await.expect("leader status");
-        if mine["applied_index"].as_u64().is_some() && mine["applied_index"] == theirs["applied_index"] {
-            assert!(mine["snapshot_index"].as_u64().unwrap_or(0) > 0, "caught up through a snapshot: {mine}");
+        let (my, their) =
+            (serde_json::from_value::<PeerStatus>(mine.clone()).ok(), wire::<PeerStatus>(&theirs));
+        if let Some(my) = my.filter(|my| my.applied_index == their.applied_index) {
+            assert!(my.snapshot_index > 0, "caught up through a snapshot: {mine}");
             break;
         }
         assert!(
@@ -240,7 +242,7 @@ async fn follower_down_for_many_writes_catches_up_by_snapshot() {
     }
     let (status, app) = cluster.get(follower, "/api/v1.0/appmaster/1?stale=true").await.expect("app");
     assert_eq!(status, 200);
-    assert_eq!(app["data"].as_object().map(|d| d.len()), Some(150));
+    assert_eq!(wire::<AppDetail>(&app).data.len(), 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,9 +286,10 @@ async fn masters_with_different_lists_refuse_to_bootstrap() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let message = loop {
         let (status, body) = cluster.get(0, "/health/ready").await.unwrap_or((0, Value::Null));
-        if let Some(text) = body["bootstrap"].as_str().filter(|t| t.contains("different")) {
+        let bootstrap = serde_json::from_value::<Ready>(body.clone()).ok().map(|ready| ready.bootstrap);
+        if let Some(text) = bootstrap.filter(|t| t.contains("different")) {
             assert_eq!(status, 503);
-            break text.to_string();
+            break text;
         }
         assert!(Instant::now() < deadline, "no mismatch reported: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -297,7 +300,7 @@ async fn masters_with_different_lists_refuse_to_bootstrap() {
     assert!(message.contains("make the list identical"), "{message}");
 }
 
-async fn change_members(cluster: &TestCluster, via: usize, body: Value) -> (u16, Value) {
+async fn change_members(cluster: &TestCluster, via: usize, body: MembershipChange) -> (u16, Value) {
     let response = cluster
         .http
         .post(cluster.url(via, "/api/v1.0/master/members"))
@@ -336,22 +339,21 @@ async fn masters_are_added_as_learners_then_voters_and_removed() {
 
     // Through a follower, so the change is forwarded to the leader.
     let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("follower");
-    let (status, view) = change_members(&cluster, follower, serde_json::json!({ "add": new_address })).await;
+    let (status, view) = change_members(&cluster, follower, MembershipChange::Add(new_address.clone())).await;
     assert_eq!(status, 200, "{view}");
-    assert_eq!(view["changed"], true);
-    assert!(
-        view["voters"].as_array().expect("voters").iter().any(|v| v == &Value::String(new_address.clone())),
-        "{view}"
-    );
-    let (status, again) = change_members(&cluster, 0, serde_json::json!({ "add": new_address })).await;
-    assert_eq!((status, &again["changed"]), (200, &Value::Bool(false)), "adding twice changes nothing");
+    let view: MembersView = wire(&view);
+    assert!(view.changed);
+    assert!(view.voters.contains(&new_address), "{view:?}");
+    let (status, again) = change_members(&cluster, 0, MembershipChange::Add(new_address.clone())).await;
+    assert_eq!(status, 200, "{again}");
+    assert!(!wire::<MembersView>(&again).changed, "adding twice changes nothing");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while ready(extra.port).await.ok() != Some(200) {
         assert!(Instant::now() < deadline, "the added master never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let apps: Value = cluster
+    let apps: AppList = cluster
         .http
         .get(format!("http://127.0.0.1:{port}/api/v1.0/master/applist?stale=true"))
         .send()
@@ -360,19 +362,20 @@ async fn masters_are_added_as_learners_then_voters_and_removed() {
         .json()
         .await
         .expect("json");
-    assert_eq!(apps["appMasters"].as_array().map(Vec::len), Some(1), "the new master has the data: {apps}");
+    assert_eq!(apps.app_masters.len(), 1, "the new master has the data: {apps:?}");
 
     let removed = cluster.address(follower);
-    let (status, view) = change_members(&cluster, 0, serde_json::json!({ "remove": removed })).await;
+    let (status, view) = change_members(&cluster, 0, MembershipChange::Remove(removed.clone())).await;
     assert_eq!(status, 200, "{view}");
-    assert_eq!(view["voters"].as_array().map(Vec::len), Some(3), "{view}");
-    assert!(!view["voters"].to_string().contains(&removed));
-    let (status, bad) = change_members(&cluster, 0, serde_json::json!({ "add": "not an address" })).await;
+    let view: MembersView = wire(&view);
+    assert_eq!(view.voters.len(), 3, "{view:?}");
+    assert!(!view.voters.contains(&removed));
+    let (status, bad) = change_members(&cluster, 0, MembershipChange::Add("not an address".into())).await;
     assert_eq!(status, 400, "{bad}");
     // Found by fuzzing: a master nobody runs was added as a learner and the request waited two
     // minutes for it to catch up. It is refused in a round trip now, and nothing is added.
     let nobody = format!("127.0.0.1:{}", common::free_ports(1)[0]);
-    let (status, refused) = change_members(&cluster, 0, serde_json::json!({ "add": nobody })).await;
+    let (status, refused) = change_members(&cluster, 0, MembershipChange::Add(nobody.clone())).await;
     assert_eq!(status, 400, "{refused}");
     assert!(refused.to_string().contains("does not answer as a master"), "{refused}");
     let (status, view) = cluster.get(0, "/api/v1.0/master/members").await.expect("members");
@@ -407,11 +410,11 @@ async fn concurrent_uploads_of_one_name_over_three_masters_keep_their_own_bytes(
     let mut keys = BTreeSet::new();
     for (n, (status, body)) in answers.iter().enumerate() {
         assert_eq!(*status, 200, "upload {n}: {body}");
-        keys.insert(body["jar"].as_str().expect("jar key").to_string());
+        keys.insert(wire::<SubmitAnswer>(body).jar);
     }
     assert_eq!(keys.len(), UPLOADS, "every upload gets its own key: {keys:?}");
     for (n, (_, body)) in answers.iter().enumerate() {
-        let key = body["jar"].as_str().expect("jar key");
+        let key = wire::<SubmitAnswer>(body).jar;
         let url = cluster.url((n + 1) % 3, &format!("/api/v1.0/jarstore/download?file={key}"));
         let response = cluster.http.get(url).send().await.expect("download");
         assert_eq!(response.status().as_u16(), 200, "download of upload {n} ({key})");

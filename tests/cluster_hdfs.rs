@@ -7,10 +7,14 @@ mod common;
 use std::time::Duration;
 
 use common::minihdfs::MiniHdfs;
-use common::{make_jar, Options, TestCluster};
-use serde_json::Value;
+use common::{make_jar, wire, Options, TestCluster};
+use gearpump_master::wire::{AppList, Ready, SubmitAnswer};
 
-fn submit_with_gear(cluster: &TestCluster, jar: &std::path::Path, prefix: &str) -> Result<Value, String> {
+fn submit_with_gear(
+    cluster: &TestCluster,
+    jar: &std::path::Path,
+    prefix: &str,
+) -> Result<SubmitAnswer, String> {
     let (ok, stdout, stderr) = cluster.gear(&[
         "--json",
         "app",
@@ -28,14 +32,15 @@ fn submit_with_gear(cluster: &TestCluster, jar: &std::path::Path, prefix: &str) 
 }
 
 /// Waits until the master's background probe reports the jar store as `ok` (or not).
-async fn jar_store_health(cluster: &TestCluster, index: usize, ok: bool) -> Value {
+async fn jar_store_health(cluster: &TestCluster, index: usize, ok: bool) -> Ready {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, ready) = cluster.get(index, "/health/ready").await.expect("ready answers");
-        if ready["jarStore"]["ok"] == ok {
+        let ready: Ready = wire(&ready);
+        if ready.jar_store.ok == Some(ok) {
             return ready;
         }
-        assert!(std::time::Instant::now() < deadline, "jar store never reported ok={ok}: {ready}");
+        assert!(std::time::Instant::now() < deadline, "jar store never reported ok={ok}: {ready:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -51,13 +56,13 @@ async fn jars_in_hdfs_survive_the_leader_and_an_hdfs_outage_is_explained() {
     });
     let leader = cluster.wait_until_ready(Duration::from_secs(30)).await;
     let ready = jar_store_health(&cluster, 0, true).await;
-    assert_eq!(ready["jarStore"]["ha"], true, "{ready}");
+    assert!(ready.jar_store.ha, "{ready:?}");
 
     let mut submitted = Vec::new();
     for n in 0..3u8 {
         let jar = make_jar(cluster.dir.path(), &format!("h{n}.jar"), 3 << 20, n);
         let answer = submit_with_gear(&cluster, &jar, "hdfs-").unwrap_or_else(|e| panic!("submit: {e}"));
-        submitted.push((answer["jar"].as_str().expect("jar").to_string(), jar));
+        submitted.push((answer.jar, jar));
     }
 
     let leader_index = cluster.index_of(&leader);
@@ -83,12 +88,12 @@ async fn jars_in_hdfs_survive_the_leader_and_an_hdfs_outage_is_explained() {
     let survivor = (0..3).find(|i| cluster.is_running(*i)).expect("survivor");
     let ready = jar_store_health(&cluster, survivor, false).await;
     let (status, _) = cluster.get(survivor, "/health/ready").await.expect("ready answers");
-    assert_eq!(status, 200, "the quorum does not depend on the jar store: {ready}");
-    assert!(ready["jarStore"]["error"].as_str().is_some_and(|e| e.contains("hdfs://")), "{ready}");
+    assert_eq!(status, 200, "the quorum does not depend on the jar store: {ready:?}");
+    assert!(ready.jar_store.error.as_deref().is_some_and(|e| e.contains("hdfs://")), "{ready:?}");
     let (_, list) = cluster.get(survivor, "/api/v1.0/master/applist").await.expect("list");
-    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(3), "no application for a failed upload");
+    assert_eq!(wire::<AppList>(&list).app_masters.len(), 3, "no application for a failed upload");
 
     hdfs.start_again();
     let retried = submit_with_gear(&cluster, &jar, "after-outage-").unwrap_or_else(|e| panic!("retry: {e}"));
-    assert_eq!(retried["appId"], 4);
+    assert_eq!(retried.app_id, 4);
 }

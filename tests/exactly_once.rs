@@ -17,9 +17,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{make_jar, Options, TestCluster};
+use common::{make_jar, wire, Options, TestCluster};
+use gearpump_master::wire::{AppDataAnswer, AppList, SubmitAnswer};
 use reqwest::multipart;
-use serde_json::Value;
 use tokio::task::JoinSet;
 
 const SUBMISSIONS_PER_ROUND: usize = 6;
@@ -38,7 +38,7 @@ async fn submit(http: reqwest::Client, url: String, jar: Vec<u8>, marker: String
     if response.status() != 200 {
         return None;
     }
-    response.json::<Value>().await.ok()?["appId"].as_u64()
+    response.json::<SubmitAnswer>().await.ok().map(|answer| u64::from(answer.app_id))
 }
 
 async fn put(http: reqwest::Client, url: String, value: String) -> bool {
@@ -57,11 +57,9 @@ async fn watch(
         i += 1;
         if let Ok(response) = http.get(&urls[i % urls.len()]).send().await {
             if response.status() == 200 {
-                if let Ok(body) = response.json::<Value>().await {
-                    if let Some(value) = body["value"].as_str() {
-                        if seen.last().map(String::as_str) != Some(value) {
-                            seen.push(value.to_string());
-                        }
+                if let Ok(body) = response.json::<AppDataAnswer>().await {
+                    if seen.last() != Some(&body.value) {
+                        seen.push(body.value);
                     }
                 }
             }
@@ -145,9 +143,9 @@ async fn leader_death_during_forwarded_writes_applies_each_request_once() {
     let (status, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("applist");
     assert_eq!(status, 200, "{list}");
     let mut by_marker: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for app in list["appMasters"].as_array().expect("appMasters") {
-        let name = app["appName"].as_str().unwrap_or_default();
-        let id = app["appId"].as_u64().expect("appId");
+    for app in wire::<AppList>(&list).app_masters {
+        let name = app.app_name;
+        let id = u64::from(app.app_id);
         if let Some(marker) = sent_markers.iter().find(|m| name == format!("{m}{id}")) {
             by_marker.entry(marker.clone()).or_default().push(id);
         }

@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::netns::{self, NetnsCluster, StartOptions};
+use common::wire;
+use gearpump_master::wire::{AppDataAnswer, AppList, ErrorBody, MasterAnswer, SubmitAnswer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::multipart;
@@ -180,8 +182,10 @@ async fn read(shared: &Shared, first: usize, key: &str) -> Option<String> {
         let status = response.status().as_u16();
         let Ok(body) = response.json::<Value>().await else { continue };
         match status {
-            200 => return body["value"].as_str().map(str::to_string),
-            404 if body["error"].as_str().unwrap_or_default().contains("has no data") => {
+            200 => return serde_json::from_value::<AppDataAnswer>(body).ok().map(|answer| answer.value),
+            404 if serde_json::from_value::<ErrorBody>(body)
+                .is_ok_and(|e| e.error.contains("has no data")) =>
+            {
                 return Some(String::new())
             }
             _ => {}
@@ -230,8 +234,8 @@ async fn submit(shared: &Shared, first: usize, jar: &[u8], marker: &str) -> Opti
             .await;
         if let Ok(response) = sent {
             if response.status() == 200 {
-                if let Ok(body) = response.json::<Value>().await {
-                    return body["appId"].as_u64();
+                if let Ok(body) = response.json::<SubmitAnswer>().await {
+                    return Some(u64::from(body.app_id));
                 }
             }
         }
@@ -504,11 +508,8 @@ async fn nemesis() {
         let mut seen = BTreeSet::new();
         for i in 0..masters {
             let (_, body) = cluster.get(i, "/api/v1.0/master").await.expect("GET /api/v1.0/master");
-            let d = &body["masterDescription"];
-            seen.insert((
-                d["appliedIndex"].as_u64().unwrap_or(0),
-                d["stateHash"].as_str().unwrap_or("").to_string(),
-            ));
+            let d = wire::<MasterAnswer>(&body).master_description;
+            seen.insert((d.applied_index, d.state_hash));
         }
         let indexes: BTreeSet<u64> = seen.iter().map(|(index, _)| *index).collect();
         if indexes.len() == 1 {
@@ -521,12 +522,12 @@ async fn nemesis() {
 
     // Submissions: every acknowledged one exists under its id; no id twice; no marker twice.
     let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("applist");
-    let apps = list["appMasters"].as_array().cloned().unwrap_or_default();
+    let apps = wire::<AppList>(&list).app_masters;
     let mut by_id: BTreeMap<u64, String> = BTreeMap::new();
     let mut per_marker: BTreeMap<String, usize> = BTreeMap::new();
     for app in &apps {
-        let id = app["appId"].as_u64().expect("appId");
-        let name = app["appName"].as_str().unwrap_or_default().to_string();
+        let id = u64::from(app.app_id);
+        let name = app.app_name.clone();
         assert!(by_id.insert(id, name.clone()).is_none(), "application id {id} listed twice");
         if let Some(marker) = name.split_inclusive('-').next() {
             *per_marker.entry(marker.to_string()).or_default() += 1;

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::certs::{self, write_private, Ca, Secured, TlsPaths};
-use common::{free_ports, make_jar, Options, TestCluster, MASTER_BIN};
+use common::{free_ports, make_jar, wire, Options, TestCluster, MASTER_BIN};
+use gearpump_master::wire::{ErrorBody, MasterAnswer, MembersView, MembershipChange};
 use reqwest::multipart;
 use serde_json::{json, Value};
 
@@ -50,7 +51,7 @@ fn submit_form(jar: &Path) -> multipart::Form {
 
 async fn term_of(cluster: &TestCluster, index: usize) -> u64 {
     let (_, body) = call(cluster, cluster.http.get(cluster.url(index, "/api/v1.0/master")), Some(READ)).await;
-    body["masterDescription"]["term"].as_u64().unwrap_or_else(|| panic!("no term in {body}"))
+    wire::<MasterAnswer>(&body).master_description.term
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +65,7 @@ async fn a_tls_cluster_with_tokens_forms_enforces_roles_and_fails_over() {
     assert_eq!(call(&cluster, http.get(url("/health/live")), None).await.0, 200);
     let (status, body) = call(&cluster, http.get(url("/api/v1.0/master/applist")), None).await;
     assert_eq!(status, 401, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("needs a token")), "{body}");
+    assert!(wire::<ErrorBody>(&body).error.contains("needs a token"), "{body}");
     let (status, _) =
         call(&cluster, http.get(url("/api/v1.0/master/applist")), Some("not-a-token-at-all-xx")).await;
     assert_eq!(status, 401);
@@ -75,13 +76,13 @@ async fn a_tls_cluster_with_tokens_forms_enforces_roles_and_fails_over() {
     let submit = || http.post(url("/api/v1.0/master/submitapp")).multipart(submit_form(&jar));
     let (status, body) = call(&cluster, submit(), Some(READ)).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("needs role submit")), "{body}");
+    assert!(wire::<ErrorBody>(&body).error.contains("needs role submit"), "{body}");
     let (status, body) = call(&cluster, submit(), Some(SUBMIT)).await;
     assert_eq!(status, 200, "{body}");
 
     // Membership: admin only.
     let members =
-        || http.post(url("/api/v1.0/master/members")).json(&json!({ "remove": cluster.address(2) }));
+        || http.post(url("/api/v1.0/master/members")).json(&MembershipChange::Remove(cluster.address(2)));
     assert_eq!(call(&cluster, members(), None).await.0, 401);
     assert_eq!(call(&cluster, members(), Some(SUBMIT)).await.0, 403);
     let bogus = http.post(url("/api/v1.0/master/members")).json(&json!({ "bogus": 1 }));
@@ -283,7 +284,7 @@ async fn a_certificate_expiring_soon_is_warned_about() {
     cluster.wait_until_ready(Duration::from_secs(20)).await;
     let (status, body) = cluster.get(0, "/api/v1.0/master").await.expect("master");
     assert_eq!(status, 200);
-    let warnings = body["masterDescription"]["warnings"].to_string();
+    let warnings = wire::<MasterAnswer>(&body).master_description.warnings.join("\n");
     assert!(warnings.contains("expires within 30 days"), "{warnings}");
     let log = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     assert!(log.contains("expires within 30 days"), "{log}");
@@ -333,20 +334,25 @@ async fn a_master_added_at_run_time_is_accepted_once_it_is_a_member() {
     let before = std::fs::read_to_string(cluster.log_path(0)).expect("log");
     let (status, view) = call(
         &cluster,
-        cluster.http.post(cluster.url(0, "/api/v1.0/master/members")).json(&json!({ "add": address })),
+        cluster
+            .http
+            .post(cluster.url(0, "/api/v1.0/master/members"))
+            .json(&MembershipChange::Add(address.clone())),
         Some(ADMIN),
     )
     .await;
     let added_log = std::fs::read_to_string(certs.path().join("added.log")).unwrap_or_default();
     assert_eq!(status, 200, "{view}\n{added_log}");
-    assert!(view["voters"].to_string().contains(&address), "{view}");
+    assert!(wire::<MembersView>(&view).voters.contains(&address), "{view}");
     // Its own calls to the others (status polls) now pass their handshake: it sees all four.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let url = format!("https://localhost:{port}/api/v1.0/master");
         let (_, body) = call(&cluster, cluster.http.get(url), Some(READ)).await;
-        let cluster_view = body["masterDescription"]["cluster"].as_array().cloned().unwrap_or_default();
-        if cluster_view.len() == 4 && cluster_view.iter().all(|m| m["reachable"] == true) {
+        let cluster_view = serde_json::from_value::<MasterAnswer>(body.clone())
+            .map(|a| a.master_description.cluster)
+            .unwrap_or_default();
+        if cluster_view.len() == 4 && cluster_view.iter().all(|m| m.reachable) {
             break;
         }
         assert!(Instant::now() < deadline, "the added master does not reach the others: {body}");

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Options, TestCluster};
+use common::{wire, Options, TestCluster};
+use gearpump_master::wire::{AppList, ErrorBody, Ready};
 use reqwest::multipart;
 
 struct Tmpfs(PathBuf);
@@ -48,14 +49,14 @@ async fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
         .part("jar", multipart::Part::bytes(vec![1u8; 1 << 20]).file_name("big.jar"));
     let (status, body) = cluster.submit_form(0, form).await;
     assert_eq!(status, 503);
-    let error = body["error"].as_str().expect("error text");
+    let error = wire::<ErrorBody>(&body).error;
     assert!(error.contains("file://") && error.contains("the disk is full"), "{error}");
 
     let leftovers: Vec<_> =
         std::fs::read_dir(jars.join(".partial")).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "partial uploads left: {leftovers:?}");
     let (_, list) = cluster.get(0, "/api/v1.0/master/applist").await.expect("list");
-    assert_eq!(list["appMasters"].as_array().map(Vec::len), Some(0));
+    assert_eq!(wire::<AppList>(&list).app_masters.len(), 0);
 
     // Small jars still fit: the master kept serving.
     let form = multipart::Form::new()
@@ -79,14 +80,15 @@ async fn a_read_only_store_is_a_clear_error() {
         .part("jar", multipart::Part::bytes(vec![1u8; 1024]).file_name("ro.jar"));
     let (status, body) = cluster.submit_form(0, form).await;
     assert_eq!(status, 503);
-    let error = body["error"].as_str().expect("error text");
+    let error = wire::<ErrorBody>(&body).error;
     assert!(error.contains("file://") && error.contains("read-only"), "{error}");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (status, ready) = cluster.get(0, "/health/ready").await.expect("ready");
-        if ready["jarStore"]["ok"] == false {
+        let report = wire::<Ready>(&ready).jar_store;
+        if report.ok == Some(false) {
             assert_eq!(status, 200, "the master keeps its quorum: {ready}");
-            assert!(ready["jarStore"]["error"].as_str().is_some_and(|e| e.contains("read-only")), "{ready}");
+            assert!(report.error.as_deref().is_some_and(|e| e.contains("read-only")), "{ready}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the probe never saw the read-only store: {ready}");

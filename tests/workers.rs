@@ -9,8 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::certs::TlsPaths;
-use common::{Options, TestCluster};
-use gearpump_master::state::AttemptOutcome;
+use common::{wire, Options, TestCluster};
+use gearpump_master::state::{Attempt, AttemptOutcome};
+use gearpump_master::wire::{
+    AppDetail, AppState, ErrorBody, MasterAnswer, SubmitAnswer, WorkerList, WorkerSummary,
+};
+use gearpump_master::worker::protocol::HeartbeatAnswer;
 use gearpump_master::worker::protocol::{ExitReport, Heartbeat, HEARTBEAT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -137,20 +141,20 @@ async fn submit(cluster: &TestCluster, jar: &Path, main_class: &str, args: &[&st
         .text("args", serde_json::to_string(args).expect("args"));
     let (status, body) = cluster.submit_form(0, form).await;
     assert_eq!(status, 200, "submit: {body}");
-    body["appId"].as_u64().expect("appId")
+    u64::from(wire::<SubmitAnswer>(&body).app_id)
 }
 
-/// The application as any running master sees it.
-async fn app(cluster: &TestCluster, id: u64) -> Value {
+/// The application as any running master sees it (`None` while none answers).
+async fn app(cluster: &TestCluster, id: u64) -> Option<AppDetail> {
     for index in 0..cluster.ports.len() {
         if !cluster.is_running(index) {
             continue;
         }
         if let Ok((200, body)) = cluster.get(index, &format!("/api/v1.0/appmaster/{id}")).await {
-            return body;
+            return Some(wire(&body));
         }
     }
-    Value::Null
+    None
 }
 
 async fn wait_for(
@@ -158,17 +162,17 @@ async fn wait_for(
     workers: &Workers,
     id: u64,
     what: &str,
-    condition: impl Fn(&Value) -> bool,
-) -> Value {
+    condition: impl Fn(&AppDetail) -> bool,
+) -> AppDetail {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = app(cluster, id).await;
-        if condition(&body) {
-            return body;
+        if let Some(body) = body.as_ref().filter(|body| condition(body)) {
+            return body.clone();
         }
         if Instant::now() > deadline {
             panic!(
-                "application {id}: {what} did not happen; last seen {body:#}\n{}\n{}",
+                "application {id}: {what} did not happen; last seen {body:#?}\n{}\n{}",
                 cluster.logs(),
                 workers.logs()
             );
@@ -177,16 +181,26 @@ async fn wait_for(
     }
 }
 
-fn attempts(app: &Value) -> &Vec<Value> {
-    app["attempts"].as_array().expect("attempts")
+fn attempts(app: &AppDetail) -> &Vec<Attempt> {
+    &app.app.attempts
+}
+
+/// The attempt's process id (it has started).
+fn pid_of(attempt: &Attempt) -> u64 {
+    u64::from(attempt.pid.unwrap_or_else(|| panic!("attempt {} has no process", attempt.attempt)))
+}
+
+/// The application record as its JSON text, to look for what it says.
+fn text(app: &AppDetail) -> String {
+    serde_json::to_string(app).expect("serialize")
 }
 
 /// Attempt `n` is live and its process started.
-fn started(app: &Value, n: usize) -> bool {
-    app["status"] == "active"
+fn started(app: &AppDetail, n: usize) -> bool {
+    app.app.status == AppState::Active
         && attempts(app).len() == n
-        && attempts(app)[n - 1]["startedMs"].is_u64()
-        && attempts(app)[n - 1]["endedMs"].is_null()
+        && attempts(app)[n - 1].started_ms.is_some()
+        && attempts(app)[n - 1].ended_ms.is_none()
 }
 
 fn alive(pid: u64) -> bool {
@@ -252,21 +266,21 @@ async fn app_runs_moves_off_a_killed_worker_survives_master_failover_and_is_kill
 
     let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
     let first = &attempts(&body)[0];
-    let pid1 = first["pid"].as_u64().expect("pid");
+    let pid1 = pid_of(first);
     assert!(alive(pid1), "the application's process {pid1} runs");
     wait_ticks(&out, 1).await;
 
     // The worker dies: its fence stops the JVM, the leader restarts it on the other worker.
-    let victim = workers.index_of(first["workerId"].as_u64().expect("worker"));
+    let victim = workers.index_of(u64::from(first.worker_id));
     workers.kill(victim);
     let body = wait_for(&cluster, &workers, id, "attempt 2 active", |a| started(a, 2)).await;
     let second = &attempts(&body)[1];
-    assert_ne!(second["workerId"], first["workerId"], "attempt 2 runs on the other worker");
-    assert_eq!(attempts(&body)[0]["outcome"], "workerLost");
+    assert_ne!(second.worker_id, first.worker_id, "attempt 2 runs on the other worker");
+    assert_eq!(attempts(&body)[0].outcome, Some(AttemptOutcome::WorkerLost));
     wait_gone(pid1).await;
     wait_ticks(&out, 2).await;
     assert_no_overlap(&out, 1, 2);
-    let pid2 = second["pid"].as_u64().expect("pid");
+    let pid2 = pid_of(second);
 
     // The leader master dies: the application keeps its process.
     let leader = cluster.wait_until_ready(Duration::from_secs(30)).await;
@@ -278,23 +292,23 @@ async fn app_runs_moves_off_a_killed_worker_survives_master_failover_and_is_kill
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(alive(pid2), "the application's process survived the master fail-over");
-    let body = app(&cluster, id).await;
-    assert!(started(&body, 2), "still attempt 2 after the fail-over: {body:#}");
-    assert_eq!(attempts(&body)[1]["pid"].as_u64(), Some(pid2), "same process");
+    let body = app(&cluster, id).await.expect("the application");
+    assert!(started(&body, 2), "still attempt 2 after the fail-over: {body:#?}");
+    assert_eq!(pid_of(&attempts(&body)[1]), pid2, "same process");
 
     // Its later exit is recorded by the new leader, and the policy restarts it.
     kill(Pid::from_raw(pid2 as i32), Signal::SIGTERM).expect("SIGTERM the application");
     let body = wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
-    let outcome = &attempts(&body)[1]["outcome"];
-    assert!(outcome.to_string().contains("143") || outcome.to_string().contains("signal"), "{outcome}");
-    let pid3 = attempts(&body)[2]["pid"].as_u64().expect("pid");
+    let outcome = serde_json::to_string(&attempts(&body)[1].outcome).expect("serialize");
+    assert!(outcome.contains("143") || outcome.contains("signal"), "{outcome}");
+    let pid3 = pid_of(&attempts(&body)[2]);
 
     // gear kill stops the process.
     let (ok, stdout, stderr) = cluster.gear(&["kill", "-appid", &id.to_string()]);
     assert!(ok, "gear kill: {stdout} {stderr}");
     wait_gone(pid3).await;
-    let body = app(&cluster, id).await;
-    assert_eq!(body["status"], "terminated");
+    let body = app(&cluster, id).await.expect("the application");
+    assert_eq!(body.app.status, AppState::Terminated);
     drop(workers);
 }
 
@@ -314,28 +328,28 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     let not_a_jar = common::make_jar(cluster.dir.path(), "garbage.jar", 4096, 7);
     let garbage = submit(&cluster, &not_a_jar, "Ticker", &[]).await;
 
-    let body = wait_for(&cluster, &workers, crashing, "failed", |a| a["status"] == "failed").await;
+    let body = wait_for(&cluster, &workers, crashing, "failed", |a| a.app.status == AppState::Failed).await;
     assert_eq!(attempts(&body).len(), 3, "total-retries = 2: three attempts");
     for attempt in attempts(&body) {
-        assert_eq!(attempt["outcome"]["exited"]["code"], 1, "{attempt}");
+        assert!(matches!(attempt.outcome, Some(AttemptOutcome::Exited { code: 1, .. })), "{attempt:?}");
     }
-    assert!(body.to_string().contains("exiting with status 1"), "the log tail is in the record: {body}");
+    assert!(text(&body).contains("exiting with status 1"), "the log tail is in the record: {body:?}");
 
-    let body = wait_for(&cluster, &workers, missing, "failed", |a| a["status"] == "failed").await;
+    let body = wait_for(&cluster, &workers, missing, "failed", |a| a.app.status == AppState::Failed).await;
     assert_eq!(attempts(&body).len(), 3);
-    assert!(body.to_string().contains("NoSuchMain"), "the JVM's message names the class: {body}");
+    assert!(text(&body).contains("NoSuchMain"), "the JVM's message names the class: {body:?}");
 
-    let body = wait_for(&cluster, &workers, garbage, "failed", |a| a["status"] == "failed").await;
+    let body = wait_for(&cluster, &workers, garbage, "failed", |a| a.app.status == AppState::Failed).await;
     assert_eq!(attempts(&body).len(), 3);
-    assert!(body.to_string().contains("Could not find or load main class"), "the JVM's message: {body}");
+    assert!(text(&body).contains("Could not find or load main class"), "the JVM's message: {body:?}");
 
     // The log is readable through any master, and through gear.
     let (status, text) =
         cluster.get(1, &format!("/api/v1.0/appmaster/{missing}/log?attempt=1")).await.expect("log");
     assert_eq!(status, 200, "{text}");
     assert!(text.to_string().contains("NoSuchMain"), "{text}");
-    let record = app(&cluster, missing).await;
-    let worker_log = attempts(&record)[0]["logAddress"].as_str().expect("log address").to_string();
+    let record = app(&cluster, missing).await.expect("the application");
+    let worker_log = attempts(&record)[0].log_address.clone().expect("log address");
     let url = format!("http://{worker_log}/log?app={missing}&attempt=1");
     let refused = cluster.http.get(url).send().await.expect("ask the worker directly");
     assert_eq!(refused.status(), 401, "the worker's log server wants the cluster secret");
@@ -351,13 +365,14 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
     for index in 0..3 {
         let (status, list) = cluster.get(index, "/api/v1.0/master/workerlist").await.expect("workerlist");
         assert_eq!(status, 200, "{list}");
-        assert_eq!(list["workers"].as_array().map(Vec::len), Some(2), "{list}");
+        assert_eq!(wire::<WorkerList>(&list).workers.len(), 2, "{list}");
     }
     let worker_id = list_worker_id(&cluster).await;
     let (status, worker) = cluster.get(2, &format!("/api/v1.0/worker/{worker_id}")).await.expect("worker");
     assert_eq!(status, 200, "{worker}");
-    assert_eq!(worker["workerId"], worker_id);
-    assert_eq!(worker["slots"], 4);
+    let worker: WorkerSummary = wire(&worker);
+    assert_eq!(u64::from(worker.worker_id), worker_id);
+    assert_eq!(worker.slots, 4);
     let (ok, stdout, stderr) = cluster.gear(&["workers"]);
     assert!(ok && stdout.lines().count() == 3, "gear workers: {stdout} {stderr}");
 
@@ -368,7 +383,7 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
         .text("slots", "5");
     let (status, body) = cluster.submit_form(1, form).await;
     assert_eq!(status, 400, "{body}");
-    let error = body["error"].as_str().unwrap_or_default();
+    let error = wire::<ErrorBody>(&body).error;
     assert!(error.contains("largest worker") && error.contains("has 4"), "{body}");
     let (ok, stdout, stderr) =
         cluster.gear(&["app", "-jar", jar.to_str().expect("utf-8"), "-slots", "5", "Ticker"]);
@@ -394,14 +409,15 @@ async fn crashing_and_broken_apps_fail_after_total_retries_with_the_jvm_message(
         .await
         .expect("heartbeat");
     assert_eq!(answer.status(), 200);
-    let answer: Value = answer.json().await.expect("answer");
-    assert_eq!(answer["workerId"], 2, "a third worker id, allocated through Raft: {answer}");
-    assert_eq!(answer["assigned"], serde_json::json!([]));
+    let answer: HeartbeatAnswer = answer.json().await.expect("answer");
+    assert_eq!(answer.worker_id, 2, "a third worker id, allocated through Raft: {answer:?}");
+    assert!(answer.assigned.is_empty(), "{answer:?}");
 }
 
 async fn list_worker_id(cluster: &TestCluster) -> u64 {
     let (_, list) = cluster.get(0, "/api/v1.0/master/workerlist").await.expect("workerlist");
-    list["workers"][0]["workerId"].as_u64().expect("a worker")
+    let list: WorkerList = wire(&list);
+    u64::from(list.workers.first().unwrap_or_else(|| panic!("no worker in {list:?}")).worker_id)
 }
 
 /// Runs a worker that is expected to exit by itself: (exit code, stderr).
@@ -458,12 +474,12 @@ async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attem
     let id = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8")]).await;
     let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
     let first = attempts(&body)[0].clone();
-    let pid1 = first["pid"].as_u64().expect("pid");
+    let pid1 = pid_of(&first);
     wait_ticks(&out, 1).await;
 
     // SIGSTOP: the worker cannot act, its fence process kills the JVM before the leader gives
     // up on the worker and starts attempt 2 elsewhere.
-    let frozen = workers.index_of(first["workerId"].as_u64().expect("worker"));
+    let frozen = workers.index_of(u64::from(first.worker_id));
     kill(workers.pid(frozen), Signal::SIGSTOP).expect("SIGSTOP");
     let body = wait_for(&cluster, &workers, id, "attempt 2 active", |a| started(a, 2)).await;
     wait_gone(pid1).await;
@@ -471,10 +487,10 @@ async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attem
     assert_no_overlap(&out, 1, 2);
     kill(workers.pid(frozen), Signal::SIGCONT).expect("SIGCONT");
     let second = attempts(&body)[1].clone();
-    let pid2 = second["pid"].as_u64().expect("pid");
+    let pid2 = pid_of(&second);
 
     // A worker that dies together with its fence leaves the JVM behind; restarted, it stops it.
-    let holder = workers.index_of(second["workerId"].as_u64().expect("worker"));
+    let holder = workers.index_of(u64::from(second.worker_id));
     for fence in fence_processes(pid2) {
         let _ = kill(Pid::from_raw(fence), Signal::SIGKILL);
     }
@@ -483,22 +499,24 @@ async fn a_stopped_worker_fences_itself_and_a_restarted_worker_stops_stale_attem
     workers.restart(holder);
     wait_gone(pid2).await;
     let body = wait_for(&cluster, &workers, id, "attempt 3 active", |a| started(a, 3)).await;
-    let restarts = body["restarts"].clone();
+    let restarts = body.app.restarts;
 
     // A restart request and a cleanly stopped worker move the application without counting
     // against its restart policy.
     let (ok, stdout, stderr) = cluster.gear(&["restart", "-appid", &id.to_string()]);
     assert!(ok && stdout.contains("attempt stopped"), "gear restart: {stdout} {stderr}");
     let body = wait_for(&cluster, &workers, id, "attempt 4 active", |a| started(a, 4)).await;
-    assert!(attempts(&body)[2]["outcome"].to_string().contains("restart requested"), "{body:#}");
-    let holder = workers.index_of(attempts(&body)[3]["workerId"].as_u64().expect("worker"));
-    let pid4 = attempts(&body)[3]["pid"].as_u64().expect("pid");
+    let outcome = |n: usize| serde_json::to_string(&attempts(&body)[n].outcome).expect("serialize");
+    assert!(outcome(2).contains("restart requested"), "{body:#?}");
+    let holder = workers.index_of(u64::from(attempts(&body)[3].worker_id));
+    let pid4 = pid_of(&attempts(&body)[3]);
     kill(workers.pid(holder), Signal::SIGTERM).expect("SIGTERM the worker");
     let body = wait_for(&cluster, &workers, id, "attempt 5 active", |a| started(a, 5)).await;
     assert!(!alive(pid4));
-    assert!(attempts(&body)[3]["outcome"].to_string().contains("its worker was stopped"), "{body:#}");
-    assert_ne!(attempts(&body)[4]["workerId"], attempts(&body)[3]["workerId"]);
-    assert_eq!(body["restarts"], restarts, "neither counted as a failure");
+    let outcome = serde_json::to_string(&attempts(&body)[3].outcome).expect("serialize");
+    assert!(outcome.contains("its worker was stopped"), "{body:#?}");
+    assert_ne!(attempts(&body)[4].worker_id, attempts(&body)[3].worker_id);
+    assert_eq!(body.app.restarts, restarts, "neither counted as a failure");
 }
 
 /// Pids of `gearpump-worker __fence` processes guarding process group `pgid`.
@@ -563,7 +581,7 @@ async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_i
     let out = cluster.dir.path().join("ticks.txt");
     let id = submit(&cluster, &jar, "Ticker", &[out.to_str().expect("utf-8")]).await;
     let body = wait_for(&cluster, &workers, id, "attempt 1 active", |a| started(a, 1)).await;
-    let good_id = attempts(&body)[0]["workerId"].as_u64().expect("worker id");
+    let good_id = u64::from(attempts(&body)[0].worker_id);
     assert_eq!(workers.index_of(good_id), 0, "the worker with the certificate runs it");
     wait_ticks(&out, 1).await;
 
@@ -596,7 +614,7 @@ async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_i
     assert!(!matches!(&plain, Ok((200, _))), "plain HTTP read the log: {plain:?}");
 
     let url = |path: &str| cluster.url(0, path);
-    let term = |body: &Value| body["masterDescription"]["term"].as_u64();
+    let term = |body: &Value| Some(wire::<MasterAnswer>(body).master_description.term);
     let (_, master) = cluster.get(0, "/api/v1.0/master").await.expect("master");
     let term_before = term(&master).expect("term");
     let beat = heartbeat(None, "127.0.0.1", Vec::new());
@@ -644,26 +662,24 @@ async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_i
     let claimed = heartbeat(Some(good_id as u32), "localhost", forged());
     let (status, answer) = post(&other, url(HEARTBEAT), &claimed).await.expect("answer");
     assert_eq!(status, 200, "{answer}");
-    let other_id = answer["workerId"].as_u64().expect("an id");
+    let answer: HeartbeatAnswer = wire(&answer);
+    let other_id = u64::from(answer.worker_id);
     assert_ne!(other_id, good_id, "it was given a new id, not the claimed one");
-    assert_eq!(answer["assigned"], serde_json::json!([]), "nothing of the other worker's");
+    assert!(answer.assigned.is_empty(), "nothing of the other worker's: {answer:?}");
     let (status, answer) =
         post(&other, url(HEARTBEAT), &heartbeat(Some(other_id as u32), "localhost", forged()))
             .await
             .expect("answer");
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["ackedExits"], serde_json::json!([[id, 1]]), "acknowledged, so it is not repeated");
+    let acked = wire::<HeartbeatAnswer>(&answer).acked_exits;
+    assert_eq!(acked, vec![(id as u32, 1)], "acknowledged, so it is not repeated");
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let body = app(&cluster, id).await;
-    assert!(started(&body, 1), "the forged report ended the attempt: {body:#}");
+    let body = app(&cluster, id).await.expect("the application");
+    assert!(started(&body, 1), "the forged report ended the attempt: {body:#?}");
     let (_, list) = cluster.get(0, "/api/v1.0/master/workerlist").await.expect("workerlist");
-    let hosts: Vec<&str> = list["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("workerlist: {list}"))
-        .iter()
-        .filter_map(|w| w["host"].as_str())
-        .collect();
+    let workers_seen: WorkerList = wire(&list);
+    let hosts: Vec<&str> = workers_seen.workers.iter().map(|w| w.host.as_str()).collect();
     assert_eq!(
         hosts.iter().filter(|h| **h == "127.0.0.1").count(),
         1,

@@ -220,7 +220,7 @@ impl Target {
                     if status != 200 {
                         return None;
                     }
-                    c.index_of(body["leader"].as_str()?)
+                    c.index_of(&common::wire::<gearpump_master::wire::Ready>(&body).leader?)
                 }
                 Target::Etcd(c) => {
                     let url = format!("http://127.0.0.1:{}/v3/maintenance/status", c.client_ports[index]);

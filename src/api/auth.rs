@@ -97,6 +97,7 @@ pub const ROUTES: &[Rule] = &[
     rule(GET, "/health/ready", Access::Health),
     rule(GET, "/metrics", Access::Health),
     rule(GET, "/api/v1.0/version", READ),
+    rule(GET, crate::api::openapi::PATH, READ),
     rule(GET, "/api/v1.0/master", READ),
     rule(GET, "/api/v1.0/master/applist", READ),
     rule(GET, "/api/v1.0/master/config", READ),

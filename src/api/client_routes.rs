@@ -8,13 +8,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{ApiError, Context};
 pub use crate::cluster::now_ms;
-use crate::cluster::MembershipChange;
-use crate::state::{new_id, validate_id, AppId, AppStatus, Application, Command, CommandResult, RequestId};
-use crate::wire::IDEMPOTENCY_KEY;
+use crate::state::{new_id, validate_id, AppId, Command, CommandResult, RequestId};
+use crate::wire::{
+    AppDataAnswer, AppDetail, AppList, AppMaster, AppState, ClusterMember, ConfigAnswer, ConfigEntry,
+    KillAnswer, MasterAnswer, MasterDescription, MemberProgress, MembersView, MembershipChange,
+    PutDataAnswer, Role, IDEMPOTENCY_KEY,
+};
 
 /// A write's request id: the client's `Idempotency-Key`, or a fresh one.
 pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
@@ -27,7 +30,7 @@ pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
 }
 
 /// A write's JSON answer with its request id in the `Idempotency-Key` header.
-pub fn write_answer(id: RequestId, body: Value) -> impl IntoResponse {
+pub fn write_answer<T: Serialize>(id: RequestId, body: T) -> impl IntoResponse {
     ([(IDEMPOTENCY_KEY, id)], Json(body))
 }
 
@@ -44,62 +47,50 @@ fn parse_app_id(text: &str) -> Result<AppId, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(format!("application id {text:?} is not a number")))
 }
 
-pub fn status_name(status: AppStatus) -> &'static str {
-    match status {
-        AppStatus::Pending => "pending",
-        AppStatus::Active => "active",
-        AppStatus::Succeeded => "succeeded",
-        AppStatus::Failed => "failed",
-        AppStatus::Terminated => "terminated",
-    }
-}
-
-/// Gearpump's AppMasterData fields, plus what we replicate beyond them.
-fn app_json(app: &Application) -> Value {
-    json!({
-        "appId": app.id,
-        "appName": app.name,
-        "status": status_name(app.status),
-        "user": app.user,
-        "submissionTime": app.submission_time_ms,
-        "startTime": app.start_time_ms.unwrap_or(0),
-        "finishTime": app.finish_time_ms.unwrap_or(0),
-        "mainClass": app.main_class,
-        "args": app.args,
-        "jar": { "name": app.jar.key, "fileName": app.jar.file_name, "size": app.jar.size, "sha256": app.jar.sha256 },
-        "restartPolicy": { "maxRestarts": app.restart_policy.max_restarts },
-        "restarts": app.restarts,
-        "slots": app.slots,
-        "attempts": app.attempts,
-    })
-}
-
 pub async fn version() -> impl IntoResponse {
     format!("gearpump-master {}", crate::wire::PACKAGE_VERSION)
 }
 
-pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
+pub async fn master(State(context): State<Arc<Context>>) -> Json<MasterAnswer> {
     let statuses = context.cluster.all_statuses().await;
     let me = context.cluster.status();
     let leader_last = statuses
         .iter()
         .filter_map(|(_, _, status)| status.as_ref())
-        .find(|status| status.role == "leader")
+        .find(|status| status.role == Role::Leader)
         .map(|status| status.last_log_index);
-    let cluster: Vec<Value> = statuses
+    let cluster: Vec<ClusterMember> = statuses
         .iter()
         .map(|(id, address, status)| match status {
             Some(status) => {
                 let lag = leader_last.map(|last| last.saturating_sub(status.last_log_index));
-                json!({
-                    "address": address, "nodeId": id, "reachable": true, "role": status.role, "term": status.term,
-                    "commitIndex": status.commit_index, "appliedIndex": status.applied_index,
-                    "lastLogIndex": status.last_log_index, "lag": lag,
-                    "version": status.version, "protocol": status.protocol,
-                    "healthy": leader_last.is_some() && status.role != "candidate" && lag.is_some_and(|lag| lag < 1000),
-                })
+                ClusterMember {
+                    address: address.clone(),
+                    node_id: *id,
+                    reachable: true,
+                    role: status.role,
+                    progress: Some(MemberProgress {
+                        term: status.term,
+                        commit_index: status.commit_index,
+                        applied_index: status.applied_index,
+                        last_log_index: status.last_log_index,
+                        lag,
+                        version: status.version.clone(),
+                        protocol: status.protocol,
+                    }),
+                    healthy: leader_last.is_some()
+                        && status.role != Role::Candidate
+                        && lag.is_some_and(|lag| lag < 1000),
+                }
             }
-            None => json!({ "address": address, "nodeId": id, "reachable": false, "role": "unreachable", "healthy": false }),
+            None => ClusterMember {
+                address: address.clone(),
+                node_id: *id,
+                reachable: false,
+                role: Role::Unreachable,
+                progress: None,
+                healthy: false,
+            },
         })
         .collect();
     let mut warnings = context.config.warnings.clone();
@@ -111,58 +102,57 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<Value> {
     }
     let (state_index, state_hash) = context.cluster.applied_hash();
     let master_status =
-        if context.cluster.is_ready() { me.role.clone() } else { format!("{} (no quorum)", me.role) };
-    Json(json!({
-        "masterDescription": {
-            "leader": me.leader,
-            "thisMaster": me.address,
-            "version": crate::wire::PACKAGE_VERSION,
-            "masterStatus": master_status,
-            "term": me.term,
-            "cluster": cluster,
-            "aliveFor": u64::try_from(context.cluster.uptime().as_millis()).unwrap_or(u64::MAX),
-            "jarStore": context.jars.describe(),
-            "jarStoreHighlyAvailable": context.jars.is_highly_available(),
-            "homeDirectory": context.config.state_dir.display().to_string(),
-            "bootstrap": context.cluster.bootstrap_state().to_string(),
-            "appliedIndex": state_index,
-            "stateHash": state_hash,
-            "warnings": warnings,
-        }
-    }))
+        if context.cluster.is_ready() { me.role.to_string() } else { format!("{} (no quorum)", me.role) };
+    Json(MasterAnswer {
+        master_description: MasterDescription {
+            leader: me.leader,
+            this_master: me.address,
+            version: crate::wire::PACKAGE_VERSION.to_string(),
+            master_status,
+            term: me.term,
+            cluster,
+            alive_for: u64::try_from(context.cluster.uptime().as_millis()).unwrap_or(u64::MAX),
+            jar_store: context.jars.describe(),
+            jar_store_highly_available: context.jars.is_highly_available(),
+            home_directory: context.config.state_dir.display().to_string(),
+            bootstrap: context.cluster.bootstrap_state().to_string(),
+            applied_index: state_index,
+            state_hash,
+            warnings,
+        },
+    })
 }
 
 pub async fn app_list(
     State(context): State<Arc<Context>>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AppList>, ApiError> {
     consistent_read(&context, &query).await?;
-    let apps: Vec<Value> = context.cluster.read(|state| state.apps.values().map(app_json).collect());
-    Ok(Json(json!({ "appMasters": apps })))
+    let app_masters = context.cluster.read(|state| state.apps.values().map(AppMaster::from).collect());
+    Ok(Json(AppList { app_masters }))
 }
 
-pub async fn config(State(context): State<Arc<Context>>) -> Json<Value> {
-    let values: serde_json::Map<String, Value> = context
+pub async fn config(State(context): State<Arc<Context>>) -> Json<ConfigAnswer> {
+    let config = context
         .config
         .effective()
         .into_iter()
-        .map(|(key, value, origin)| (key.to_string(), json!({ "value": value, "origin": origin })))
+        .map(|(key, value, origin)| (key.to_string(), ConfigEntry { value, origin }))
         .collect();
-    Json(json!({ "config": values, "warnings": context.config.warnings }))
+    Json(ConfigAnswer { config, warnings: context.config.warnings.clone() })
 }
 
 pub async fn app_detail(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AppDetail>, ApiError> {
     let id = parse_app_id(&id)?;
     consistent_read(&context, &query).await?;
     let found = context.cluster.read(|state| {
-        state.apps.get(&id).map(|app| {
-            let mut value = app_json(app);
-            value["data"] = json!(state.app_data.get(&id).cloned().unwrap_or_default());
-            value
+        state.apps.get(&id).map(|app| AppDetail {
+            app: AppMaster::from(app),
+            data: state.app_data.get(&id).cloned().unwrap_or_default(),
         })
     });
     found.map(Json).ok_or_else(|| ApiError::not_found(format!("application {id} does not exist")))
@@ -176,14 +166,14 @@ pub async fn kill_app(
     let request = request_id(&headers)?;
     let id = parse_app_id(&id)?;
     context.cluster.write_request(request.clone(), Command::KillApp { app_id: id, now_ms: now_ms() }).await?;
-    Ok(write_answer(request, json!({ "success": true, "appId": id, "status": "terminated" })))
+    Ok(write_answer(request, KillAnswer { success: true, app_id: id, status: AppState::Terminated }))
 }
 
 pub async fn get_app_data(
     State(context): State<Arc<Context>>,
     Path((id, key)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AppDataAnswer>, ApiError> {
     let id = parse_app_id(&id)?;
     consistent_read(&context, &query).await?;
     let value = context.cluster.read(|state| {
@@ -196,7 +186,7 @@ pub async fn get_app_data(
             .and_then(|data| data.get(&key).cloned())
             .ok_or_else(|| ApiError::not_found(format!("application {id} has no data under {key:?}")))
     })?;
-    Ok(Json(json!({ "appId": id, "key": key, "value": value })))
+    Ok(Json(AppDataAnswer { app_id: id, key, value }))
 }
 
 pub async fn put_app_data(
@@ -217,7 +207,7 @@ pub async fn put_app_data(
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
     let command = Command::PutAppData { app_id: id, key: key.clone(), value };
     match context.cluster.write_request(request.clone(), command).await? {
-        CommandResult::Done => Ok(write_answer(request, json!({ "success": true, "appId": id, "key": key }))),
+        CommandResult::Done => Ok(write_answer(request, PutDataAnswer { success: true, app_id: id, key })),
         other => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}")))
         }
@@ -244,8 +234,8 @@ pub async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoRe
     ))
 }
 
-pub async fn members(State(context): State<Arc<Context>>) -> Json<Value> {
-    Json(json!(context.cluster.members_view(false)))
+pub async fn members(State(context): State<Arc<Context>>) -> Json<MembersView> {
+    Json(context.cluster.members_view(false))
 }
 
 /// `POST /api/v1.0/master/members` with `{"add": "host:port"}` or `{"remove": "host:port"}`.
@@ -253,12 +243,11 @@ pub async fn members(State(context): State<Arc<Context>>) -> Json<Value> {
 pub async fn change_members(
     State(context): State<Arc<Context>>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MembersView>, ApiError> {
     let change: MembershipChange = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"add\": \"host:port\"}} or {{\"remove\": \"host:port\"}}: {e}"
         ))
     })?;
-    let view = context.cluster.change_members(change).await?;
-    Ok(Json(json!(view)))
+    Ok(Json(context.cluster.change_members(change).await?))
 }

@@ -1,27 +1,21 @@
-//! Every failure a client sees is a status code plus `{"error": "...", "status": N}`.
+//! Every failure a client sees is a status code plus `wire::ErrorBody`
+//! (`{"error": "...", "status": N}`).
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::cluster::{ClusterError, PeerFailure};
 use crate::jarstore::JarStoreError;
 use crate::state::Rejection;
+use crate::wire::{ErrorBody, NoLeader};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     /// For a 503 without a leader: when this master may have one again, and what it knows.
-    pub no_leader: Option<NoLeaderHint>,
-}
-
-#[derive(Debug)]
-pub struct NoLeaderHint {
-    pub retry_after_ms: u64,
-    pub last_leader: Option<String>,
-    pub reachable: Vec<String>,
+    pub no_leader: Option<NoLeader>,
 }
 
 impl ApiError {
@@ -43,13 +37,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, "{}", self.message);
         }
-        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
-        let Some(hint) = self.no_leader else { return (self.status, Json(body)).into_response() };
+        let retry_after_ms = self.no_leader.as_ref().map(|hint| hint.retry_after_ms);
+        let body = ErrorBody { error: self.message, status: self.status.as_u16(), no_leader: self.no_leader };
+        let Some(retry_after_ms) = retry_after_ms else { return (self.status, Json(body)).into_response() };
         // Retry-After counts whole seconds; clients of ours read the finer retryAfterMs.
-        body["retryAfterMs"] = json!(hint.retry_after_ms);
-        body["lastLeader"] = json!(hint.last_leader);
-        body["reachable"] = json!(hint.reachable);
-        let seconds = hint.retry_after_ms.div_ceil(1000).max(1).to_string();
+        let seconds = retry_after_ms.div_ceil(1000).max(1).to_string();
         (self.status, [(header::RETRY_AFTER, seconds)], Json(body)).into_response()
     }
 }
@@ -72,7 +64,7 @@ impl From<ClusterError> for ApiError {
     fn from(error: ClusterError) -> ApiError {
         let mut api_error = ApiError::new(cluster_status(&error), error.to_string());
         if let ClusterError::NoLeader { last_leader, reachable, retry_after_ms, .. } = error {
-            api_error.no_leader = Some(NoLeaderHint { retry_after_ms, last_leader, reachable });
+            api_error.no_leader = Some(NoLeader { retry_after_ms, last_leader, reachable });
         }
         api_error
     }

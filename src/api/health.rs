@@ -6,17 +6,18 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::{Context, JarProbe};
 use crate::jarstore::JarStore;
+use crate::wire::{JarStoreReport, Live, Ready};
 
 /// Alive: the runtime answers and the Raft core has not stopped.
 pub async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
     if context.cluster.core_is_running() {
-        (StatusCode::OK, Json(json!({ "live": true })))
+        (StatusCode::OK, Json(Live { live: true, error: None }))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "live": false, "error": "the Raft core stopped" })))
+        let error = Some("the Raft core stopped".to_string());
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Live { live: false, error }))
     }
 }
 
@@ -28,36 +29,27 @@ pub async fn ready(State(context): State<Arc<Context>>) -> impl IntoResponse {
     let status = context.cluster.status();
     let ready = context.cluster.is_ready();
     let probe = context.jar_health.read().ok().and_then(|probe| probe.clone());
-    let body = json!({
-        "ready": ready,
-        "role": status.role,
-        "term": status.term,
-        "leader": status.leader,
-        "bootstrap": context.cluster.bootstrap_state().to_string(),
-        "jarStore": jar_store_report(&*context.jars, probe.as_ref()),
-    });
+    let body = Ready {
+        ready,
+        role: status.role,
+        term: status.term,
+        leader: status.leader,
+        bootstrap: context.cluster.bootstrap_state().to_string(),
+        jar_store: jar_store_report(&*context.jars, probe.as_ref()),
+    };
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))
 }
 
 /// `ok` is null until the first probe finishes; `probeAgeMs` says how old the answer is.
-fn jar_store_report(jars: &dyn JarStore, probe: Option<&JarProbe>) -> Value {
-    let mut report = json!({ "store": jars.describe(), "ha": jars.is_highly_available() });
-    match probe {
-        None => {
-            report["ok"] = Value::Null;
-            report["probeAgeMs"] = Value::Null;
-        }
-        Some(probe) => {
-            report["ok"] = Value::Bool(probe.result.is_ok());
-            if let Err(error) = &probe.result {
-                report["error"] = Value::String(error.clone());
-            }
-            let age = u64::try_from(probe.at.elapsed().as_millis()).unwrap_or(u64::MAX);
-            report["probeAgeMs"] = Value::from(age);
-        }
+fn jar_store_report(jars: &dyn JarStore, probe: Option<&JarProbe>) -> JarStoreReport {
+    JarStoreReport {
+        store: jars.describe(),
+        ha: jars.is_highly_available(),
+        ok: probe.map(|probe| probe.result.is_ok()),
+        error: probe.and_then(|probe| probe.result.as_ref().err().cloned()),
+        probe_age_ms: probe.map(|probe| u64::try_from(probe.at.elapsed().as_millis()).unwrap_or(u64::MAX)),
     }
-    report
 }
 
 pub async fn metrics(State(context): State<Arc<Context>>) -> impl IntoResponse {
@@ -89,19 +81,21 @@ mod tests {
         let elapsed = started.elapsed();
         let response = answer.into_response();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        let body: Ready = serde_json::from_slice(&body).expect("JSON");
         eprintln!("/health/ready answered in {elapsed:?} with a hanging store");
-        assert_eq!(body["jarStore"]["ok"], false, "{body}");
-        assert_eq!(body["jarStore"]["error"], "no answer from HDFS within 10 s", "{body}");
-        assert!(body["jarStore"]["probeAgeMs"].as_u64().is_some_and(|age| age >= 7000), "{body}");
+        let store = &body.jar_store;
+        assert_eq!(store.ok, Some(false), "{body:?}");
+        assert_eq!(store.error.as_deref(), Some("no answer from HDFS within 10 s"), "{body:?}");
+        assert!(store.probe_age_ms.is_some_and(|age| age >= 7000), "{body:?}");
         cluster.shutdown().await;
     }
 
     #[test]
     fn before_the_first_probe_the_store_state_is_unknown() {
         let report = jar_store_report(&HangingStore, None);
-        assert_eq!(report["ok"], Value::Null, "{report}");
-        assert_eq!(report["probeAgeMs"], Value::Null, "{report}");
-        assert_eq!(report["store"], "hdfs://hung:8020/jars");
+        let text = serde_json::to_value(&report).expect("serialize");
+        assert_eq!(text["ok"], serde_json::Value::Null, "{text}");
+        assert_eq!(text["probeAgeMs"], serde_json::Value::Null, "{text}");
+        assert_eq!(report.store, "hdfs://hung:8020/jars");
     }
 }

@@ -9,13 +9,13 @@ use axum::extract::multipart::{Field, MultipartRejection};
 use axum::extract::{Multipart, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::client_routes::{consistent_read, now_ms, request_id, write_answer};
 use super::{ApiError, Context};
 use crate::jarstore::verify::VerifyingStream;
 use crate::jarstore::{name, ByteStream, JarStoreError, StoredJar};
 use crate::state::{Command, CommandResult, JarRef, NewApplication, RestartPolicy};
+use crate::wire::{submit_form, SubmitAnswer};
 
 /// Text fields of the form are small; a larger one is refused rather than buffered.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -85,7 +85,7 @@ pub async fn submit_app(
             multipart.next_field().await.map_err(|e| multipart_error(e.body_text(), e.status()))?
         {
             let field_name = field.name().unwrap_or_default().to_string();
-            if field_name == "jar" {
+            if field_name == submit_form::JAR {
                 if jar.is_some() {
                     return Err(ApiError::bad_request("the upload has more than one `jar` part"));
                 }
@@ -152,10 +152,9 @@ pub async fn submit_app(
                     }
                 }
             };
-            Ok(write_answer(
-                request,
-                json!({ "success": true, "appId": app_id, "jar": jar.key, "sha256": jar.sha256, "size": jar.size }),
-            ))
+            let answer =
+                SubmitAnswer { success: true, app_id, jar: jar.key, sha256: jar.sha256, size: jar.size };
+            Ok(write_answer(request, answer))
         }
         other => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}")))
@@ -186,24 +185,24 @@ fn new_application(
     file_name: String,
 ) -> Result<NewApplication, ApiError> {
     let main_class = fields
-        .get("mainClass")
+        .get(submit_form::MAIN_CLASS)
         .or_else(|| fields.get("main_class"))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("the upload has no `mainClass` field"))?;
-    let args: Vec<String> = match fields.get("args").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let args: Vec<String> = match fields.get(submit_form::ARGS).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         Some(text) => serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("`args` must be a JSON array of strings: {e}")))?,
         None => Vec::new(),
     };
     Ok(NewApplication {
-        name_prefix: fields.get("namePrefix").filter(|s| !s.is_empty()).cloned(),
-        user: fields.get("user").cloned().unwrap_or_else(|| "anonymous".into()),
+        name_prefix: fields.get(submit_form::NAME_PREFIX).filter(|s| !s.is_empty()).cloned(),
+        user: fields.get(submit_form::USER).cloned().unwrap_or_else(|| "anonymous".into()),
         main_class,
         args,
         jar: JarRef { key: stored.key.clone(), file_name, size: stored.size, sha256: stored.sha256.clone() },
         restart_policy: RestartPolicy { max_restarts: context.config.total_retries },
-        slots: parse_slots(fields.get("slots"))?,
+        slots: parse_slots(fields.get(submit_form::SLOTS))?,
     })
 }
 

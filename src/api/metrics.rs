@@ -60,8 +60,8 @@ impl Metrics {
         let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         };
-        for role in ["leader", "follower", "candidate", "learner", "shutdown"] {
-            if role == "leader" {
+        for role in crate::wire::Role::RAFT {
+            if role == crate::wire::Role::Leader {
                 let _ = writeln!(out, "# HELP gearpump_master_role 1 for this master's current Raft role\n# TYPE gearpump_master_role gauge");
             }
             let _ =

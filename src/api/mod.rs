@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod jar_routes;
 pub mod metrics;
+pub mod openapi;
 mod peer_routes;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod test_support;
@@ -15,7 +16,9 @@ mod worker_routes;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::cluster::Cluster;
@@ -56,33 +59,68 @@ pub struct JarProbe {
     pub at: std::time::Instant,
 }
 
+/// One client route: its method and path (axum's `{param}` syntax, as OpenAPI writes it), its
+/// handler, and which body limit it gets.
+#[cfg_attr(not(test), allow(dead_code))] // `method` is read by the OpenAPI check
+pub(crate) struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<Arc<Context>>,
+    upload: bool,
+}
+
+/// The route serves `handler` for exactly the `method` it is listed with.
+fn route<H: Handler<T, Arc<Context>>, T: 'static>(method: Method, path: &'static str, handler: H) -> Route {
+    // The table below lists only methods a filter exists for (not CONNECT).
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    Route { method, path, handler: axum::routing::on(filter, handler), upload: false }
+}
+
+/// Every client route, in the one table the router is built from and the OpenAPI document is
+/// checked against (`openapi`'s tests). Who may call each is `auth::ROUTES`'s business.
+pub(crate) fn client_routes(upload_limit: usize) -> Vec<Route> {
+    use Method as M;
+    let mut submit = route(M::POST, "/api/v1.0/master/submitapp", jar_routes::submit_app);
+    submit.handler = submit.handler.layer(DefaultBodyLimit::max(upload_limit));
+    submit.upload = true;
+    vec![
+        route(M::GET, "/api/v1.0/version", client_routes::version),
+        route(M::GET, "/api/v1.0/master", client_routes::master),
+        route(M::GET, "/api/v1.0/master/applist", client_routes::app_list),
+        route(M::GET, "/api/v1.0/master/config", client_routes::config),
+        route(M::GET, "/api/v1.0/master/snapshot", client_routes::snapshot),
+        route(M::GET, "/api/v1.0/master/members", client_routes::members),
+        route(M::POST, "/api/v1.0/master/members", client_routes::change_members),
+        route(M::GET, "/api/v1.0/appmaster/{id}", client_routes::app_detail),
+        route(M::DELETE, "/api/v1.0/appmaster/{id}", client_routes::kill_app),
+        route(M::GET, "/api/v1.0/appmaster/{id}/data/{key}", client_routes::get_app_data),
+        route(M::PUT, "/api/v1.0/appmaster/{id}/data/{key}", client_routes::put_app_data),
+        route(M::GET, "/api/v1.0/jarstore/download", jar_routes::download),
+        route(M::GET, "/api/v1.0/master/workerlist", worker_routes::workerlist),
+        route(M::GET, "/api/v1.0/worker/{id}", worker_routes::worker_detail),
+        route(M::POST, "/api/v1.0/appmaster/{id}/restart", worker_routes::restart_app),
+        route(M::GET, "/api/v1.0/appmaster/{id}/log", worker_routes::app_log),
+        route(M::GET, openapi::PATH, openapi::serve),
+        route(M::GET, "/health/live", health::live),
+        route(M::GET, "/health/ready", health::ready),
+        route(M::GET, "/metrics", health::metrics),
+        submit,
+    ]
+}
+
 pub fn router(context: Arc<Context>) -> Router {
     let upload_limit =
         usize::try_from(context.config.jar_max_size).unwrap_or(usize::MAX).saturating_add(1 << 20);
-    let client = Router::new()
-        .route("/api/v1.0/version", get(client_routes::version))
-        .route("/api/v1.0/master", get(client_routes::master))
-        .route("/api/v1.0/master/applist", get(client_routes::app_list))
-        .route("/api/v1.0/master/config", get(client_routes::config))
-        .route("/api/v1.0/master/snapshot", get(client_routes::snapshot))
-        .route("/api/v1.0/master/members", get(client_routes::members).post(client_routes::change_members))
-        .route("/api/v1.0/appmaster/{id}", get(client_routes::app_detail).delete(client_routes::kill_app))
-        .route(
-            "/api/v1.0/appmaster/{id}/data/{key}",
-            get(client_routes::get_app_data).put(client_routes::put_app_data),
-        )
-        .route("/api/v1.0/jarstore/download", get(jar_routes::download))
-        .route("/api/v1.0/master/workerlist", get(worker_routes::workerlist))
-        .route("/api/v1.0/worker/{id}", get(worker_routes::worker_detail))
-        .route("/api/v1.0/appmaster/{id}/restart", post(worker_routes::restart_app))
-        .route("/api/v1.0/appmaster/{id}/log", get(worker_routes::app_log))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
-    let upload = Router::new()
-        .route("/api/v1.0/master/submitapp", post(jar_routes::submit_app))
-        .layer(DefaultBodyLimit::max(upload_limit));
+    // Two routers for two body limits; axum merges two methods on one path into one route.
+    let (mut client, mut upload) = (Router::new(), Router::new());
+    for route in client_routes(upload_limit) {
+        if route.upload {
+            upload = upload.route(route.path, route.handler);
+        } else {
+            client = client.route(route.path, route.handler);
+        }
+    }
+    let client = client.layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
     let peer = peer_routes::router(context.clone()).layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
     // One layer in front of every route: `auth::ROUTES` says what each needs.
     let authorize = axum::middleware::from_fn_with_state(context.clone(), auth::authorize);

@@ -19,7 +19,8 @@ use crate::cluster::ClusterError;
 use crate::scheduler;
 use crate::state::{Command, CommandResult};
 use crate::tls::Caller;
-use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer, RestartAnswer, WorkerList, WorkerSummary};
+use crate::wire::{RestartAnswer, WorkerList, WorkerSummary};
+use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer};
 
 /// `POST /peer/worker/heartbeat/forwarded`: a heartbeat a follower passed on. Answered only by
 /// the leader, never forwarded again (a leader that just lost its post says so; the worker

@@ -9,9 +9,10 @@ use clap::Parser;
 use gearpump_master::backup::Backup;
 use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand, SnapshotCommand};
 use gearpump_master::client::credentials::{self, Sources};
-use gearpump_master::client::{table_text as text, ClientError, Credentials, MasterClient};
+use gearpump_master::client::{cell, ClientError, Credentials, MasterClient};
 use gearpump_master::config;
-use serde_json::Value;
+use gearpump_master::state::AttemptOutcome;
+use gearpump_master::wire::{AppList, AppState, MasterAnswer, WorkerList};
 
 fn main() -> ExitCode {
     let args = GearArgs::parse_from(normalize_gearpump_flags(std::env::args(), 2));
@@ -85,37 +86,34 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
             let prefix = name_prefix.as_deref();
             let answer = client.submit_with_slots(jar, main_class, app_args, prefix, &user, *slots).await?;
             if args.json {
-                println!("{answer}");
+                print_json(&answer)?;
             } else {
                 println!(
                     "Submitted application {} (jar {} , {} bytes, sha256 {})",
-                    answer["appId"],
-                    text(&answer["jar"]),
-                    answer["size"],
-                    text(&answer["sha256"])
+                    answer.app_id, answer.jar, answer.size, answer.sha256
                 );
             }
         }
         GearCommand::Info => {
-            let answer = client.get("/api/v1.0/master/applist").await?;
+            let answer = client.app_list().await?;
             if args.json {
-                println!("{answer}");
+                print_json(&answer)?;
             } else {
                 print_apps(&answer);
             }
         }
         GearCommand::Kill { appid } => {
-            let answer = client.delete(&format!("/api/v1.0/appmaster/{appid}")).await?;
+            let answer = client.kill(*appid).await?;
             if args.json {
-                println!("{answer}");
+                print_json(&answer)?;
             } else {
                 println!("Application {appid} killed");
             }
         }
         GearCommand::Masters => {
-            let answer = client.get("/api/v1.0/master").await?;
+            let answer = client.master().await?;
             if args.json {
-                println!("{answer}");
+                print_json(&answer)?;
             } else {
                 print_masters(&answer);
             }
@@ -123,7 +121,7 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
         GearCommand::Workers => {
             let list = client.workers().await?;
             if args.json {
-                println!("{}", serde_json::to_string(&list)?);
+                print_json(&list)?;
             } else {
                 print_workers(&list);
             }
@@ -134,7 +132,7 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
         GearCommand::Restart { appid } => {
             let answer = client.restart(*appid).await?;
             if args.json {
-                println!("{}", serde_json::to_string(&answer)?);
+                print_json(&answer)?;
             } else if answer.restarted {
                 println!("Application {appid}: attempt stopped, a new one is being placed");
             } else {
@@ -147,10 +145,9 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
             gearpump_master::fsutil::write_atomically(file, &bytes, 0o600)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             if args.json {
-                println!(
-                    "{}",
-                    backup.summary(bytes.len() as u64, &Backup::body_sha256(&bytes).unwrap_or_default())
-                );
+                print_json(
+                    &backup.summary(bytes.len() as u64, &Backup::body_sha256(&bytes).unwrap_or_default()),
+                )?;
             } else {
                 println!(
                     "Saved {} ({} bytes): log index {}, term {}, {} applications, next application id {}, from {}",
@@ -186,68 +183,69 @@ fn snapshot_status(file: &Path, json: bool) -> Result<()> {
         Backup::decode(&bytes).with_context(|| format!("{} is not a usable backup", file.display()))?;
     let summary = backup.summary(bytes.len() as u64, &Backup::body_sha256(&bytes).unwrap_or_default());
     if json {
-        println!("{summary}");
-        return Ok(());
+        return print_json(&summary);
     }
-    println!("{}: checksum OK (SHA-256 {})", file.display(), text(&summary["sha256"]));
-    for (label, key) in [
-        ("format", "format"),
-        ("written by", "writtenBy"),
-        ("created at (ms)", "createdAtMs"),
-        ("taken from", "takenFrom"),
-        ("leader", "leader"),
-        ("log index", "appliedIndex"),
-        ("term", "appliedTerm"),
-        ("applications", "applications"),
-        ("next app id", "nextAppId"),
-        ("app data keys", "appDataKeys"),
-        ("size (bytes)", "size"),
-    ] {
-        println!("  {label:<16} {}", text(&summary[key]));
+    println!("{}: checksum OK (SHA-256 {})", file.display(), summary.sha256);
+    let rows: [(&str, String); 11] = [
+        ("format", summary.format.to_string()),
+        ("written by", summary.written_by.clone()),
+        ("created at (ms)", summary.created_at_ms.to_string()),
+        ("taken from", summary.taken_from.clone()),
+        ("leader", cell(summary.leader.as_deref())),
+        ("log index", summary.applied_index.to_string()),
+        ("term", summary.applied_term.to_string()),
+        ("applications", summary.applications.to_string()),
+        ("next app id", summary.next_app_id.to_string()),
+        ("app data keys", summary.app_data_keys.to_string()),
+        ("size (bytes)", summary.size.to_string()),
+    ];
+    for (label, value) in rows {
+        println!("  {label:<16} {value}");
     }
-    let list = |key: &str| {
-        summary[key].as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()
-    };
-    println!("  {:<16} {}", "voters", list("voters"));
-    println!("  {:<16} {}", "learners", list("learners"));
-    let jars = summary["jars"].as_array().cloned().unwrap_or_default();
-    println!("  {:<16} {}", "jars", jars.len());
-    for jar in &jars {
-        println!("    {} ({} bytes, sha256 {})", text(&jar["name"]), jar["size"], text(&jar["sha256"]));
+    println!("  {:<16} {}", "voters", summary.voters.join(", "));
+    println!("  {:<16} {}", "learners", summary.learners.join(", "));
+    println!("  {:<16} {}", "jars", summary.jars.len());
+    for jar in &summary.jars {
+        println!("    {} ({} bytes, sha256 {})", jar.name, jar.size, jar.sha256);
     }
     Ok(())
 }
 
-fn print_apps(answer: &Value) {
-    let apps = answer["appMasters"].as_array().cloned().unwrap_or_default();
+/// `--json`: the answer as one line, its keys sorted as gear has always printed them.
+fn print_json<T: serde::Serialize>(answer: &T) -> Result<()> {
+    println!("{}", serde_json::to_value(answer)?);
+    Ok(())
+}
+
+fn print_apps(answer: &AppList) {
+    let apps = &answer.app_masters;
     println!(
         "{:<6} {:<28} {:<11} {:<10} {:<14} {:<7} {:<7} {:<8} JAR",
         "APPID", "NAME", "STATUS", "USER", "SUBMITTED(ms)", "WORKER", "ATTEMPT", "PID"
     );
-    for app in &apps {
-        let last = app["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
+    for app in apps {
+        let last = app.attempts.last();
         println!(
             "{:<6} {:<28} {:<11} {:<10} {:<14} {:<7} {:<7} {:<8} {}",
-            text(&app["appId"]),
-            text(&app["appName"]),
-            text(&app["status"]),
-            text(&app["user"]),
-            text(&app["submissionTime"]),
-            text(&last["workerId"]),
-            text(&last["attempt"]),
-            text(&last["pid"]),
-            text(&app["jar"]["name"])
+            app.app_id,
+            app.app_name,
+            app.status.name(),
+            app.user,
+            app.submission_time,
+            cell(last.map(|a| a.worker_id)),
+            cell(last.map(|a| a.attempt)),
+            cell(last.and_then(|a| a.pid)),
+            app.jar.name
         );
         // Why the last attempt ended, when it failed: the JVM's own words.
-        if let Some(outcome) = last["outcome"].as_object() {
-            let why = outcome
-                .get("exited")
-                .and_then(|e| e["message"].as_str().map(str::to_string))
-                .or_else(|| outcome.get("failed").and_then(|f| f["cause"].as_str().map(str::to_string)));
-            if let Some(why) = why.filter(|_| app["status"] != "succeeded") {
-                for line in why.lines() {
-                    println!("       | {line}");
-                }
+        let why = match last.and_then(|a| a.outcome.as_ref()) {
+            Some(AttemptOutcome::Exited { message, .. }) => message.clone(),
+            Some(AttemptOutcome::Failed { cause }) => Some(cause.clone()),
+            _ => None,
+        };
+        if let Some(why) = why.filter(|_| app.status != AppState::Succeeded) {
+            for line in why.lines() {
+                println!("       | {line}");
             }
         }
     }
@@ -256,7 +254,7 @@ fn print_apps(answer: &Value) {
     }
 }
 
-fn print_workers(list: &gearpump_master::worker::protocol::WorkerList) {
+fn print_workers(list: &WorkerList) {
     println!(
         "{:<7} {:<16} {:>6} {:>6} {:<7} {:>9} {:<22} ATTEMPTS",
         "WORKER", "HOST", "SLOTS", "FREE", "STATE", "SEEN(ms)", "LOG SERVER"
@@ -281,6 +279,6 @@ fn print_workers(list: &gearpump_master::worker::protocol::WorkerList) {
     }
 }
 
-fn print_masters(answer: &Value) {
+fn print_masters(answer: &MasterAnswer) {
     print!("{}", gearpump_master::client::masters_table(answer));
 }

@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::{multipart, Response, StatusCode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::state::new_id;
-use crate::wire::IDEMPOTENCY_KEY;
+use crate::wire::{
+    submit_form, AppList, ErrorBody, KillAnswer, MasterAnswer, MembersView, MembershipChange, PutDataAnswer,
+    RestartAnswer, SubmitAnswer, WorkerList, IDEMPOTENCY_KEY,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -146,7 +150,12 @@ impl MasterClient {
         }
     }
 
-    async fn json(&self, (master, response): (String, Response)) -> Result<Value, ClientError> {
+    /// The answer as `T` (a `wire` type, or `serde_json::Value` for any JSON), or the master's
+    /// error message.
+    async fn json<T: DeserializeOwned>(
+        &self,
+        (master, response): (String, Response),
+    ) -> Result<T, ClientError> {
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Api { master, status, message: error_message(response).await });
@@ -158,7 +167,7 @@ impl MasterClient {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let answer = self.send(Exchange::Small, |http, base| Ok(http.get(format!("{base}{path}")))).await?;
         self.json(answer).await
     }
@@ -167,7 +176,7 @@ impl MasterClient {
     // applied the request but did not answer in time makes the next one answer the same result
     // instead of applying it again.
 
-    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let key = new_id();
         let answer = self
             .send(Exchange::Small, |http, base| {
@@ -178,7 +187,12 @@ impl MasterClient {
     }
 
     /// Gearpump's SaveAppData: `value` under `key` of application `app_id`.
-    pub async fn put_app_data(&self, app_id: u32, key: &str, value: &str) -> Result<Value, ClientError> {
+    pub async fn put_app_data(
+        &self,
+        app_id: u32,
+        key: &str,
+        value: &str,
+    ) -> Result<PutDataAnswer, ClientError> {
         let path = format!("/api/v1.0/appmaster/{app_id}/data/{}", percent_encode(key));
         let request_key = new_id();
         let answer = self
@@ -192,7 +206,11 @@ impl MasterClient {
         self.json(answer).await
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let key = new_id();
         let answer = self
             .send(Exchange::Small, |http, base| {
@@ -202,24 +220,34 @@ impl MasterClient {
         self.json(answer).await
     }
 
-    /// `GET /api/v1.0/master/workerlist`.
-    pub async fn workers(&self) -> Result<crate::worker::protocol::WorkerList, ClientError> {
-        let value = self.get("/api/v1.0/master/workerlist").await?;
-        serde_json::from_value(value).map_err(|e| ClientError::Api {
-            master: self.masters.join(","),
-            status: StatusCode::OK,
-            message: format!("unreadable worker list: {e}"),
-        })
+    /// `GET /api/v1.0/master`.
+    pub async fn master(&self) -> Result<MasterAnswer, ClientError> {
+        self.get("/api/v1.0/master").await
     }
 
-    /// `POST /api/v1.0/appmaster/{id}/restart`.
-    pub async fn restart(&self, app_id: u32) -> Result<crate::worker::protocol::RestartAnswer, ClientError> {
-        let value = self.post_json(&format!("/api/v1.0/appmaster/{app_id}/restart"), &Value::Null).await?;
-        serde_json::from_value(value).map_err(|e| ClientError::Api {
-            master: self.masters.join(","),
-            status: StatusCode::OK,
-            message: format!("unreadable answer: {e}"),
-        })
+    /// `GET /api/v1.0/master/applist`.
+    pub async fn app_list(&self) -> Result<AppList, ClientError> {
+        self.get("/api/v1.0/master/applist").await
+    }
+
+    /// `DELETE /api/v1.0/appmaster/{id}`.
+    pub async fn kill(&self, app_id: u32) -> Result<KillAnswer, ClientError> {
+        self.delete(&format!("/api/v1.0/appmaster/{app_id}")).await
+    }
+
+    /// `POST /api/v1.0/master/members`: adds or removes a master.
+    pub async fn change_members(&self, change: &MembershipChange) -> Result<MembersView, ClientError> {
+        self.post_json("/api/v1.0/master/members", change).await
+    }
+
+    /// `GET /api/v1.0/master/workerlist`.
+    pub async fn workers(&self) -> Result<WorkerList, ClientError> {
+        self.get("/api/v1.0/master/workerlist").await
+    }
+
+    /// `POST /api/v1.0/appmaster/{id}/restart` (its body is JSON `null`).
+    pub async fn restart(&self, app_id: u32) -> Result<RestartAnswer, ClientError> {
+        self.post_json(&format!("/api/v1.0/appmaster/{app_id}/restart"), &()).await
     }
 
     /// The tail of an attempt's log (the last attempt when `attempt` is `None`).
@@ -245,7 +273,7 @@ impl MasterClient {
         args: &[String],
         name_prefix: Option<&str>,
         user: &str,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<SubmitAnswer, ClientError> {
         self.submit_with_slots(jar, main_class, args, name_prefix, user, None).await
     }
 
@@ -258,7 +286,7 @@ impl MasterClient {
         name_prefix: Option<&str>,
         user: &str,
         slots: Option<u32>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<SubmitAnswer, ClientError> {
         let file_error =
             |e: std::io::Error| ClientError::File { path: jar.display().to_string(), cause: e.to_string() };
         let metadata = std::fs::metadata(jar).map_err(file_error)?;
@@ -281,16 +309,16 @@ impl MasterClient {
                     .mime_str("application/java-archive")
                     .map_err(|e| ClientError::Setup(e.to_string()))?;
             let mut form = multipart::Form::new()
-                .text("mainClass", main_class.to_string())
-                .text("args", args_json.clone())
-                .text("user", user.to_string());
+                .text(submit_form::MAIN_CLASS, main_class.to_string())
+                .text(submit_form::ARGS, args_json.clone())
+                .text(submit_form::USER, user.to_string());
             if let Some(prefix) = name_prefix {
-                form = form.text("namePrefix", prefix.to_string());
+                form = form.text(submit_form::NAME_PREFIX, prefix.to_string());
             }
             if let Some(slots) = slots {
-                form = form.text("slots", slots.to_string());
+                form = form.text(submit_form::SLOTS, slots.to_string());
             }
-            let form = form.part("jar", part);
+            let form = form.part(submit_form::JAR, part);
             let url = format!("{}://{master}/api/v1.0/master/submitapp", self.scheme);
             match self
                 .authorized(self.http.post(url))
@@ -375,16 +403,17 @@ impl MasterClient {
 /// A 503's message and, when the master said so, how soon it may serve again.
 async fn unavailable(response: Response) -> (String, Option<Duration>) {
     let text = response.text().await.unwrap_or_default();
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let message = value["error"].as_str().map_or(text.clone(), str::to_string);
-    (message, value["retryAfterMs"].as_u64().map(Duration::from_millis))
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error, body.no_leader.map(|hint| Duration::from_millis(hint.retry_after_ms))),
+        Err(_) => (text, None),
+    }
 }
 
 async fn error_message(response: Response) -> String {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<Value>(&text) {
-        Ok(value) => value["error"].as_str().map(str::to_string).unwrap_or(text),
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => body.error,
         Err(_) if text.is_empty() => status.to_string(),
         Err(_) => text,
     }
@@ -417,40 +446,37 @@ fn percent_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
-/// A JSON value as a table cell: strings bare, null as "-".
-pub fn table_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// An optional value as a table cell: "-" when absent.
+pub fn cell<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |value| value.to_string())
 }
 
 /// The masters table of `GET /api/v1.0/master`, as `gear masters` and `gearpump-setup` print it.
-pub fn masters_table(answer: &Value) -> String {
-    let description = &answer["masterDescription"];
+pub fn masters_table(answer: &MasterAnswer) -> String {
+    let description = &answer.master_description;
     let mut out = format!(
         "{:<22} {:<12} {:>5} {:>13} {:>6} HEALTHY\n",
         "MASTER", "ROLE", "TERM", "COMMIT INDEX", "LAG"
     );
-    for master in description["cluster"].as_array().cloned().unwrap_or_default() {
+    for master in &description.cluster {
+        let progress = master.progress.as_ref();
         out.push_str(&format!(
             "{:<22} {:<12} {:>5} {:>13} {:>6} {}\n",
-            table_text(&master["address"]),
-            table_text(&master["role"]),
-            table_text(&master["term"]),
-            table_text(&master["commitIndex"]),
-            table_text(&master["lag"]),
-            if master["healthy"].as_bool() == Some(true) { "yes" } else { "no" }
+            master.address,
+            master.role.name(),
+            cell(progress.map(|p| p.term)),
+            cell(progress.map(|p| p.commit_index)),
+            cell(progress.and_then(|p| p.lag)),
+            if master.healthy { "yes" } else { "no" }
         ));
     }
     out.push_str(&format!(
         "leader: {}    jar store: {}\n",
-        table_text(&description["leader"]),
-        table_text(&description["jarStore"])
+        cell(description.leader.as_deref()),
+        description.jar_store
     ));
-    for warning in description["warnings"].as_array().cloned().unwrap_or_default() {
-        out.push_str(&format!("warning: {}\n", table_text(&warning)));
+    for warning in &description.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     out
 }

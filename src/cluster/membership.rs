@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Membership, ServerState};
-use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::{Hello, HELLO, MEMBERS};
 use super::{node_id_of, Cluster, ClusterError, NodeId, PeerError};
@@ -15,20 +14,8 @@ use crate::config::HostPort;
 /// How long a new master may take to catch up as a learner before the change is abandoned.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MembershipChange {
-    Add(String),
-    Remove(String),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MembersView {
-    pub voters: Vec<String>,
-    pub learners: Vec<String>,
-    /// False when nothing had to change (the request was already satisfied).
-    pub changed: bool,
-}
+/// The REST bodies of `/api/v1.0/master/members`, also forwarded to the leader as they are.
+pub use crate::wire::{MembersView, MembershipChange};
 
 /// The voters' and the learners' addresses (learners that are not also voters).
 pub(super) fn voters_and_learners(membership: &Membership<NodeId, BasicNode>) -> (Vec<String>, Vec<String>) {

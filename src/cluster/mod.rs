@@ -23,6 +23,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
 use crate::config::{HostPort, MasterConfig};
 use crate::state::{new_id, Command, CommandResult, MasterState, Proposal, Rejection, RequestId};
+use crate::wire::Role;
 pub use bootstrap::BootstrapState;
 pub use election::{PreVoteAnswer, PreVoteRequest};
 pub use membership::{MembersView, MembershipChange};
@@ -248,11 +249,11 @@ impl Cluster {
     pub fn status(&self) -> PeerStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let role = match metrics.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Shutdown,
         };
         let commit_index = match &metrics.replication {
             Some(replication) if metrics.state == ServerState::Leader => majority_index(replication),
@@ -261,7 +262,7 @@ impl Cluster {
         PeerStatus {
             node_id: self.node_id,
             address: self.me.to_string(),
-            role: role.to_string(),
+            role,
             term: metrics.current_term,
             leader: metrics.current_leader.and_then(|id| self.leader_address(id)),
             last_log_index: metrics.last_log_index.unwrap_or(0),

@@ -31,7 +31,7 @@ pub struct Hello {
 pub struct PeerStatus {
     pub node_id: NodeId,
     pub address: String,
-    pub role: String,
+    pub role: crate::wire::Role,
     pub term: u64,
     pub leader: Option<String>,
     pub last_log_index: u64,

@@ -17,7 +17,7 @@ pub(super) async fn run(context: Arc<Context>) {
     let interval = sweep_interval(context.config.jar_retention);
     loop {
         tokio::time::sleep(interval).await;
-        if context.cluster.status().role != "leader" {
+        if context.cluster.status().role != crate::wire::Role::Leader {
             continue;
         }
         if let Err(e) = sweep(&context).await {

@@ -32,8 +32,8 @@ pub(crate) async fn status_line(cluster: &Cluster) -> String {
     if !cluster.is_ready() {
         return cluster.bootstrap_state().to_string();
     }
-    match status.role.as_str() {
-        "leader" => {
+    match status.role {
+        crate::wire::Role::Leader => {
             let statuses = cluster.all_statuses().await;
             let up = statuses.iter().filter(|(_, _, status)| status.is_some()).count();
             format!("leader, term {}, {up}/{} masters", status.term, statuses.len())

@@ -16,7 +16,8 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::WorkerTiming;
 use crate::state::schedule::{lost_attempts, schedule, LiveWorker};
 use crate::state::{AppId, AttemptOutcome, Command, CommandResult, MasterState, WorkerId};
-use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer, WorkerList, WorkerSummary};
+use crate::wire::{Role, WorkerList, WorkerSummary};
+use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer};
 
 /// A worker silent for this many loss timeouts leaves the table (and `workerlist`).
 const FORGET_AFTER_LOSSES: u32 = 12;
@@ -338,7 +339,7 @@ pub async fn run(cluster: Arc<Cluster>, registry: Arc<Registry>) {
         .await;
         tokio::time::sleep_until(woke + MIN_STEP_GAP).await;
         let status = cluster.status();
-        let leading = status.role == "leader";
+        let leading = status.role == Role::Leader;
         registry.observe_term(leading.then_some(status.term));
         if !leading || !cluster.leads_with_quorum() {
             continue;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
 use super::inventory::{Inventory, JarStore, Security};
 use super::pki::{self, AdminPki, NodeSecurity};
@@ -15,6 +15,7 @@ use super::repo;
 use super::ssh::{Output, Transport};
 use super::SetupError;
 use crate::client::{masters_table, Credentials, MasterClient};
+use crate::wire::{MasterAnswer, MembersView, MembershipChange, Ready, WorkerList};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 const COPY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -121,7 +122,7 @@ impl Http {
     }
 
     /// A read; a cluster that still speaks plain HTTP (installed before TLS) is read over it.
-    pub(crate) fn get(&self, masters: Vec<String>, path: &str) -> Result<Value, String> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, masters: Vec<String>, path: &str) -> Result<T, String> {
         let client = self.client(masters.clone(), Duration::from_secs(5))?;
         match self.runtime.block_on(client.get(path)) {
             Ok(answer) => Ok(answer),
@@ -133,15 +134,16 @@ impl Http {
         }
     }
 
-    fn post(
+    /// `POST /api/v1.0/master/members`: the voters afterwards.
+    fn change_members(
         &self,
         masters: Vec<String>,
-        path: &str,
-        body: &Value,
+        change: &MembershipChange,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Vec<String>, String> {
         let client = self.client(masters, timeout)?;
-        self.runtime.block_on(client.post_json(path, body)).map_err(|e| e.to_string())
+        let view = self.runtime.block_on(client.change_members(change)).map_err(|e| e.to_string())?;
+        Ok(view.voters)
     }
 }
 
@@ -187,13 +189,6 @@ pub(crate) fn admin_credentials(pki: &AdminPki) -> Credentials {
         ca_file: Some(pki.dir.join("ca.pem")),
         masters: None,
     }
-}
-
-pub(crate) fn voters_of(answer: &Value) -> Vec<String> {
-    answer["voters"]
-        .as_array()
-        .map(|v| v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
 }
 
 /// The whole installation. Output goes to `out`; the error carries the per-node report.
@@ -303,8 +298,8 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     let cluster = if active.is_empty() {
         ClusterView::default()
     } else {
-        match http.get(active.clone(), "/api/v1.0/master/members") {
-            Ok(answer) => ClusterView { voters: voters_of(&answer) },
+        match http.get::<MembersView>(active.clone(), "/api/v1.0/master/members") {
+            Ok(answer) => ClusterView { voters: answer.voters },
             Err(cause) => {
                 say(out, format!("warning: masters run on {} but none answers with a membership ({cause}); treating the cluster as forming", active.join(", ")));
                 ClusterView::default()
@@ -512,25 +507,21 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
             out,
             format!("{}: adding {address} to the cluster (learner first, voter once caught up)", p.node),
         );
-        let answer = http
-            .post(members.clone(), "/api/v1.0/master/members", &json!({ "add": address }), JOIN_TIMEOUT)
+        members = http
+            .change_members(members.clone(), &MembershipChange::Add(address), JOIN_TIMEOUT)
             .map_err(|cause| {
                 SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Join, cause }])
             })?;
         changes += 1;
-        members = voters_of(&answer);
     }
     for node in &to_remove {
         let address = inv.master_address(node);
         say(out, format!("{node}: removing {address} from the cluster"));
         let remaining: Vec<String> = members.iter().filter(|m| **m != address).cloned().collect();
-        let answer = http
-            .post(remaining, "/api/v1.0/master/members", &json!({ "remove": address }), JOIN_TIMEOUT)
-            .map_err(|cause| {
-                SetupError::Nodes(vec![NodeFailure { node: (*node).clone(), step: Step::Remove, cause }])
-            })?;
+        members = http.change_members(remaining, &MembershipChange::Remove(address), JOIN_TIMEOUT).map_err(
+            |cause| SetupError::Nodes(vec![NodeFailure { node: (*node).clone(), step: Step::Remove, cause }]),
+        )?;
         changes += 1;
-        members = voters_of(&answer);
     }
     for node in &to_stop {
         say(out, format!("{node}: stopping and disabling gearpump-master"));
@@ -542,7 +533,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
 
     // 9. every master READY, one leader, the membership as asked
     wait_ready(inv, &http, &inv.masters, inv.ready_timeout, out)?;
-    match http.get(inv.master_addresses(), "/api/v1.0/master") {
+    match http.get::<MasterAnswer>(inv.master_addresses(), "/api/v1.0/master") {
         Ok(answer) => {
             let _ = write!(out, "{}", masters_table(&answer));
         }
@@ -660,18 +651,15 @@ pub(crate) fn wait_workers(
         timeout.as_secs()
     );
     loop {
-        let answer = http.get(inv.master_addresses(), "/api/v1.0/master/workerlist");
+        let answer = http.get::<WorkerList>(inv.master_addresses(), "/api/v1.0/master/workerlist");
         let mut alive: BTreeMap<String, u64> = BTreeMap::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         if let Ok(list) = &answer {
-            for w in list["workers"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                let (Some(host), Some(state)) = (w["host"].as_str(), w["state"].as_str()) else { continue };
-                if state == "alive" {
-                    if let Some(id) = w["workerId"].as_u64() {
-                        alive.insert(host.to_string(), id);
-                    }
+            for w in &list.workers {
+                if w.state == "alive" {
+                    alive.insert(w.host.clone(), u64::from(w.worker_id));
                 }
-                seen.insert(host.to_string(), state.to_string());
+                seen.insert(w.host.clone(), w.state.clone());
             }
         }
         let missing: Vec<&String> = inv.workers.iter().filter(|w| !alive.contains_key(*w)).collect();
@@ -723,12 +711,10 @@ fn wait_ready(
         let mut problems: Vec<NodeFailure> = Vec::new();
         let mut leaders: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for node in nodes {
-            match http.get(vec![inv.master_address(node)], "/health/ready") {
+            match http.get::<Ready>(vec![inv.master_address(node)], "/health/ready") {
                 Ok(answer) => {
-                    let leader = match &answer["leader"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
+                    // "null": the name this table has always used for "no leader known"
+                    let leader = answer.leader.unwrap_or_else(|| "null".to_string());
                     leaders.entry(leader).or_default().push(node.clone());
                 }
                 Err(cause) => problems.push(NodeFailure { node: node.clone(), step: Step::Ready, cause }),
@@ -742,9 +728,9 @@ fn wait_ready(
             });
         }
         if problems.is_empty() && nodes.len() == inv.masters.len() {
-            match http.get(inv.master_addresses(), "/api/v1.0/master/members") {
+            match http.get::<MembersView>(inv.master_addresses(), "/api/v1.0/master/members") {
                 Ok(answer) => {
-                    let mut voters = voters_of(&answer);
+                    let mut voters = answer.voters;
                     voters.sort();
                     if voters != wanted {
                         problems.push(NodeFailure {

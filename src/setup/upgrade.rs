@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use crate::wire::{MasterAnswer, MembersView, Role};
 
 use super::inventory::{Inventory, Product, Security};
 use super::pki::AdminPki;
 use super::plan::{self, Action, NodeFailure, Step};
 use super::probe::NodeFacts;
 use super::repo::{self, Mode};
-use super::run::{admin_credentials, execute, probe_all, run_checked, voters_of, wait_workers, Http};
+use super::run::{admin_credentials, execute, probe_all, run_checked, wait_workers, Http};
 use super::ssh::Transport;
 use super::SetupError;
 use crate::client::Credentials;
@@ -34,7 +34,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// One master as `GET /api/v1.0/master` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MasterView {
-    role: String,
+    role: Role,
     version: String,
     applied: u64,
 }
@@ -47,23 +47,24 @@ struct ClusterState {
     members: BTreeMap<String, MasterView>,
 }
 
-fn cluster_state(answer: &Value) -> ClusterState {
-    let description = &answer["masterDescription"];
+fn cluster_state(answer: &MasterAnswer) -> ClusterState {
     let mut state = ClusterState::default();
-    for master in description["cluster"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let Some(address) = master["address"].as_str() else { continue };
-        let role = master["role"].as_str().unwrap_or("unreachable").to_string();
-        if role == "leader" {
-            state.leader = Some(address.to_string());
-            state.leader_commit = master["commitIndex"].as_u64().unwrap_or(0);
+    for master in &answer.master_description.cluster {
+        let progress = master.progress.as_ref();
+        if master.role == Role::Leader {
+            state.leader = Some(master.address.clone());
+            state.leader_commit = progress.map_or(0, |p| p.commit_index);
         }
         let view = MasterView {
-            role,
+            role: master.role,
             // a master from before versions were reported says nothing
-            version: master["version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
-            applied: master["appliedIndex"].as_u64().unwrap_or(0),
+            version: progress
+                .map(|p| p.version.clone())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "unknown".to_string()),
+            applied: progress.map_or(0, |p| p.applied_index),
         };
-        state.members.insert(address.to_string(), view);
+        state.members.insert(master.address.clone(), view);
     }
     state
 }
@@ -150,20 +151,21 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
 
     // 3. the running cluster: one leader, every master a voter and reachable
     let http = Http::new(credentials(inv)?)?;
-    let answer = http.get(inv.master_addresses(), "/api/v1.0/master").map_err(|cause| {
+    let answer: MasterAnswer = http.get(inv.master_addresses(), "/api/v1.0/master").map_err(|cause| {
         SetupError::Cluster(format!(
             "no master answers GET /api/v1.0/master: {cause}; a rolling upgrade needs a running cluster"
         ))
     })?;
     let before = cluster_state(&answer);
-    let members = http
+    let members: MembersView = http
         .get(inv.master_addresses(), "/api/v1.0/master/members")
         .map_err(|cause| SetupError::Cluster(format!("the membership is unavailable: {cause}")))?;
-    let voters = voters_of(&members);
+    let voters = members.voters;
     for node in &inv.masters {
         let address = inv.master_address(node);
-        let role = before.members.get(&address).map_or("not a member", |m| m.role.as_str());
-        if !voters.contains(&address) || !matches!(role, "leader" | "follower") {
+        let role = before.members.get(&address).map(|m| m.role);
+        if !voters.contains(&address) || !matches!(role, Some(Role::Leader | Role::Follower)) {
+            let role = role.map_or("not a member", Role::name);
             failures.push(NodeFailure {
                 node: node.clone(),
                 step: Step::Preflight,
@@ -358,7 +360,7 @@ fn versions_table(inv: &Inventory, state: &ClusterState) -> String {
         let (role, version) = state
             .members
             .get(&address)
-            .map_or(("unreachable", "unknown"), |m| (m.role.as_str(), m.version.as_str()));
+            .map_or(("unreachable", "unknown"), |m| (m.role.name(), m.version.as_str()));
         text.push_str(&format!("\n  {address:<22} {role:<12} {version}"));
     }
     text
@@ -377,21 +379,20 @@ fn wait_back(
     let deadline = Instant::now() + timeout;
     let mut target: Option<u64> = None;
     loop {
-        let problem = match http.get(vec![address.clone()], "/api/v1.0/master") {
+        let problem = match http.get::<MasterAnswer>(vec![address.clone()], "/api/v1.0/master") {
             Err(cause) => format!("it does not answer: {}", cause.replace('\n', " ")),
             Ok(answer) => {
                 let state = cluster_state(&answer);
                 let me = state.members.get(&address).cloned();
-                let reported =
-                    answer["masterDescription"]["version"].as_str().unwrap_or("unknown").to_string();
-                let status = answer["masterDescription"]["masterStatus"].as_str().unwrap_or("").to_string();
+                let reported = &answer.master_description.version;
+                let status = &answer.master_description.master_status;
                 match (me, &state.leader) {
-                    _ if reported != version => {
+                    _ if reported.as_str() != version => {
                         format!("it reports version {reported}, its binary is {version}")
                     }
                     (_, None) => format!("it has no leader ({status})"),
                     (None, _) => "it does not list itself as a member".into(),
-                    (Some(me), Some(leader)) if !matches!(me.role.as_str(), "leader" | "follower") => {
+                    (Some(me), Some(leader)) if !matches!(me.role, Role::Leader | Role::Follower) => {
                         format!("it is {} (leader {leader})", me.role)
                     }
                     (Some(me), Some(leader)) => {
@@ -399,8 +400,8 @@ fn wait_back(
                         if me.applied < wanted {
                             format!("it has applied {} of the leader's {wanted}", me.applied)
                         } else {
-                            match http.get(vec![address.clone()], "/api/v1.0/master/members") {
-                                Ok(members) if voters_of(&members).contains(&address) => {
+                            match http.get::<MembersView>(vec![address.clone()], "/api/v1.0/master/members") {
+                                Ok(members) if members.voters.contains(&address) => {
                                     return Ok(format!(
                                         "{}, leader {leader}, applied index {} (caught up with {wanted})",
                                         me.role, me.applied
@@ -427,7 +428,6 @@ mod tests {
     use crate::cli::SetupArgs;
     use crate::setup::inventory::{self, Family};
     use clap::Parser;
-    use serde_json::json;
 
     /// `--upgrade --package` of a 0.2.0 .deb on node1..node3 (the folder keeps the file).
     fn upgrade_inventory() -> (Inventory, tempfile::TempDir) {
@@ -460,17 +460,51 @@ mod tests {
 
     #[test]
     fn reads_roles_versions_and_the_leaders_commit_index() {
-        let answer = json!({"masterDescription": {"cluster": [
-            {"address": "node1:3000", "role": "follower", "appliedIndex": 40, "version": "0.1.0"},
-            {"address": "node2:3000", "role": "leader", "commitIndex": 42, "appliedIndex": 42, "version": "0.2.0"},
-            {"address": "node3:3000", "role": "unreachable"},
-        ]}});
+        use crate::wire::{ClusterMember, MasterDescription, MemberProgress};
+        let member = |address: &str, role: Role, progress: Option<(u64, u64, &str)>| ClusterMember {
+            address: address.into(),
+            node_id: 1,
+            reachable: progress.is_some(),
+            role,
+            progress: progress.map(|(commit_index, applied_index, version)| MemberProgress {
+                term: 1,
+                commit_index,
+                applied_index,
+                last_log_index: applied_index,
+                lag: Some(0),
+                version: version.into(),
+                protocol: Some(1),
+            }),
+            healthy: progress.is_some(),
+        };
+        let answer = MasterAnswer {
+            master_description: MasterDescription {
+                leader: Some("node2:3000".into()),
+                this_master: "node1:3000".into(),
+                version: "0.1.0".into(),
+                master_status: "follower".into(),
+                term: 1,
+                cluster: vec![
+                    member("node1:3000", Role::Follower, Some((40, 40, "0.1.0"))),
+                    member("node2:3000", Role::Leader, Some((42, 42, "0.2.0"))),
+                    member("node3:3000", Role::Unreachable, None),
+                ],
+                alive_for: 0,
+                jar_store: String::new(),
+                jar_store_highly_available: true,
+                home_directory: String::new(),
+                bootstrap: String::new(),
+                applied_index: 40,
+                state_hash: String::new(),
+                warnings: Vec::new(),
+            },
+        };
         let state = cluster_state(&answer);
         assert_eq!(state.leader.as_deref(), Some("node2:3000"));
         assert_eq!(state.leader_commit, 42);
         assert_eq!(
             state.members["node1:3000"],
-            MasterView { role: "follower".into(), version: "0.1.0".into(), applied: 40 }
+            MasterView { role: Role::Follower, version: "0.1.0".into(), applied: 40 }
         );
         assert_eq!(state.members["node3:3000"].version, "unknown");
         assert_eq!(

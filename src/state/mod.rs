@@ -82,7 +82,7 @@ fn one_slot() -> u32 {
 }
 
 /// One run of an application's AppMaster on a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// 1 for the first run.
@@ -106,7 +106,7 @@ impl Attempt {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AttemptOutcome {
     /// The process exited by itself; `message` is the tail of its log for a non-zero code.

@@ -1,5 +1,5 @@
-//! Every body exchanged about workers, in one place: worker ↔ master heartbeats, the worker's
-//! log route, and the REST answers `gear` reads (`workerlist`, `worker/{id}`, the log tail).
+//! Every body exchanged between workers and masters: heartbeats and the worker's log route.
+//! (The REST answers `gear` reads about workers are in `wire`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -93,46 +93,10 @@ pub struct AssignedAttempt {
     pub jar: JarRef,
 }
 
-/// `GET /api/v1.0/master/workerlist`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerList {
-    pub workers: Vec<WorkerSummary>,
-}
-
-/// One worker as the leader sees it (`GET /api/v1.0/worker/{id}` answers one of these).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerSummary {
-    pub worker_id: WorkerId,
-    pub host: String,
-    pub slots: u32,
-    /// Slots not taken by live attempts assigned to it (the replicated view).
-    pub free_slots: u32,
-    pub log_address: String,
-    /// Milliseconds since its last heartbeat reached this leader.
-    pub last_heartbeat_ms_ago: u64,
-    /// `alive`; `unreachable` once silent for longer than the fence timeout (it has stopped its
-    /// attempts); `lost` after the worker-loss timeout (its attempts were restarted elsewhere).
-    pub state: String,
-    /// `(appId, attempt)` of the live attempts assigned to it.
-    pub attempts: Vec<(AppId, u32)>,
-}
-
 /// Query of the worker's log route.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogQuery {
     pub app: AppId,
     pub attempt: u32,
     pub tail: Option<u64>,
-}
-
-/// Answer of `POST /api/v1.0/appmaster/{id}/restart`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RestartAnswer {
-    pub success: bool,
-    pub app_id: AppId,
-    /// False when no attempt was live (the application was already waiting for a worker).
-    pub restarted: bool,
 }

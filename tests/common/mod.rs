@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gearpump_master::wire::Ready;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub const MASTER_BIN: &str = env!("CARGO_BIN_EXE_gearpump-master");
@@ -51,6 +53,12 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value),
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|e| e.to_string())?;
     Ok((status, serde_json::from_str(&body).unwrap_or(Value::String(body))))
+}
+
+/// A JSON answer read as the `wire` type `T` (panics, showing the answer, when it is not one).
+pub fn wire<T: DeserializeOwned>(body: &Value) -> T {
+    serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
 }
 
 /// The last `lines` lines of a log file, for failure messages.
@@ -289,7 +297,7 @@ impl TestCluster {
             if status != 200 {
                 return None;
             }
-            let this = body["leader"].as_str()?.to_string();
+            let this = wire::<Ready>(&body).leader?;
             if leader.as_ref().is_some_and(|l: &String| *l != this) {
                 return None;
             }

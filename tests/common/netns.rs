@@ -25,9 +25,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gearpump_master::wire::{Ready, Role};
 use serde_json::Value;
 
-use super::MASTER_BIN;
+use super::{wire, MASTER_BIN};
 
 const PORT: u16 = 3000;
 
@@ -343,13 +344,10 @@ impl NetnsCluster {
     }
 
     /// Role, term and the leader it names, from master i's own status.
-    pub async fn view(&self, i: usize) -> Option<(String, u64, Option<String>)> {
+    pub async fn view(&self, i: usize) -> Option<(Role, u64, Option<String>)> {
         let (_, body) = self.get(i, "/health/ready").await.ok()?;
-        Some((
-            body["role"].as_str()?.to_string(),
-            body["term"].as_u64()?,
-            body["leader"].as_str().map(str::to_string),
-        ))
+        let ready: Ready = serde_json::from_value(body).ok()?;
+        Some((ready.role, ready.term, ready.leader))
     }
 
     /// Waits until every master is ready and names the same leader; returns (leader, term).
@@ -361,8 +359,8 @@ impl NetnsCluster {
             for i in 0..self.children.len() {
                 match self.get(i, "/health/ready").await {
                     Ok((200, body)) => {
-                        let leader = body["leader"].as_str().unwrap_or_default().to_string();
-                        let term = body["term"].as_u64().unwrap_or(0);
+                        let ready: Ready = wire(&body);
+                        let (leader, term) = (ready.leader.unwrap_or_default(), ready.term);
                         match &agreed {
                             None => agreed = Some((leader, term)),
                             Some(seen) if *seen == (leader.clone(), term) => {}
