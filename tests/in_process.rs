@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::in_process::InProcessCluster;
+use gearpump_master::wire::AppDataAnswer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
@@ -36,7 +37,11 @@ async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
     assert!(written.status().is_success(), "write through a follower: {}", written.status());
     for index in 0..3 {
         let (status, value) = cluster.get(index, "/api/v1.0/appmaster/1/data/colour").await.expect("read");
-        assert_eq!((status, value["value"].as_str()), (200, Some("green")), "master {index}");
+        assert_eq!(
+            (status, common::wire::<AppDataAnswer>(&value).value.as_str()),
+            (200, "green"),
+            "master {index}"
+        );
     }
 
     // Stopping the leader is SIGTERM's path: leadership handed over, `serve` returns Ok.
@@ -49,7 +54,11 @@ async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
     cluster.restart(old);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     let (status, value) = cluster.get(old, "/api/v1.0/appmaster/1/data/colour").await.expect("read");
-    assert_eq!((status, value["value"].as_str()), (200, Some("green")), "the restarted master");
+    assert_eq!(
+        (status, common::wire::<AppDataAnswer>(&value).value.as_str()),
+        (200, "green"),
+        "the restarted master"
+    );
     for index in 0..3 {
         assert_eq!(cluster.stop(index), Ok(()), "master {index} stops cleanly");
     }

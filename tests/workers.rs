@@ -590,7 +590,7 @@ async fn under_tls_only_worker_certificates_register_and_a_worker_acts_only_as_i
     let (status, text) = cluster.get(1, &format!("/api/v1.0/appmaster/{id}/log")).await.expect("log");
     assert_eq!(status, 200, "{text}");
     assert!(text.to_string().contains(&format!("Ticker started: app {id}")), "{text}");
-    let log_address = attempts(&body)[0]["logAddress"].as_str().expect("log address").to_string();
+    let log_address = attempts(&body)[0].log_address.clone().expect("log address");
     let log_url = |scheme: &str| format!("{scheme}://{log_address}/log?app={id}&attempt=1");
     let asked = |client: reqwest::Client, url: String| async move {
         match client.get(url).send().await {

@@ -135,7 +135,8 @@ impl InProcessCluster {
             let mut leaders = Vec::new();
             for index in (0..self.ports.len()).filter(|i| self.masters[*i].is_some()) {
                 match self.get(index, "/health/ready").await {
-                    Ok((200, body)) => leaders.push(body["leader"].as_str().unwrap_or_default().to_string()),
+                    Ok((200, body)) => leaders
+                        .push(super::wire::<gearpump_master::wire::Ready>(&body).leader.unwrap_or_default()),
                     _ => leaders.push(String::new()),
                 }
             }
