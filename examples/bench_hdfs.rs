@@ -10,9 +10,10 @@
 //! not an HDFS cluster's throughput).
 
 // Only the start/stop guard is needed here.
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../tests/common/minihdfs.rs"]
 mod minihdfs;
+#[allow(unreachable_pub)]
 #[path = "../tests/common/ports.rs"]
 mod ports;
 // `minihdfs` picks its port with `super::free_ports`, as it does under tests/common.

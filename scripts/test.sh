@@ -8,6 +8,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+# No unwrap()/expect() in the library and binaries (tests, benches and the fuzz harness may).
+cargo clippy --lib --bins --quiet -- -D warnings -W clippy::unwrap_used -W clippy::expect_used
 # The fuzz targets' entry points (src/fuzzing.rs) only compile with this feature; keep them building.
 cargo clippy --lib --features fuzzing --quiet -- -D warnings
 echo "== cargo test"

@@ -1,7 +1,7 @@
 //! What the benchmarks share: a three-member cluster of either gearpump-master or etcd on
 //! loopback, with the same write and kill operations, so both are measured the same way.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)] // shared by benches that each use a part of it
 
 #[path = "../../tests/common/mod.rs"]
 pub mod common;

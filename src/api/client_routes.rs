@@ -20,7 +20,7 @@ use crate::wire::{
 };
 
 /// A write's request id: the client's `Idempotency-Key`, or a fresh one.
-pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
+pub(super) fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(new_id()) };
     let text = value
         .to_str()
@@ -30,12 +30,12 @@ pub fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
 }
 
 /// A write's JSON answer with its request id in the `Idempotency-Key` header.
-pub fn write_answer<T: Serialize>(id: RequestId, body: T) -> impl IntoResponse {
+pub(super) fn write_answer<T: Serialize>(id: RequestId, body: T) -> impl IntoResponse {
     ([(IDEMPOTENCY_KEY, id)], Json(body))
 }
 
 /// Waits for a linearizable view unless the query says `stale=true`.
-pub async fn consistent_read(context: &Context, query: &Option<String>) -> Result<(), ApiError> {
+pub(super) async fn consistent_read(context: &Context, query: &Option<String>) -> Result<(), ApiError> {
     let stale = query.as_deref().unwrap_or("").split('&').any(|pair| pair == "stale=true" || pair == "stale");
     if !stale {
         context.cluster.read_barrier().await?;
@@ -47,11 +47,11 @@ fn parse_app_id(text: &str) -> Result<AppId, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(format!("application id {text:?} is not a number")))
 }
 
-pub async fn version() -> impl IntoResponse {
+pub(super) async fn version() -> impl IntoResponse {
     format!("gearpump-master {}", crate::wire::PACKAGE_VERSION)
 }
 
-pub async fn master(State(context): State<Arc<Context>>) -> Json<MasterAnswer> {
+pub(super) async fn master(State(context): State<Arc<Context>>) -> Json<MasterAnswer> {
     let statuses = context.cluster.all_statuses().await;
     let me = context.cluster.status();
     let leader_last = statuses
@@ -123,7 +123,7 @@ pub async fn master(State(context): State<Arc<Context>>) -> Json<MasterAnswer> {
     })
 }
 
-pub async fn app_list(
+pub(super) async fn app_list(
     State(context): State<Arc<Context>>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AppList>, ApiError> {
@@ -132,7 +132,7 @@ pub async fn app_list(
     Ok(Json(AppList { app_masters }))
 }
 
-pub async fn config(State(context): State<Arc<Context>>) -> Json<ConfigAnswer> {
+pub(super) async fn config(State(context): State<Arc<Context>>) -> Json<ConfigAnswer> {
     let config = context
         .config
         .effective()
@@ -142,7 +142,7 @@ pub async fn config(State(context): State<Arc<Context>>) -> Json<ConfigAnswer> {
     Json(ConfigAnswer { config, warnings: context.config.warnings.clone() })
 }
 
-pub async fn app_detail(
+pub(super) async fn app_detail(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
@@ -158,7 +158,7 @@ pub async fn app_detail(
     found.map(Json).ok_or_else(|| ApiError::not_found(format!("application {id} does not exist")))
 }
 
-pub async fn kill_app(
+pub(super) async fn kill_app(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -169,7 +169,7 @@ pub async fn kill_app(
     Ok(write_answer(request, KillAnswer { success: true, app_id: id, status: AppState::Terminated }))
 }
 
-pub async fn get_app_data(
+pub(super) async fn get_app_data(
     State(context): State<Arc<Context>>,
     Path((id, key)): Path<(String, String)>,
     RawQuery(query): RawQuery,
@@ -189,7 +189,7 @@ pub async fn get_app_data(
     Ok(Json(AppDataAnswer { app_id: id, key, value }))
 }
 
-pub async fn put_app_data(
+pub(super) async fn put_app_data(
     State(context): State<Arc<Context>>,
     Path((id, key)): Path<(String, String)>,
     headers: HeaderMap,
@@ -214,14 +214,14 @@ pub async fn put_app_data(
     }
 }
 
-pub async fn not_found(uri: Uri) -> ApiError {
+pub(super) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {}", uri.path()))
 }
 
 /// `GET /api/v1.0/master/members`: voters and learners of the Raft membership.
 /// `GET /api/v1.0/master/snapshot` (admin): a backup file of the replicated state, read after
 /// a read barrier, so it holds every write acknowledged before the request (`gear snapshot save`).
-pub async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoResponse, ApiError> {
     context.cluster.read_barrier().await?;
     let backup = context.cluster.backup();
     let name = format!("attachment; filename=\"gearpump-{}.snap\"", backup.applied_index);
@@ -234,13 +234,13 @@ pub async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoRe
     ))
 }
 
-pub async fn members(State(context): State<Arc<Context>>) -> Json<MembersView> {
+pub(super) async fn members(State(context): State<Arc<Context>>) -> Json<MembersView> {
     Json(context.cluster.members_view(false))
 }
 
 /// `POST /api/v1.0/master/members` with `{"add": "host:port"}` or `{"remove": "host:port"}`.
 /// Adding waits until the new master has caught up as a learner, then makes it a voter.
-pub async fn change_members(
+pub(super) async fn change_members(
     State(context): State<Arc<Context>>,
     body: Bytes,
 ) -> Result<Json<MembersView>, ApiError> {

@@ -47,7 +47,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The one mapping of cluster errors to HTTP statuses, for clients and for peers alike.
-pub fn cluster_status(error: &ClusterError) -> StatusCode {
+pub(super) fn cluster_status(error: &ClusterError) -> StatusCode {
     match error {
         ClusterError::NoQuorum(_) | ClusterError::NoLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ClusterError::Rejected(Rejection::UnknownApp(_)) => StatusCode::NOT_FOUND,
@@ -73,7 +73,7 @@ impl From<ClusterError> for ApiError {
 /// A peer route's failure: the status a client would get, and the typed error for the master
 /// that called (decoded by `cluster::Peers`).
 #[derive(Debug)]
-pub struct PeerRouteError(pub ClusterError);
+pub(super) struct PeerRouteError(pub ClusterError);
 
 impl From<ClusterError> for PeerRouteError {
     fn from(error: ClusterError) -> PeerRouteError {

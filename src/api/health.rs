@@ -12,7 +12,7 @@ use crate::jarstore::JarStore;
 use crate::wire::{JarStoreReport, Live, Ready};
 
 /// Alive: the runtime answers and the Raft core has not stopped.
-pub async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
+pub(super) async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
     if context.cluster.core_is_running() {
         (StatusCode::OK, Json(Live { live: true, error: None }))
     } else {
@@ -25,7 +25,7 @@ pub async fn live(State(context): State<Arc<Context>>) -> impl IntoResponse {
 /// whose store is down still holds the quorum, but operators must see why uploads fail.
 /// The store's state is the background probe's last answer with its age, never a probe made
 /// here: a readiness check must answer at once even when HDFS or an NFS mount hangs.
-pub async fn ready(State(context): State<Arc<Context>>) -> impl IntoResponse {
+pub(super) async fn ready(State(context): State<Arc<Context>>) -> impl IntoResponse {
     let status = context.cluster.status();
     let ready = context.cluster.is_ready();
     let probe = context.jar_health.read().ok().and_then(|probe| probe.clone());
@@ -52,7 +52,7 @@ fn jar_store_report(jars: &dyn JarStore, probe: Option<&JarProbe>) -> JarStoreRe
     }
 }
 
-pub async fn metrics(State(context): State<Arc<Context>>) -> impl IntoResponse {
+pub(super) async fn metrics(State(context): State<Arc<Context>>) -> impl IntoResponse {
     let text = context.metrics.render(&context.cluster);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

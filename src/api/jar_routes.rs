@@ -71,7 +71,7 @@ async fn store_jar(context: &Context, mut field: Field<'_>, key: String) -> Resu
 
 /// `POST /api/v1.0/master/submitapp`: multipart with a `jar` file part and the text parts
 /// `mainClass` (required), `args` (a JSON array of strings), `namePrefix`, `user`.
-pub async fn submit_app(
+pub(super) async fn submit_app(
     State(context): State<Arc<Context>>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
@@ -218,7 +218,7 @@ fn parse_slots(field: Option<&String>) -> Result<u32, ApiError> {
 
 /// `GET /api/v1.0/jarstore/download?file=NAME`: the stored bytes, checked against the
 /// replicated SHA-256 as they stream (a mismatch aborts the transfer).
-pub async fn download(
+pub(super) async fn download(
     State(context): State<Arc<Context>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {

@@ -26,7 +26,7 @@ use crate::cluster::{
 use crate::tls::Caller;
 use crate::wire::PEER_VERSION;
 
-pub fn router(context: Arc<Context>) -> Router<Arc<Context>> {
+pub(super) fn router(context: Arc<Context>) -> Router<Arc<Context>> {
     Router::new()
         .route(protocol::RAFT_APPEND, post(append))
         .route(protocol::RAFT_VOTE, post(vote))

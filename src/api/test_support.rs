@@ -2,6 +2,9 @@
 //! a jar store of the test's choosing, and a store that hangs.
 //! The fuzz targets (feature `fuzzing`) use the cluster too.
 
+// Test support: a failure here is the test's (or the fuzz target's) failure.
+#![allow(clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -26,7 +26,7 @@ use crate::worker::protocol::{self, Heartbeat, HeartbeatAnswer};
 /// the leader, never forwarded again (a leader that just lost its post says so; the worker
 /// retries at its next heartbeat). Only masters reach it; the follower checked the worker's
 /// certificate against the heartbeat's host.
-pub async fn heartbeat_forwarded(
+pub(super) async fn heartbeat_forwarded(
     State(context): State<Arc<Context>>,
     body: Bytes,
 ) -> Result<Json<HeartbeatAnswer>, PeerRouteError> {
@@ -101,7 +101,7 @@ fn own_id_only(context: &Context, mut heartbeat: Heartbeat) -> Heartbeat {
 }
 
 /// `POST /peer/worker/heartbeat`: from a worker, to any master; followers pass it to the leader.
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     State(context): State<Arc<Context>>,
     caller: Option<Extension<ConnectInfo<Caller>>>,
     body: Bytes,
@@ -149,7 +149,7 @@ async fn worker_list(context: &Context) -> Result<WorkerList, ApiError> {
 
 /// Refuses (400) an application asking for more slots than the largest live worker has. With
 /// no live worker at all the application waits as pending, as in Gearpump.
-pub async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> {
+pub(super) async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> {
     let list = worker_list(context).await?;
     let largest = list.workers.iter().filter(|w| w.state == "alive").max_by_key(|w| w.slots);
     match largest {
@@ -163,12 +163,12 @@ pub async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> 
 }
 
 /// `GET /api/v1.0/master/workerlist`.
-pub async fn workerlist(State(context): State<Arc<Context>>) -> Result<Json<WorkerList>, ApiError> {
+pub(super) async fn workerlist(State(context): State<Arc<Context>>) -> Result<Json<WorkerList>, ApiError> {
     Ok(Json(worker_list(&context).await?))
 }
 
 /// `GET /api/v1.0/worker/{id}`.
-pub async fn worker_detail(
+pub(super) async fn worker_detail(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
 ) -> Result<Json<WorkerSummary>, ApiError> {
@@ -184,7 +184,7 @@ pub async fn worker_detail(
 
 /// `POST /api/v1.0/appmaster/{id}/restart`: stops the live attempt and places a new one
 /// (not counted against the restart policy).
-pub async fn restart_app(
+pub(super) async fn restart_app(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
 ) -> Result<Json<RestartAnswer>, ApiError> {
@@ -233,7 +233,7 @@ impl WorkerLogs {
 
 /// `GET /api/v1.0/appmaster/{id}/log?attempt=N&tail=BYTES`: the attempt's log, from its worker
 /// (default: the last attempt, the last 64 KiB).
-pub async fn app_log(
+pub(super) async fn app_log(
     State(context): State<Arc<Context>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,

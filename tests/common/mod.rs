@@ -2,7 +2,7 @@
 //! state directory under a temporary folder. Dropping a `TestCluster` kills every process it
 //! started, so a failing test leaves nothing running.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)] // shared by test crates that each use a part of it
 
 pub mod certs;
 pub mod in_process;
