@@ -1018,31 +1018,35 @@ mod tests {
         // earlier setup) still lists all three. node2 and node3 are installed and configured the
         // same way, stopped, their state directories moved aside.
         let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
-        let mut configured = plain_node(&["node1", "node2", "node3"]);
-        let first =
-            plan_node(&inv, "node2", &configured, SECRET, None, &ClusterView::default()).expect("plan");
-        for action in &first.actions {
-            if let Action::Write { path, content, .. } = action {
-                configured.files.insert(path.clone(), Some(content.clone()));
+        // a node as the first setup left it: its own gear.conf and the secret, the package installed
+        let configured = |node: &str| {
+            let mut facts = plain_node(&["node1", "node2", "node3"]);
+            let first = plan_node(&inv, node, &facts, SECRET, None, &ClusterView::default()).expect("plan");
+            for action in &first.actions {
+                if let Action::Write { path, content, .. } = action {
+                    facts.files.insert(path.clone(), Some(content.clone()));
+                }
             }
-        }
-        configured.installed = Some("0.1.0-1".into());
+            facts.installed = Some("0.1.0-1".into());
+            facts
+        };
         let survivor = ClusterView { voters: vec!["node1:3000".into()] };
-        let mut running = configured.clone();
+        let mut running = configured("node1");
         running.active = "active".into();
         running.state_db = true;
         let plan = plan_node(&inv, "node1", &running, SECRET, None, &survivor).expect("plan");
         assert!(plan.actions.is_empty() && !plan.start && !plan.join && !plan.restart, "{plan:?}");
         for node in ["node2", "node3"] {
-            let plan = plan_node(&inv, node, &configured, SECRET, None, &survivor).expect("plan");
+            let facts = configured(node);
+            let plan = plan_node(&inv, node, &facts, SECRET, None, &survivor).expect("plan");
             assert!(plan.actions.is_empty(), "nothing to rewrite: {:?}", plan.actions);
             assert!(plan.start && plan.join && !plan.restart, "{plan:?}");
-            assert!(render(&plan, &configured, &survivor).contains(&format!(
+            assert!(render(&plan, &facts, &survivor).contains(&format!(
                 "[join] POST /api/v1.0/master/members {{\"add\": \"{node}:3000\"}} to the running cluster (node1:3000)"
             )));
         }
         // the same node with its old state directory: refused, with the way out
-        let mut stale = configured.clone();
+        let mut stale = configured("node2");
         stale.state_db = true;
         let failure = plan_node(&inv, "node2", &stale, SECRET, None, &survivor).expect_err("old state");
         assert_eq!(failure.step, Step::Join);
