@@ -238,6 +238,7 @@ watch_leader() {
         for n in node1 node2 node3; do
             l=$(API_TIMEOUT=1 api "https://$n:$PORT/health/ready" | jq -r 'select(.leader != null) | "\(.leader)@\(.term)"' 2>/dev/null) && [[ -n $l ]] && break
         done
+        printf '%s %s %s\n' "$(date +%T.%N | cut -c1-12)" "$n" "${l:-none}" >>"$work/polls.log"
         if [[ -n $l && $l != "$last" ]]; then
             echo "$l" >>"$work/leaders.log"
             last=$l
@@ -270,6 +271,15 @@ grep '^failed' "$work/writes.log" | head -n 5 | sed 's/^/    | /' >&2 || true
 check "the client was never given up on" bash -c "! grep -q '^gave-up' '$work/writes.log'"
 check "at most one failed request per leader hand-over ($failed failed, $handovers hand-overs)" \
     test "$handovers" -ge 1 -a "$failed" -le "$handovers"
+if ((handovers < 1)) && [[ $(tail -n 1 "$work/leaders.log") == "$leader_before" ]]; then
+    # openraft restores a leader whose own committed vote it finds at start: the same leader in
+    # the same term after its restart means its SIGTERM hand-over did not move leadership
+    tb_log "the leader ${leader_before%@*} was restarted and resumed leadership in the same term: no hand-over happened"
+fi
+if ((handovers < 1 || failed > handovers)); then # what the watcher saw, and when
+    uniq -f 1 "$work/polls.log" | sed 's/^/    | poll /' >&2
+    grep -E '^node[0-9]: ' "$work/upgrade.txt" | sed 's/^/    | setup /' >&2
+fi
 # every acknowledged write reads back (a linearizable read), with its value
 lost=0
 while read -r _ i; do
