@@ -232,7 +232,9 @@ pub struct SetupArgs {
     /// Rolling upgrade of the running cluster to the version in --repo or --package: one master
     /// at a time, followers first, the leader last (it hands leadership over as the package
     /// restarts it); each must be back in the quorum, report the new version and have caught
-    /// up with the leader before the next. Stops at the first master that does not come back
+    /// up with the leader before the next. Then gearpump-worker on the --workers nodes, one at a
+    /// time, each restarted by its package and registered again (listed alive) before the
+    /// next. Stops at the first node that does not come back
     #[arg(long, conflicts_with_all = ["remove", "rotate_certs"])]
     pub upgrade: bool,
     /// Jar store URI written as is: hdfs://namenode:9000/path, hdfs://nameservice/path, or

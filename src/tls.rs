@@ -851,7 +851,14 @@ async fn accept_loop(
     loop {
         // Wait for a free slot before accepting: excess connections queue in the backlog.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let (stream, address) = match listener.accept().await {
+        // Once the server stops taking connections (serve() closed the channel), stop accepting
+        // and drop the socket: a client connecting now is refused, which it can retry on
+        // another master, instead of being accepted and then reset at exit.
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = sender.closed() => return,
+        };
+        let (stream, address) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -912,6 +919,12 @@ async fn accept_loop(
 /// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
 /// (the caller bounds how long). HTTP/1.1 only, with a deadline for each request's headers
 /// and a bound on their size; each request carries its connection's `ConnectInfo<Caller>`.
+///
+/// At shutdown it stops accepting at once (new clients are refused and try another master) and
+/// still serves the connections accepted already, TLS handshake done, that wait in the channel:
+/// their clients sent a request that would otherwise be reset without an answer. Found by the
+/// rolling upgrade of a TLS cluster (tests/testbed/repo_upgrade_test.sh), where a follower's
+/// restart reset a client's request.
 pub async fn serve(
     mut listener: NodeListener,
     router: axum::Router,
@@ -922,13 +935,27 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_header_size(MAX_HEADER_BYTES);
     tokio::pin!(shutdown);
+    let mut stopping = false;
+    let mut last_ones = tokio::task::JoinSet::new();
     loop {
-        let (io, caller) = tokio::select! {
-            accepted = listener.incoming.recv() => match accepted {
+        let (io, caller) = if stopping {
+            // after close(): what is buffered, then None
+            match listener.incoming.recv().await {
                 Some(accepted) => accepted,
                 None => break,
-            },
-            () = &mut shutdown => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.incoming.recv() => match accepted {
+                    Some(accepted) => accepted,
+                    None => break,
+                },
+                () = &mut shutdown => {
+                    stopping = true;
+                    listener.incoming.close();
+                    continue;
+                }
+            }
         };
         let router = router.clone();
         let service =
@@ -936,6 +963,18 @@ pub async fn serve(
                 request.extensions_mut().insert(axum::extract::ConnectInfo(caller.clone()));
                 tower::ServiceExt::oneshot(router.clone(), request)
             });
+        if stopping {
+            // Not watched: a graceful shutdown closes a connection that has not read its first
+            // request yet, which is what these are. Served without keep-alive: one request each.
+            builder.keep_alive(false);
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            last_ones.spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "a connection ended with an error");
+                }
+            });
+            continue;
+        }
         let connection = builder.serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -945,11 +984,52 @@ pub async fn serve(
         });
     }
     graceful.shutdown().await;
+    // bounded by the header deadline, and by the caller
+    while last_ones.join_next().await.is_some() {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(address: SocketAddr, path: &str) -> io::Result<String> {
+        let mut stream = TcpStream::connect(address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_new_clients_are_refused_and_open_requests_answered() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = tcp.local_addr().expect("address");
+        let listener = NodeListener::new(tcp, None, MAX_CONNECTIONS_PER_IP).expect("listener");
+        let router = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        let slow = tokio::spawn(get(address, "/slow"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stop.send(());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = TcpStream::connect(address).await.map_err(|e| e.kind());
+        assert_eq!(refused.err(), Some(io::ErrorKind::ConnectionRefused), "a new client is refused");
+        let answer = slow.await.expect("joined").expect("the open request is answered");
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve ends").expect("joined");
+    }
+
     use crate::setup::pki::{AdminPki, CertKind};
 
     fn der(pem: &str) -> CertificateDer<'static> {

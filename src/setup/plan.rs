@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use super::gearconf::{self, OwnedKey};
 use super::inventory::{Family, Inventory, JarStore, PackageFile, Product};
 use super::pki::{self, NodeSecurity};
-use super::probe::{NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE, WORKER_SERVICE};
+use super::probe::{
+    NodeFacts, DROP_IN, GEAR_CONF, SECRET_FILE, SERVICE, STATE_DB, STATE_DIR, WORKER_SERVICE,
+};
 use super::repo;
 use super::ssh::shell_quote;
 
@@ -443,6 +445,27 @@ pub fn plan_node(
     let address = inv.master_address(node);
     let join = cluster.exists() && !cluster.voters.contains(&address);
     let start = !facts.is_active();
+    // A master that must join a running cluster starts on an EMPTY state directory: it then asks
+    // the masters list, finds the cluster and waits to be added. On a directory of an earlier
+    // cluster (a master lost with the majority, before `recover --force-new-cluster` on the
+    // survivor) it would resume its old membership instead, and two such masters could elect a
+    // leader of their own next to the running cluster. Setup cannot tell that case from a master
+    // that only ever waited to be added, so both are refused with the way out; the second loses
+    // nothing by it. (The packaged unit's sandbox fixes the directory: StateDirectory=gearpump.)
+    if join && start && facts.state_db {
+        return Err(failure(
+            Step::Join,
+            format!(
+                "{address} is not a member of the running cluster [{voters}], and {STATE_DIR} holds the \
+                 state of an earlier start ({STATE_DB}): started on it, this master would follow its old \
+                 membership instead of joining. If it belonged to a cluster that lost its majority, or only \
+                 waited to be added before, move the directory aside on {node} and run again: \
+                 mv {STATE_DIR} {STATE_DIR}.old-$(date +%s) && install -d -o gearpump -g gearpump -m 0750 \
+                 {STATE_DIR}",
+                voters = cluster.voters.join(", "),
+            ),
+        ));
+    }
     if facts.enabled != "enabled" {
         actions.push(Action::Run {
             step: Step::Start,
@@ -987,6 +1010,58 @@ mod tests {
         assert!(render(&plan, &new, &cluster).contains(
             "[join] POST /api/v1.0/master/members {\"add\": \"node4:3000\"} to the running cluster (node1:3000"
         ));
+    }
+
+    #[test]
+    fn after_a_forced_recovery_wiped_masters_join_the_survivor_and_old_state_is_refused() {
+        // node1 runs alone after `recover --force-new-cluster`; its gear.conf (written by an
+        // earlier setup) still lists all three. node2 and node3 are installed and configured the
+        // same way, stopped, their state directories moved aside.
+        let inv = inv("gearpump-setup --masters node1,node2,node3 --jar-store hdfs://nn:9000/jars");
+        // a node as the first setup left it: its own gear.conf and the secret, the package installed
+        let configured = |node: &str| {
+            let mut facts = plain_node(&["node1", "node2", "node3"]);
+            let first = plan_node(&inv, node, &facts, SECRET, None, &ClusterView::default()).expect("plan");
+            for action in &first.actions {
+                if let Action::Write { path, content, .. } = action {
+                    facts.files.insert(path.clone(), Some(content.clone()));
+                }
+            }
+            facts.installed = Some("0.1.0-1".into());
+            facts
+        };
+        let survivor = ClusterView { voters: vec!["node1:3000".into()] };
+        let mut running = configured("node1");
+        running.active = "active".into();
+        running.state_db = true;
+        let plan = plan_node(&inv, "node1", &running, SECRET, None, &survivor).expect("plan");
+        assert!(plan.actions.is_empty() && !plan.start && !plan.join && !plan.restart, "{plan:?}");
+        for node in ["node2", "node3"] {
+            let facts = configured(node);
+            let plan = plan_node(&inv, node, &facts, SECRET, None, &survivor).expect("plan");
+            assert!(plan.actions.is_empty(), "nothing to rewrite: {:?}", plan.actions);
+            assert!(plan.start && plan.join && !plan.restart, "{plan:?}");
+            assert!(render(&plan, &facts, &survivor).contains(&format!(
+                "[join] POST /api/v1.0/master/members {{\"add\": \"{node}:3000\"}} to the running cluster (node1:3000)"
+            )));
+        }
+        // the same node with its old state directory: refused, with the way out
+        let mut stale = configured("node2");
+        stale.state_db = true;
+        let failure = plan_node(&inv, "node2", &stale, SECRET, None, &survivor).expect_err("old state");
+        assert_eq!(failure.step, Step::Join);
+        assert!(
+            failure.cause.starts_with(
+                "node2:3000 is not a member of the running cluster [node1:3000], and /var/lib/gearpump holds"
+            ),
+            "{}",
+            failure.cause
+        );
+        assert!(failure.cause.contains("mv /var/lib/gearpump /var/lib/gearpump.old-$(date +%s)"));
+        // a state directory is no obstacle where the node needs no join: a member, or a new cluster
+        assert!(plan_node(&inv, "node2", &stale, SECRET, None, &ClusterView::default()).is_ok());
+        let all = ClusterView { voters: inv.master_addresses() };
+        assert!(plan_node(&inv, "node2", &stale, SECRET, None, &all).is_ok());
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub const GEAR_CONF: &str = "/etc/gearpump/gear.conf";
 pub const SECRET_FILE: &str = "/etc/gearpump/cluster.secret";
 pub const SERVICE: &str = "gearpump-master.service";
 pub const WORKER_SERVICE: &str = "gearpump-worker.service";
+/// The packages' state directory (gearpump.master.state-dir as shipped) and the Raft database
+/// a master keeps in it once it has started.
+pub const STATE_DIR: &str = "/var/lib/gearpump";
+pub const STATE_DB: &str = "raft.redb";
 pub const DROP_IN: &str = "/etc/systemd/system/gearpump-master.service.d/50-gearpump-setup-jarstore.conf";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +35,9 @@ pub struct NodeFacts {
     pub resolved: BTreeMap<String, String>,
     pub has_bash: bool,
     pub nfs_client: bool,
+    /// The master's state directory holds a Raft database: it started on this node before and
+    /// remembers a membership (or waited, uninitialized, to be added).
+    pub state_db: bool,
     /// unit name -> `systemctl is-enabled` of the units the plan may enable.
     pub unit_enabled: BTreeMap<String, String>,
     /// Files the plan may rewrite: path -> content (None: absent).
@@ -100,6 +107,7 @@ for n in {names}; do
   echo "resolve.$n=$a"
 done
 command -v bash >/dev/null 2>&1 && echo bash=yes
+[ -e {state_db} ] && echo state_db=yes
 if command -v mount.nfs >/dev/null 2>&1 || [ -x /sbin/mount.nfs ] || [ -x /usr/sbin/mount.nfs ]; then echo nfs=yes; fi
 for u in {units}; do echo "unit.$u=$(systemctl is-enabled "$u" 2>/dev/null)"; done
 for f in {files}; do
@@ -112,6 +120,7 @@ done
 "#,
         service = SERVICE,
         worker_service = WORKER_SERVICE,
+        state_db = shell_quote(&format!("{STATE_DIR}/{STATE_DB}")),
         port = port,
         names = words(names),
         units = words(units),
@@ -151,6 +160,7 @@ pub fn parse_probe(output: &str, files: &[String]) -> Result<NodeFacts, String> 
             }
             "ntp" => facts.ntp_synchronized = value.trim().to_string(),
             "bash" => facts.has_bash = true,
+            "state_db" => facts.state_db = true,
             "nfs" => facts.nfs_client = true,
             "file.begin" => {
                 let mut encoded = String::new();
@@ -211,7 +221,7 @@ mod tests {
     #[test]
     fn parses_a_probe() {
         let output = "arch=x86_64\nfamily=deb\ninstalled=0.1.0-1\nworker_installed=0.1.0-1\nactive=inactive\nenabled=enabled\nworker_active=active\n\
-            listener=\nntp=no\nresolve.node1=10.0.0.11\nresolve.node2=\nbash=yes\nunit.x.mount=\n\
+            listener=\nntp=no\nresolve.node1=10.0.0.11\nresolve.node2=\nbash=yes\nstate_db=yes\nunit.x.mount=\n\
             file.begin=/etc/gearpump/gear.conf\naGVsbG8K\nfile.end=/etc/gearpump/gear.conf\n";
         let files = vec![GEAR_CONF.to_string(), SECRET_FILE.to_string()];
         let facts = parse_probe(output, &files).expect("parses");
@@ -225,7 +235,7 @@ mod tests {
         assert!(!facts.resolved.contains_key("node2"));
         assert_eq!(facts.file(GEAR_CONF), Some("hello\n"));
         assert_eq!(facts.file(SECRET_FILE), None);
-        assert!(facts.has_bash && !facts.nfs_client);
+        assert!(facts.has_bash && !facts.nfs_client && facts.state_db);
     }
 
     #[test]

@@ -217,12 +217,62 @@ fn binary_write_script(path: &str, bytes: &[u8]) -> String {
 const SIGNATURE_WORDS: &str =
     "GPG error|is not signed|NO_PUBKEY|BADSIG|EXPKEYSIG|REVKEYSIG|signatures were invalid|signature could not be verified|OpenPGP|GPG check FAILED|repomd.xml signature";
 
+/// What a failed install leaves of the source and key files, and how the failure says so.
+///
+/// A repository the node's package manager refuses (bad signature, unreachable, no package)
+/// must not stay configured: every later `apt-get update` on that host, also the operator's own
+/// and unattended-upgrades', would then fail on it, which is worse for a production host than
+/// having to write the file again. So the files this run created are removed again, and the
+/// node is as it was. A file that was there before and was replaced cannot be put back (its old
+/// content is not kept), so it stays and the message names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undo {
+    /// Written by this run where nothing was before: removed on a refusal.
+    pub created: Vec<String>,
+    /// Written by this run over an earlier file: kept, named.
+    pub replaced: Vec<String>,
+}
+
+impl Undo {
+    /// Shell lines that remove the created files, then the sentence the refusal ends with.
+    fn script_and_text(&self) -> (String, String) {
+        let mut script = String::new();
+        let mut text = Vec::new();
+        if !self.created.is_empty() {
+            let words: Vec<String> = self.created.iter().map(|f| shell_quote(f)).collect();
+            script = format!("rm -f {}\n", words.join(" "));
+            text.push(format!(
+                "removed {} again (written by this run), so the node's package sources are as before",
+                self.created.join(" and ")
+            ));
+        }
+        if !self.replaced.is_empty() {
+            text.push(format!(
+                "{} now name{} this repository (an earlier file was replaced): fix the repository, or put \
+                 the earlier file back",
+                self.replaced.join(" and "),
+                if self.replaced.len() == 1 { "s" } else { "" }
+            ));
+        }
+        if text.is_empty() {
+            text.push(
+                "the source and key files were already in place before this run and are unchanged".into(),
+            );
+        }
+        (script, text.join("; "))
+    }
+}
+
 /// Refreshes only this repository's indexes (the node's other sources may be unreachable, as
 /// on hosts without internet access), then installs or upgrades `product` by name. Any failure
-/// ends in one line: what the package manager said, and the fix.
-pub fn install_script(url: &str, family: Family, product: Product, mode: Mode) -> String {
+/// ends in one line: what the package manager said, what was left on the node, and the fix.
+pub fn install_script(url: &str, family: Family, product: Product, mode: Mode, undo: &Undo) -> String {
     let name = product.package_name();
     let u = shell_quote(url);
+    let (undo_script, undo_text) = undo.script_and_text();
+    // The node's state goes before the fix; the shell sees the text inside double quotes (the
+    // paths and URL hold no quotes, '$' or '\\').
+    let left = format!("; {undo_text}; running the same command again once the repository is fixed is safe");
     let signature_fix = format!(
         "fix: give --repo-key the key this repository is signed with (gearpump-archive-keyring.gpg in its root), \
          and check that nothing between the node and {url} alters the files (a proxy, a stale mirror); \
@@ -240,15 +290,15 @@ out=$(apt-get update -q -o Dir::Etc::sourcelist={sources} -o Dir::Etc::sourcepar
 rc=$?
 said=$(printf '%s\n' "$out" | grep -E '^(E|W|Err):' | tr '\n' ' ')
 if printf '%s' "$out" | grep -qE '{words}'; then
-  echo "apt refused the repository {u}: its signature does not verify with the key given: $said; {signature_fix}" >&2
+  {undo_script}echo "apt refused the repository {u}: its signature does not verify with the key given: $said; {signature_fix}{left}" >&2
   exit 1
 fi
 if [ $rc -ne 0 ] || [ -n "$said" ]; then
-  echo "apt could not read the repository {u}: ${{said:-exit status $rc}}; {reach_fix}" >&2
+  {undo_script}echo "apt could not read the repository {u}: ${{said:-exit status $rc}}; {reach_fix}{left}" >&2
   exit 1
 fi
 if ! apt-cache show {name} >/dev/null 2>&1; then
-  echo "the repository {u} has no {name} package: build it with scripts/build-packages.sh and scripts/build-repo.sh" >&2
+  {undo_script}echo "the repository {u} has no {name} package: build it with scripts/build-packages.sh and scripts/build-repo.sh{left}" >&2
   exit 1
 fi
 # force-confold: a gear.conf this tool (or the operator) wrote is kept on upgrades
@@ -272,10 +322,10 @@ fi
 rpm --import {key} 2>/dev/null || true
 out=$($pm -y --disablerepo='*' --enablerepo=gearpump --refresh {verb} {name} 2>&1) && exit 0
 said=$(printf '%s\n' "$out" | grep -iE 'error|fail|signature' | tr '\n' ' ')
-if printf '%s' "$out" | grep -qiE '{words}'; then
-  echo "$pm refused the repository {u}: its signature does not verify with the key given: $said; {signature_fix}" >&2
+{undo_script}if printf '%s' "$out" | grep -qiE '{words}'; then
+  echo "$pm refused the repository {u}: its signature does not verify with the key given: $said; {signature_fix}{left}" >&2
 else
-  echo "$pm could not install {name} from {u}: $said; {reach_fix}" >&2
+  echo "$pm could not install {name} from {u}: $said; {reach_fix}{left}" >&2
 fi
 exit 1
 "#,
@@ -304,6 +354,11 @@ pub fn actions(
     mode: Mode,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
+    let mut undo = Undo::default();
+    let mut written = |path: &str| {
+        let list = if facts.file(path).is_some() { &mut undo.replaced } else { &mut undo.created };
+        list.push(path.to_string());
+    };
     let text_write = |path: &str, content: String| Action::Write {
         step: Step::Package,
         path: path.into(),
@@ -317,6 +372,7 @@ pub fn actions(
         Family::Deb => {
             // The probe reads files as text; the same bytes read the same way compare equal.
             if facts.file(APT_KEYRING) != Some(String::from_utf8_lossy(&repo.key).as_ref()) {
+                written(APT_KEYRING);
                 actions.push(Action::Run {
                     step: Step::Package,
                     what: format!("write the repository key {APT_KEYRING}"),
@@ -325,16 +381,19 @@ pub fn actions(
             }
             let sources = apt_sources(&repo.url);
             if facts.file(APT_SOURCES) != Some(sources.as_str()) {
+                written(APT_SOURCES);
                 actions.push(text_write(APT_SOURCES, sources));
             }
         }
         Family::Rpm => {
             let key = armor(&repo.key);
             if facts.file(RPM_KEY) != Some(key.as_str()) {
+                written(RPM_KEY);
                 actions.push(text_write(RPM_KEY, key));
             }
             let repo_file = yum_repo(&repo.url);
             if facts.file(YUM_REPO) != Some(repo_file.as_str()) {
+                written(YUM_REPO);
                 actions.push(text_write(YUM_REPO, repo_file));
             }
         }
@@ -349,7 +408,7 @@ pub fn actions(
                 repo.url,
                 installed.unwrap_or("not installed")
             ),
-            script: install_script(&repo.url, family, product, mode),
+            script: install_script(&repo.url, family, product, mode, &undo),
         });
     }
     actions
@@ -418,6 +477,15 @@ mod tests {
         assert!(script.contains("apt-get install -y -q -o Dpkg::Options::=--force-confold gearpump-master"));
         assert!(script
             .contains("apt refused the repository http://10.231.0.1:8080: its signature does not verify"));
+        // a refused repository does not stay configured: what this run created is removed again
+        assert!(
+            script.contains(&format!("rm -f {APT_KEYRING} {APT_SOURCES}\necho \"apt refused")),
+            "{script}"
+        );
+        assert!(script.contains(&format!(
+            "removed {APT_KEYRING} and {APT_SOURCES} again (written by this run), so the node's package sources \
+             are as before; running the same command again once the repository is fixed is safe"
+        )));
         // a node that has all of it: nothing to do; an upgrade always asks apt
         let mut facts = NodeFacts::default();
         facts.files.insert(APT_SOURCES.into(), Some(sources));
@@ -430,6 +498,18 @@ mod tests {
             matches!(upgrade.as_slice(), [Action::Run { script, .. }] if script.contains("--only-upgrade")),
             "{upgrade:?}"
         );
+        // files that were there already are neither removed nor claimed as new
+        let Some(Action::Run { script, .. }) = upgrade.last() else { panic!("no upgrade") };
+        assert!(!script.contains("rm -f"), "{script}");
+        assert!(script
+            .contains("the source and key files were already in place before this run and are unchanged"));
+        // another URL replaces the source: kept, and named
+        let moved = Repo { url: "http://10.231.0.1:8081".into(), key: PUBLIC.to_vec() };
+        let list = actions(&moved, Family::Deb, Product::Master, &facts, Some("0.1.0-1"), Mode::Upgrade);
+        let Some(Action::Run { script, .. }) = list.last() else { panic!("no upgrade") };
+        assert!(!script.contains("rm -f"), "{script}");
+        assert!(script
+            .contains(&format!("{APT_SOURCES} now names this repository (an earlier file was replaced)")));
     }
 
     #[test]

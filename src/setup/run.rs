@@ -466,11 +466,13 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     }
     if !failures.is_empty() {
         say(out, "no master or worker was started or restarted because of these failures".into());
-        return Err(SetupError::Nodes(failures));
+        return Err(SetupError::NodesAfterChanges(failures));
     }
 
-    // 7. start: all at once for a new cluster (the quorum forms only with a majority up)
-    let starting: Vec<&NodePlan> = plans.iter().filter(|p| p.start).collect();
+    // 7. start: all at once for a new cluster (the quorum forms only with a majority up), and
+    // stopped members of a running one. Masters that join a running cluster start in step 8,
+    // one at a time.
+    let starting: Vec<&NodePlan> = plans.iter().filter(|p| p.start && !p.join).collect();
     if !starting.is_empty() {
         say(
             out,
@@ -487,22 +489,44 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         }
     }
     if !failures.is_empty() {
-        return Err(SetupError::Nodes(failures));
+        return Err(SetupError::NodesAfterChanges(failures));
     }
     // a running master whose settings changed: one at a time, so the quorum stays
     for p in plans.iter().filter(|p| p.restart) {
         say(out, format!("{}: restarting to apply the new settings", p.node));
         changes += 1;
         run_checked(transport, &p.node, &plan::restart_script(), &[], COMMAND_TIMEOUT).map_err(|cause| {
-            SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Start, cause }])
+            SetupError::NodesAfterChanges(vec![NodeFailure {
+                node: p.node.clone(),
+                step: Step::Start,
+                cause,
+            }])
         })?;
         wait_ready(inv, &http, std::slice::from_ref(&p.node), inv.ready_timeout, out)?;
     }
 
-    // 8. membership: add the new masters (learner, then voter), then take out the removed ones
+    // 8. membership: add the new masters (learner, then voter), then take out the removed ones.
+    // Each joining master starts only once the one before it is a member. An empty master asks
+    // the masters list: any initialized peer makes it wait to be added, but a quorum of
+    // uninitialized peers that answer makes it form a cluster. Two empty masters started together
+    // (both wiped after a majority was lost, say) could so form a second cluster if the running
+    // one's answer were late; one at a time, every peer that answers is a member already.
     let mut members: Vec<String> = cluster.voters.clone();
     for p in plans.iter().filter(|p| p.join) {
         let address = inv.master_address(&p.node);
+        if p.start {
+            say(out, format!("{}: starting (it finds the running cluster and waits to be added)", p.node));
+            changes += 1;
+            run_checked(transport, &p.node, &plan::start_script(), &[], COMMAND_TIMEOUT).map_err(
+                |cause| {
+                    SetupError::NodesAfterChanges(vec![NodeFailure {
+                        node: p.node.clone(),
+                        step: Step::Start,
+                        cause,
+                    }])
+                },
+            )?;
+        }
         say(
             out,
             format!("{}: adding {address} to the cluster (learner first, voter once caught up)", p.node),
@@ -510,7 +534,11 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         members = http
             .change_members(members.clone(), &MembershipChange::Add(address), JOIN_TIMEOUT)
             .map_err(|cause| {
-                SetupError::Nodes(vec![NodeFailure { node: p.node.clone(), step: Step::Join, cause }])
+                SetupError::NodesAfterChanges(vec![NodeFailure {
+                    node: p.node.clone(),
+                    step: Step::Join,
+                    cause,
+                }])
             })?;
         changes += 1;
     }
@@ -519,7 +547,13 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         say(out, format!("{node}: removing {address} from the cluster"));
         let remaining: Vec<String> = members.iter().filter(|m| **m != address).cloned().collect();
         members = http.change_members(remaining, &MembershipChange::Remove(address), JOIN_TIMEOUT).map_err(
-            |cause| SetupError::Nodes(vec![NodeFailure { node: (*node).clone(), step: Step::Remove, cause }]),
+            |cause| {
+                SetupError::NodesAfterChanges(vec![NodeFailure {
+                    node: (*node).clone(),
+                    step: Step::Remove,
+                    cause,
+                }])
+            },
         )?;
         changes += 1;
     }
@@ -574,11 +608,11 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
             }
         }
         if !failures.is_empty() {
-            return Err(SetupError::Nodes(failures));
+            return Err(SetupError::NodesAfterChanges(failures));
         }
     }
     if !inv.workers.is_empty() {
-        let table = wait_workers(inv, &http, inv.ready_timeout, out)?;
+        let table = wait_workers(inv, &http, &inv.workers, inv.ready_timeout, out)?;
         for (node, id) in &table {
             say(out, format!("worker {node}: registered as worker {id}, alive"));
         }
@@ -635,11 +669,12 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     Ok(())
 }
 
-/// Waits until the leader's worker list shows every requested worker (by its host name, which
+/// Waits until the leader's worker list shows every one of `workers` (by its host name, which
 /// setup wrote as gearpump.hostname) alive; returns node -> worker id.
 pub(crate) fn wait_workers(
     inv: &Inventory,
     http: &Http,
+    workers: &[String],
     timeout: Duration,
     out: &mut dyn Write,
 ) -> Result<BTreeMap<String, u64>, SetupError> {
@@ -647,7 +682,7 @@ pub(crate) fn wait_workers(
     let _ = writeln!(
         out,
         "waiting until the leader lists {} alive (up to {} s)",
-        inv.workers.join(", "),
+        workers.join(", "),
         timeout.as_secs()
     );
     loop {
@@ -662,9 +697,9 @@ pub(crate) fn wait_workers(
                 seen.insert(w.host.clone(), w.state.clone());
             }
         }
-        let missing: Vec<&String> = inv.workers.iter().filter(|w| !alive.contains_key(*w)).collect();
+        let missing: Vec<&String> = workers.iter().filter(|w| !alive.contains_key(*w)).collect();
         if missing.is_empty() {
-            return Ok(inv.workers.iter().filter_map(|w| alive.get(w).map(|id| (w.clone(), *id))).collect());
+            return Ok(workers.iter().filter_map(|w| alive.get(w).map(|id| (w.clone(), *id))).collect());
         }
         if Instant::now() >= deadline {
             let failures = missing
@@ -683,7 +718,7 @@ pub(crate) fn wait_workers(
                     },
                 })
                 .collect();
-            return Err(SetupError::Nodes(failures));
+            return Err(SetupError::NodesAfterChanges(failures));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -757,7 +792,7 @@ fn wait_ready(
                     p.cause.replace('\n', " ")
                 );
             }
-            return Err(SetupError::Nodes(problems));
+            return Err(SetupError::NodesAfterChanges(problems));
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -189,6 +189,20 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
     }
     say(out, "before:".into());
     say(out, versions_table(inv, &before));
+    if !inv.workers.is_empty() {
+        say(out, "workers before:".into());
+        for node in &inv.workers {
+            let f = &facts[node];
+            say(
+                out,
+                format!(
+                    "  {node:<22} gearpump-worker {} ({})",
+                    f.worker_installed.as_deref().unwrap_or("not installed"),
+                    if f.worker_is_active() { "running" } else { "not running" }
+                ),
+            );
+        }
+    }
 
     if inv.dry_run {
         say(
@@ -213,11 +227,12 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
             }
             say(out, "  [ready] wait until it is a voter again, reports the new version and has caught up with the leader".into());
         }
-        for (node, actions) in &worker_actions {
-            say(out, format!("== {node} worker"));
-            for action in actions {
+        for node in &inv.workers {
+            say(out, format!("== {node} worker (after the masters, one worker at a time)"));
+            for action in &worker_actions[node] {
                 say(out, format!("  [{}] {}", action.step(), describe(action)));
             }
+            say(out, "  [register] wait until the package's restart brought it back (READY: registered) and the leader lists it alive".into());
         }
         return Ok(());
     }
@@ -248,7 +263,7 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         }
         let stop = |cause: String, step: Step, done: &[String]| {
             let untouched: Vec<&String> = remaining.iter().skip(1).collect();
-            SetupError::Nodes(vec![NodeFailure {
+            SetupError::NodesAfterChanges(vec![NodeFailure {
                 node: node.clone(),
                 step,
                 cause: format!(
@@ -287,18 +302,23 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         done.push(node);
     }
 
-    // 5. workers, one at a time, after the masters
-    for (node, actions) in &worker_actions {
-        say(out, format!("{node}: upgrading gearpump-worker"));
-        for action in actions {
-            let line = execute(transport, node, action).map_err(|cause| {
-                SetupError::Nodes(vec![NodeFailure { node: node.clone(), step: action.step(), cause }])
-            })?;
+    // 5. workers, one at a time, after the masters (a worker heartbeats to the masters, so it
+    // goes once they all run the new version); each back and registered before the next, so
+    // the attempts a restart stops always have other workers to move to
+    let mut worker_lines: Vec<String> = Vec::new();
+    for node in &inv.workers {
+        let before_unit = worker_unit(transport, node)
+            .map_err(|cause| worker_stop(node, Step::Package, cause, &done_workers(&worker_lines)))?;
+        say(out, format!("{node}: upgrading gearpump-worker ({})", before_unit.version));
+        for action in &worker_actions[node] {
+            let line = execute(transport, node, action)
+                .map_err(|cause| worker_stop(node, action.step(), cause, &done_workers(&worker_lines)))?;
             say(out, format!("{node}: [{}] {line}", action.step()));
         }
-    }
-    if !inv.workers.is_empty() {
-        wait_workers(inv, &http, inv.ready_timeout, out)?;
+        let line = worker_back(inv, &http, transport, node, &before_unit, out)
+            .map_err(|(step, cause)| worker_stop(node, step, cause, &done_workers(&worker_lines)))?;
+        say(out, format!("{node}: {line}"));
+        worker_lines.push(format!("  {node:<22} {line}"));
     }
 
     let after = http
@@ -307,15 +327,154 @@ pub fn run(inv: &Inventory, transport: &dyn Transport, out: &mut dyn Write) -> R
         .map_err(|cause| SetupError::Cluster(format!("after the upgrade no master answers: {cause}")))?;
     say(out, "after:".into());
     say(out, versions_table(inv, &after));
+    if !worker_lines.is_empty() {
+        say(out, "workers after:".into());
+        say(out, worker_lines.join("\n"));
+    }
     say(
         out,
         format!(
-            "Done: {} masters upgraded one at a time; leader now {}.",
+            "Done: {} masters upgraded one at a time{}; leader now {}.",
             done.len(),
+            if worker_lines.is_empty() {
+                String::new()
+            } else {
+                format!(", then {} workers", worker_lines.len())
+            },
             after.leader.as_deref().unwrap_or("unknown")
         ),
     );
     Ok(())
+}
+
+/// A worker's unit as the node reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct WorkerUnit {
+    /// VERSION-RELEASE of the installed gearpump-worker ("" when none).
+    version: String,
+    /// The service's main process (0 when none runs).
+    pid: u64,
+    active: bool,
+}
+
+const WORKER_UNIT_SCRIPT: &str = "export LC_ALL=C
+if command -v dpkg-query >/dev/null 2>&1; then
+  echo \"version=$(dpkg-query -W -f='${Status} ${Version}' gearpump-worker 2>/dev/null | sed -n 's/^install ok installed //p')\"
+else
+  echo \"version=$(rpm -q --qf '%{VERSION}-%{RELEASE}' gearpump-worker 2>/dev/null | grep -v 'not installed')\"
+fi
+echo \"pid=$(systemctl show -p MainPID --value gearpump-worker.service 2>/dev/null)\"
+echo \"active=$(systemctl is-active gearpump-worker.service 2>/dev/null)\"
+";
+
+fn parse_worker_unit(output: &str) -> WorkerUnit {
+    let mut unit = WorkerUnit::default();
+    for line in output.lines() {
+        match line.split_once('=') {
+            Some(("version", v)) => unit.version = v.trim().to_string(),
+            Some(("pid", v)) => unit.pid = v.trim().parse().unwrap_or(0),
+            Some(("active", v)) => unit.active = v.trim() == "active",
+            _ => {}
+        }
+    }
+    unit
+}
+
+fn worker_unit(transport: &dyn Transport, node: &str) -> Result<WorkerUnit, String> {
+    run_checked(transport, node, WORKER_UNIT_SCRIPT, &[], PROBE_TIMEOUT).map(|o| parse_worker_unit(&o.stdout))
+}
+
+/// What a worker's package step should have led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WorkerExpect {
+    /// A new version and the worker ran: the package's postinst restarted it, and `systemctl
+    /// restart` of the Type=notify unit returns at READY, which the worker sends once a leader
+    /// registered it. So: a new main process, active, and listed alive.
+    Restarted,
+    /// The same version (a re-run): nothing restarted; it should still be listed alive.
+    Unchanged,
+    /// It was not running: the package does not start it, nor does an upgrade.
+    NotRunning,
+}
+
+fn worker_expect(before: &WorkerUnit, after_version: &str) -> WorkerExpect {
+    if !before.active {
+        WorkerExpect::NotRunning
+    } else if after_version == before.version {
+        WorkerExpect::Unchanged
+    } else {
+        WorkerExpect::Restarted
+    }
+}
+
+/// Waits until an upgraded worker is back: on the new version, restarted when it had to be,
+/// and listed alive by the leader. Returns the line for the report.
+fn worker_back(
+    inv: &Inventory,
+    http: &Http,
+    transport: &dyn Transport,
+    node: &str,
+    before: &WorkerUnit,
+    out: &mut dyn Write,
+) -> Result<String, (Step, String)> {
+    let deadline = Instant::now() + inv.ready_timeout;
+    let mut now = worker_unit(transport, node).map_err(|cause| (Step::Package, cause))?;
+    let expect = worker_expect(before, &now.version);
+    if expect == WorkerExpect::NotRunning {
+        return Ok(format!("gearpump-worker {} (not running: left stopped, as before)", now.version));
+    }
+    // The restart returned at READY already; this only waits out a slow one.
+    while expect == WorkerExpect::Restarted && !(now.active && now.pid != 0 && now.pid != before.pid) {
+        if Instant::now() >= deadline {
+            return Err((
+                Step::Start,
+                format!(
+                    "gearpump-worker {} did not come back within {} s (active: {}, main process {} as before \
+                     the upgrade: {}); see `journalctl -u gearpump-worker` on the node",
+                    now.version,
+                    inv.ready_timeout.as_secs(),
+                    now.active,
+                    now.pid,
+                    now.pid == before.pid
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        now = worker_unit(transport, node).map_err(|cause| (Step::Start, cause))?;
+    }
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+    let ids = wait_workers(inv, http, std::slice::from_ref(&node.to_string()), left, out).map_err(|e| {
+        let cause = match e {
+            SetupError::NodesAfterChanges(failures) => failures.into_iter().next().map(|f| f.cause),
+            _ => None,
+        };
+        (Step::Register, cause.unwrap_or_else(|| "the leader does not list it alive".into()))
+    })?;
+    let id = ids.get(node).map_or_else(|| "?".to_string(), u64::to_string);
+    Ok(match expect {
+        WorkerExpect::Restarted => format!(
+            "gearpump-worker {} (was {}), restarted and registered again as worker {id}, alive",
+            now.version, before.version
+        ),
+        _ => format!("gearpump-worker {} (unchanged), worker {id}, alive", now.version),
+    })
+}
+
+fn done_workers(lines: &[String]) -> Vec<String> {
+    lines.iter().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
+}
+
+/// The failure that stops the upgrade at a worker: the masters are done, and which workers are.
+fn worker_stop(node: &str, step: Step, cause: String, done: &[String]) -> SetupError {
+    SetupError::NodesAfterChanges(vec![NodeFailure {
+        node: node.to_string(),
+        step,
+        cause: format!(
+            "{cause}. The upgrade stopped here: every master is upgraded; workers upgraded already: [{}]; \
+             the same command continues from here",
+            done.join(", ")
+        ),
+    }])
 }
 
 /// The admin's credentials for a secured cluster: loaded, never created (an upgrade talks to a
@@ -512,6 +671,22 @@ mod tests {
             Some("0.1.0+upgradetest1")
         );
         assert_eq!(binary_version("bash: gearpump-master: not found"), None);
+    }
+
+    #[test]
+    fn a_worker_is_expected_back_only_when_its_version_changed_and_it_ran() {
+        let output = "version=0.1.0-1\npid=4242\nactive=active\n";
+        let before = parse_worker_unit(output);
+        assert_eq!(before, WorkerUnit { version: "0.1.0-1".into(), pid: 4242, active: true });
+        assert_eq!(worker_expect(&before, "0.2.0-1"), WorkerExpect::Restarted);
+        assert_eq!(worker_expect(&before, "0.1.0-1"), WorkerExpect::Unchanged, "a second --upgrade");
+        let stopped = parse_worker_unit("version=0.1.0-1\npid=0\nactive=inactive\n");
+        assert!(!stopped.active && stopped.pid == 0);
+        assert_eq!(worker_expect(&stopped, "0.2.0-1"), WorkerExpect::NotRunning);
+        assert_eq!(parse_worker_unit("garbage"), WorkerUnit::default());
+        assert_eq!(done_workers(&["  node4                  gearpump-worker 0.2.0-1".into()]), ["node4"]);
+        let stop = worker_stop("node5", Step::Register, "not alive".into(), &["node4".into()]).to_string();
+        assert!(stop.contains("node5  register   not alive. The upgrade stopped here: every master is upgraded; workers upgraded already: [node4]"), "{stop}");
     }
 
     #[test]

@@ -1,12 +1,16 @@
 #!/bin/bash
-# docs/OPERATIONS.md, for real: three packaged masters under systemd in testbed containers, with
-# an admin token. Backup with `gear snapshot save`, restore every master from it, lose two of
-# three masters and `recover --force-new-cluster` the survivor, grow back to three, and refuse a
-# state directory from a newer version with 78 and no restart loop. Run as root:
+# docs/OPERATIONS.md, for real: three packaged masters under systemd in testbed containers,
+# installed by gearpump-setup (TLS, cluster CA, tokens) from the host as the admin machine.
+# Backup with `gear snapshot save`, restore every master from it, lose two of three masters
+# (SIGKILL, state wiped) and `recover --force-new-cluster` the survivor, grow it back to three
+# with the same gearpump-setup command (which first refuses a master that still holds an old
+# state directory), and refuse a state directory from a newer version with 78 and no restart
+# loop. Run as root:
 #
 #   tests/testbed/ops_test.sh [--packages DIR] [--keep]
 #
-# Without --packages it runs scripts/build-packages.sh first and tests target/packages. Prints
+# Without --packages it runs scripts/build-packages.sh first and tests target/packages;
+# target/release/gearpump-setup is the admin's tool (SETUP_BIN: another build of it). Prints
 # PASS/FAIL per check and "N passed, N failed"; exits non-zero when anything failed. Everything
 # it creates is removed by a trap, also on failure (--keep leaves the nodes running).
 set -euo pipefail
@@ -21,30 +25,34 @@ tb_require_root
 work=$(mktemp -d /var/tmp/gearpump-ops-test.XXXXXX)
 tb_test_traps
 
+export TESTBED_LOCK_WAIT=${TESTBED_LOCK_WAIT:-1200}
 UNIT=gearpump-master.service
 PORT=3000
-CONF=/etc/gearpump/gear.conf
-TOKEN=ops-test-admin-token-0123456789abcdef
 nodes=(node1 node2 node3)
 MASTERS=node1:$PORT,node2:$PORT,node3:$PORT
-GEAR="gear --master=$MASTERS --token-file=/root/admin.token"
+# gear on the nodes: the cluster CA gearpump-setup put there and the admin token copied in
+GEAR="gear --master=$MASTERS --ca=/etc/gearpump/tls/ca.pem --token-file=/root/admin.token"
 STATE=/var/lib/gearpump
 AS_SERVICE="runuser -u gearpump --"
+# The admin's CA and tokens, where gearpump-setup creates them (a HOME of the test's own).
+PKI=$work/home/.config/gearpump
+SETUP=${SETUP_BIN:-$root/target/release/gearpump-setup}
 
 prop() { on "$1" "systemctl show -p $2 --value $UNIT"; }
-ready() { curl -sf -o /dev/null --max-time 2 "http://$1:$PORT/health/ready"; }
-api() { curl -sf --max-time 150 -H "Authorization: Bearer $TOKEN" "$@"; }
-add_member() { api -X POST "http://$1:$PORT/api/v1.0/master/members" -d "{\"add\": \"$2:$PORT\"}"; }
+# curl with the cluster CA and the admin token (from a file: never on a command line)
+api() { curl -sf --max-time "${API_TIMEOUT:-150}" --cacert "$PKI/ca.pem" -H "@$work/admin.header" "$@"; }
+ready() { API_TIMEOUT=2 api -o /dev/null "https://$1:$PORT/health/ready"; }
 app_count() { on "$1" "$GEAR info --json" | jq '.appMasters | length'; }
 submit_id() { on "$1" "$GEAR --json app -jar /root/a.jar io.x.More" | jq -r .appId; }
-voters() { api "http://$1:$PORT/api/v1.0/master/members" | jq '.voters | length'; }
+voters() { api "https://$1:$PORT/api/v1.0/master/members" | jq '.voters | length'; }
+leaders() { api "https://$1:$PORT/api/v1.0/master" | jq '[.masterDescription.cluster[] | select(.role == "leader")] | length'; }
 # An empty state directory owned by the service, the old one kept aside (the runbook's step).
 fresh_state() { on "$1" "mv $STATE $STATE.old-\$(date +%s%N) && install -d -o gearpump -g gearpump -m 0750 $STATE"; }
 # "index hash" of every node, one line each; equal lines = equal states.
 states_equal() {
     local n lines=()
     for n in "$@"; do
-        lines+=("$(curl -sf --max-time 2 -H "Authorization: Bearer $TOKEN" "http://$n:$PORT/api/v1.0/master" |
+        lines+=("$(API_TIMEOUT=2 api "https://$n:$PORT/api/v1.0/master" |
             jq -r '.masterDescription | "\(.appliedIndex) \(.stateHash)"')") || return 1
     done
     [[ -n ${lines[0]} && $(printf '%s\n' "${lines[@]}" | sort -u | wc -l) == 1 ]]
@@ -55,27 +63,23 @@ deb=$pkgdir/gearpump-master_${ver}-1_$(dpkg --print-architecture).deb
 if ((build)); then
     "$root/scripts/build-packages.sh" --deb-only --out "$pkgdir" >&2
 fi
-check "package $(basename "$deb")" test -f "$deb"
+check "package $(basename "$deb") and gearpump-setup" test -f "$deb" -a -x "$SETUP"
 
 testbed_lock
 testbed_cleanup >/dev/null 2>&1 || true
 testbed_setup
+SSHCONF=$TESTBED_RUN/ssh/config
+setup() { "$SETUP" --ssh-config "$SSHCONF" --connect-timeout 5 --timeout 120 --pki-dir "$PKI" "$@"; }
+for n in "${nodes[@]}"; do testbed_boot "$n"; done
+out=$(setup --masters node1,node2,node3 --package "$deb" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/install.txt"
+check "gearpump-setup installs three masters (TLS, tokens)" test "$rc" = 0
+[[ $rc == 0 ]] || sed 's/^/    | /' "$work/install.txt" | tail -n 30
+printf 'Authorization: Bearer %s\n' "$(cat "$PKI/admin.token" 2>/dev/null)" >"$work/admin.header"
 for n in "${nodes[@]}"; do
-    testbed_boot "$n"
-    testbed_copy "$n" "$deb" "/root/$(basename "$deb")"
-    check "$n: install" on "$n" "cd /root && DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y ./$(basename "$deb")"
-    on "$n" "printf 'admin $TOKEN\n' >/etc/gearpump/tokens && chown root:gearpump /etc/gearpump/tokens && chmod 0640 /etc/gearpump/tokens"
-    on "$n" "printf '$TOKEN\n' >/root/admin.token && chmod 0600 /root/admin.token"
-    on "$n" "cat >$CONF" <<EOF
-gearpump {
-  hostname = "$n"
-  cluster.masters = ["node1:$PORT", "node2:$PORT", "node3:$PORT"]
-  master.auth.tokens-file = "/etc/gearpump/tokens"
-}
-EOF
-    on "$n" "systemctl start --no-block $UNIT"
+    testbed_copy "$n" "$PKI/admin.token" /root/admin.token 0600
+    check "$n: ready" wait_for 90 ready "$n"
 done
-for n in "${nodes[@]}"; do check "$n: ready" wait_for 90 ready "$n"; done
 on node1 "head -c 3000 /dev/urandom >/root/a.jar"
 check "submit two applications" on node1 "$GEAR app -jar /root/a.jar io.x.A && $GEAR app -jar /root/a.jar io.x.B"
 
@@ -104,8 +108,8 @@ check "restore refuses a used state directory (73)" on node1 \
 # ---------------------------------------------------------------- a majority lost for good
 for n in node2 node3; do
     on "$n" "systemctl kill --signal=SIGKILL $UNIT; systemctl stop $UNIT" || true
-    fresh_state "$n"
 done
+fresh_state node2 # node3's goes later: first setup must refuse it
 check "recover refuses while node1 runs (75)" on node1 \
     "$AS_SERVICE gearpump-master recover --force-new-cluster; [ \$? = 75 ]"
 check "node1: stop" on node1 "timeout 60 systemctl stop $UNIT"
@@ -113,13 +117,38 @@ check "node1: recover --force-new-cluster" on node1 "$AS_SERVICE gearpump-master
 check "node1: starts alone (READY)" on node1 "timeout 120 systemctl start $UNIT"
 check "node1: three applications" test "$(app_count node1)" = 3
 check "node1: takes writes alone (app 4)" test "$(submit_id node1)" = 4
-for n in node2 node3; do
-    on "$n" "systemctl start --no-block $UNIT"
-    check "add $n back" add_member node1 "$n"
-    check "$n: ready" wait_for 90 ready "$n"
-done
+
+# Grow back with the command that installed the cluster. node2 and node3 are configured and
+# stopped; node3 still holds its old state directory at first, which would follow the old
+# membership: setup must refuse it before changing anything.
+out=$(setup --masters node1,node2,node3 --package "$deb" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/stale.txt"
+check "grow back with node3's old state directory: refused" test "$rc" != 0
+check "the report names node3, its old state and the way out, and says nothing changed" bash -c \
+    "grep -E '^node3 +join +node3:3000 is not a member of the running cluster \[node1:3000\], and $STATE holds' '$work/stale.txt' &&
+     grep -qF 'mv $STATE $STATE.old-\$(date +%s)' '$work/stale.txt' &&
+     grep -qx 'Nothing was changed on any node; fix the cause and run the same command again.' '$work/stale.txt'"
+[[ $rc != 0 ]] || sed 's/^/    | /' "$work/stale.txt" | tail -n 20
+for n in node2 node3; do check "$n: not started by the refused run" on "$n" "! systemctl is-active --quiet $UNIT"; done
+fresh_state node3
+t0=$(date +%s)
+out=$(setup --masters node1,node2,node3 --package "$deb" 2>&1) && rc=0 || rc=$?
+printf '%s\n' "$out" >"$work/grow.txt"
+check "gearpump-setup grows the cluster back to three ($(($(date +%s) - t0)) s)" test "$rc" = 0
+[[ $rc == 0 ]] || sed 's/^/    | /' "$work/grow.txt" | tail -n 30
+# one at a time: node3 starts only once node2 is a member (two empty masters started together
+# could form a cluster of their own)
+order=$(grep -oE '^node[23]: (starting|adding)' "$work/grow.txt" | tr '\n' ' ')
+check "setup started and added node2, then node3 ($order)" \
+    test "$order" = "node2: starting node2: adding node3: starting node3: adding "
 check "three voters" test "$(voters node1)" = 3
+check "one leader" test "$(leaders node1)" = 1
 check "every master has the same state" wait_for 30 states_equal "${nodes[@]}"
+for n in node2 node3; do check "$n: the four applications node1 had" test "$(app_count "$n")" = 4; done
+on node3 "head -c 3000 /dev/urandom >/root/a.jar"
+check "new writes work (app 5, submitted on node3)" test "$(submit_id node3)" = 5
+setup --masters node1,node2,node3 --package "$deb" >"$work/again.txt" 2>&1 && rc=0 || rc=$?
+check "a second run changes nothing" bash -c "test $rc = 0 && grep -q '^Nothing changed' '$work/again.txt'"
 
 # ---------------------------------------------------------------- a downgrade is refused
 check "node3: stop" on node3 "timeout 60 systemctl stop $UNIT"
@@ -133,6 +162,6 @@ check "journal names the directory and format 99" on node3 \
     "journalctl -q -u $UNIT --since @\$(cat /root/since) -o cat | grep -q '$STATE has format 99'"
 check "the state directory is untouched" on node3 \
     "cd $STATE && find . -type f -exec md5sum {} + | sort | cmp - /root/before"
-check "the others still serve" bash -c "curl -sf --max-time 2 -o /dev/null http://node1:$PORT/health/ready"
+check "the others still serve" ready node1
 
 summary
