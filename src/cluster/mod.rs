@@ -96,6 +96,9 @@ pub struct Cluster {
     started_at: Instant,
     contact: election::LeaderContact,
     read_index: ReadIndexBatch,
+    /// Set while this leader hands leadership over (it is stopping): it takes no new writes,
+    /// so a follower can catch up with its log and win the election it is asked to start.
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 /// Leadership confirmations shared by concurrent reads. A read index is valid for a read when
@@ -154,6 +157,7 @@ impl Cluster {
             started_at: Instant::now(),
             contact: election::LeaderContact::new(),
             read_index: ReadIndexBatch::default(),
+            handing_over: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(bootstrap::run(cluster.clone()));
         tokio::spawn(election::run(cluster.clone()));
@@ -496,6 +500,11 @@ impl Cluster {
             let leader = metrics.current_leader.and_then(|id| self.leader_address(id));
             return Ok(WriteOutcome::NotLeader { leader });
         }
+        if self.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
+            // No leader to take it right now: retried (forwarded or local) under the same
+            // request id, at the next leader, within a fail-over bound.
+            return Ok(WriteOutcome::NotLeader { leader: None });
+        }
         if !self.leader_has_quorum(&metrics) {
             return Ok(WriteOutcome::NoQuorum(format!(
                 "this leader has not heard from a majority of masters for {} ms",
@@ -672,22 +681,37 @@ impl Cluster {
     /// an election at once instead of waiting for its timeout, so a planned stop costs almost
     /// no fail-over time.
     pub async fn hand_over_leadership(&self) -> Option<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
+        use std::sync::atomic::Ordering;
+        if self.raft.metrics().borrow().state != ServerState::Leader {
             return None;
         }
-        let replication = metrics.replication.clone()?;
-        let last = metrics.last_log_index;
-        let mut candidates: Vec<(NodeId, Option<u64>)> = replication
-            .iter()
-            .filter(|(id, _)| **id != self.node_id)
-            .map(|(id, matched)| (*id, matched.map(|l| l.index)))
-            .collect();
-        candidates.sort_by_key(|(_, matched)| std::cmp::Reverse(*matched));
-        for (id, matched) in candidates {
-            if matched < last {
-                continue;
+        // Raft's leadership transfer: no new writes, wait (at most one fail-over bound) until a
+        // follower has the whole log, then ask it to campaign. Under a steady stream of writes
+        // a follower is always a few entries behind, and asking it at once found none able to
+        // win: the stopping leader then came back as leader after its restart.
+        self.handing_over.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.failover_timeout;
+        let mut watch = self.raft.metrics();
+        let candidates = loop {
+            let metrics = watch.borrow_and_update().clone();
+            let last = metrics.last_log_index;
+            let mut caught_up: Vec<NodeId> = metrics
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, matched)| **id != self.node_id && matched.map(|l| l.index) >= last)
+                .map(|(id, _)| *id)
+                .collect();
+            caught_up.sort_unstable();
+            if !caught_up.is_empty() || metrics.state != ServerState::Leader {
+                break caught_up;
             }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !matches!(tokio::time::timeout(remaining, watch.changed()).await, Ok(Ok(()))) {
+                break Vec::new();
+            }
+        };
+        for id in candidates {
             let Some(address) = self.leader_address(id) else { continue };
             let answer: Result<(), _> =
                 self.peers.post(&address, peer_protocol::TAKE_OVER, &(), self.failover_timeout).await;
@@ -695,6 +719,7 @@ impl Cluster {
                 return Some(address);
             }
         }
+        self.handing_over.store(false, Ordering::SeqCst);
         None
     }
 
