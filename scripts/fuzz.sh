@@ -41,7 +41,12 @@ for t in "${targets[@]}"; do
   [[ -f fuzz/fuzz_targets/$t.rs ]] || { echo "no fuzz target '$t' (see fuzz/fuzz_targets/)" >&2; exit 2; }
   corpus=fuzz/corpus/$t
   mkdir -p "$corpus" "fuzz/artifacts/$t"
-  before=$(find "fuzz/artifacts/$t" -type f | wc -l)
+  # libFuzzer's findings: crash-, leak-, timeout- and oom- files. A slow-unit- file is only an
+  # input that took over 10 s (under ASAN on a loaded machine that is any large input); those
+  # are counted apart, not as crashes.
+  findings() { find "fuzz/artifacts/$t" -type f ! -name 'slow-unit-*' | wc -l; }
+  slow() { find "fuzz/artifacts/$t" -type f -name 'slow-unit-*' | wc -l; }
+  before=$(findings) slow_before=$(slow)
   log=target/fuzz-$t.log
   echo "== $t for $minutes min (log: $log)"
   # Built first, so the seconds reported are fuzzing, not compiling.
@@ -57,9 +62,8 @@ for t in "${targets[@]}"; do
   seconds=$(($(date +%s) - started))
   execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz/fuzz-*.log 2>/dev/null | awk '{s += $2} END {print s + 0}')
   (cd fuzz && cargo +nightly fuzz cmin -O "$t" "corpus/$t") >>"$log" 2>&1 || true
-  after=$(find "fuzz/artifacts/$t" -type f | wc -l)
-  new=$((after - before))
-  line="$(date -u +%FT%TZ) $t seconds=$seconds executions=$execs corpus=$(find "$corpus" -type f | wc -l) new_crashes=$new exit=$status"
+  new=$(($(findings) - before))
+  line="$(date -u +%FT%TZ) $t seconds=$seconds executions=$execs corpus=$(find "$corpus" -type f | wc -l) new_crashes=$new slow_units=$(($(slow) - slow_before)) exit=$status"
   echo "$line" | tee -a "$summary"
   if ((new > 0 || status != 0)); then
     crashed=1
