@@ -94,6 +94,19 @@ async fn leader_killed_under_a_continuous_writer_loses_no_acknowledged_write() {
         assert!(lost.is_empty(), "master {} lost acknowledged writes {lost:?}", cluster.address(index));
     }
     assert!(acknowledged.len() >= 390, "only {} of 400 writes acknowledged", acknowledged.len());
+    // Who campaigned, after how long without a word, and whom it last heard as leader: what
+    // tells a dead leader from a slow one when an election was not expected.
+    let logs: String = running(&cluster)
+        .into_iter()
+        .map(|i| std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.lines().any(|l| l.contains("pre-vote won; starting an election")
+            && l.contains("silent_ms=")
+            && l.contains(&format!("last_leader=\"{leader}\""))),
+        "the election's cause is logged:\n{logs}"
+    );
+    assert!(logs.contains("granted a pre-vote"), "the grant is logged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,7 +173,8 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         if metrics.state == ServerState::Leader || !voters.contains(&cluster.node_id) {
             continue;
         }
-        if cluster.contact.age() < timeout {
+        let silent = cluster.contact.age();
+        if silent < timeout {
             continue;
         }
         timeout = election_timeout(bound);
@@ -212,10 +213,14 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             }
         }
         if granted * 2 > voters.len() {
+            // Why this master campaigns, for telling a dead leader from a slow one afterwards
+            // (RELIABILITY.md, anomaly 2): how long it heard nothing, and from whom it last did.
             tracing::info!(
                 term = metrics.current_term,
                 granted,
                 voters = voters.len(),
+                silent_ms = silent.as_millis() as u64,
+                last_leader = cluster.contact.last_leader().as_deref().unwrap_or("none"),
                 "pre-vote won; starting an election"
             );
             cluster.contact.touch(None);
@@ -254,6 +259,12 @@ impl Cluster {
         if request.last_log_index < mine {
             return refuse(format!("candidate log ends at {} before {mine}", request.last_log_index));
         }
+        tracing::info!(
+            candidate = %request.candidate,
+            silent_ms = age.as_millis() as u64,
+            last_leader = self.contact.last_leader().as_deref().unwrap_or("none"),
+            "granted a pre-vote"
+        );
         PreVoteAnswer { granted: true, reason: String::new() }
     }
 }
