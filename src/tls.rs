@@ -1008,10 +1008,16 @@ mod tests {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = tcp.local_addr().expect("address");
         let listener = NodeListener::new(tcp, None, MAX_CONNECTIONS_PER_IP).expect("listener");
+        // The slow request tells the test it has arrived, then waits for the test to let it
+        // finish: no sleep decides the order, so a loaded machine cannot reorder the steps.
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (arrived_in, release_in) = (arrived.clone(), release.clone());
         let router = axum::Router::new().route(
             "/slow",
-            axum::routing::get(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
+            axum::routing::get(move || async move {
+                arrived_in.notify_one();
+                release_in.notified().await;
                 "done"
             }),
         );
@@ -1020,11 +1026,20 @@ mod tests {
             let _ = stopped.await;
         }));
         let slow = tokio::spawn(get(address, "/slow"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        arrived.notified().await;
         let _ = stop.send(());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let refused = TcpStream::connect(address).await.map_err(|e| e.kind());
-        assert_eq!(refused.err(), Some(io::ErrorKind::ConnectionRefused), "a new client is refused");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Until the listener is closed, a connection may still be taken into the backlog (and
+        // reset when it closes); once closed, the port refuses.
+        let refused = loop {
+            match TcpStream::connect(address).await.map_err(|e| e.kind()) {
+                Err(io::ErrorKind::ConnectionRefused) => break Some(io::ErrorKind::ConnectionRefused),
+                _ if std::time::Instant::now() > deadline => break None,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        assert_eq!(refused, Some(io::ErrorKind::ConnectionRefused), "a new client is refused");
+        release.notify_one();
         let answer = slow.await.expect("joined").expect("the open request is answered");
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
         tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve ends").expect("joined");
