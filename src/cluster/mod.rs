@@ -99,6 +99,25 @@ pub struct Cluster {
     /// Set while this leader hands leadership over (it is stopping): it takes no new writes,
     /// so a follower can catch up with its log and win the election it is asked to start.
     handing_over: std::sync::atomic::AtomicBool,
+    /// Writes between that check and their append (`write_as_leader`): a hand-over waits for
+    /// them, or one appended after the successor caught up would cost it the old leader's vote.
+    writes_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// One write between the hand-over check and the end of its append, counted while it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Leadership confirmations shared by concurrent reads. A read index is valid for a read when
@@ -158,6 +177,7 @@ impl Cluster {
             contact: election::LeaderContact::new(),
             read_index: ReadIndexBatch::default(),
             handing_over: std::sync::atomic::AtomicBool::new(false),
+            writes_in_flight: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(bootstrap::run(cluster.clone()));
         tokio::spawn(election::run(cluster.clone()));
@@ -500,6 +520,9 @@ impl Cluster {
             let leader = metrics.current_leader.and_then(|id| self.leader_address(id));
             return Ok(WriteOutcome::NotLeader { leader });
         }
+        // Counted before the flag is read (both SeqCst), so a hand-over that sets the flag
+        // either sees this write in flight or this write sees the flag.
+        let _in_flight = InFlight::enter(&self.writes_in_flight);
         if self.handing_over.load(std::sync::atomic::Ordering::SeqCst) {
             // No leader to take it right now: retried (forwarded or local) under the same
             // request id, at the next leader, within a fail-over bound.
@@ -691,6 +714,10 @@ impl Cluster {
         // win: the stopping leader then came back as leader after its restart.
         self.handing_over.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + self.failover_timeout;
+        // Writes already past the check append after it: wait for them first.
+        while self.writes_in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let mut watch = self.raft.metrics();
         let candidates = loop {
             let metrics = watch.borrow_and_update().clone();
