@@ -323,8 +323,12 @@ impl Cluster {
         // leader that refused writes for that would fail clients the cluster could serve. The
         // majority elects a new leader after 0.8-1.0 B; writes the old one accepted meanwhile
         // are given up at 2 B and retried elsewhere under their request id.
+        // No ack instant yet while openraft says Leader: `election::follow_quorum_acks` has not
+        // seen this leadership yet (it counts winning the vote as the majority's ack once it
+        // does). Refusing in that window answered the first writes after an election with 503
+        // "has not heard from a majority for 0 ms" (seen after hand-overs under writes).
         metrics.state == ServerState::Leader
-            && self.contact.quorum_ack_age().is_some_and(|age| age <= self.failover_timeout * 2)
+            && self.contact.quorum_ack_age().is_none_or(|age| age <= self.failover_timeout * 2)
     }
 
     /// This master leads and a majority acknowledged it within the fail-over bound: what a
