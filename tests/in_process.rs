@@ -9,24 +9,29 @@ use std::time::Duration;
 use common::in_process::InProcessCluster;
 use gearpump_master::wire::AppDataAnswer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
-    let mut cluster = InProcessCluster::start(3, "");
-    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
-    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
-
+/// Submits application 1 (a small jar) through master `index`.
+async fn submit_through(cluster: &InProcessCluster, index: usize) {
     let jar = common::make_jar(cluster.dir.path(), "app.jar", 2048, 7);
     let form = reqwest::multipart::Form::new()
         .text("mainClass", "app.Main")
         .part("jar", reqwest::multipart::Part::bytes(std::fs::read(jar).expect("jar")).file_name("app.jar"));
     let submitted = cluster
         .http
-        .post(cluster.url(follower, "/api/v1.0/master/submitapp"))
+        .post(cluster.url(index, "/api/v1.0/master/submitapp"))
         .multipart(form)
         .send()
         .await
         .expect("submit");
-    assert!(submitted.status().is_success(), "submit through a follower: {}", submitted.status());
+    assert!(submitted.status().is_success(), "submit through master {index}: {}", submitted.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_in_one_process_replicate_hand_over_and_restart() {
+    let mut cluster = InProcessCluster::start(3, "");
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+
+    submit_through(&cluster, follower).await;
     let written = cluster
         .http
         .put(cluster.url(follower, "/api/v1.0/appmaster/1/data/colour"))
@@ -72,13 +77,7 @@ async fn a_leader_stopped_under_writes_hands_over_even_when_restarted_at_once() 
     let mut cluster = InProcessCluster::start(3, "");
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
-    let jar = common::make_jar(cluster.dir.path(), "app.jar", 1024, 3);
-    let form = reqwest::multipart::Form::new()
-        .text("mainClass", "app.Main")
-        .part("jar", reqwest::multipart::Part::bytes(std::fs::read(jar).expect("jar")).file_name("app.jar"));
-    let submitted =
-        cluster.http.post(cluster.url(follower, "/api/v1.0/master/submitapp")).multipart(form).send().await;
-    assert!(submitted.expect("submit").status().is_success());
+    submit_through(&cluster, follower).await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
