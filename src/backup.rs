@@ -21,10 +21,23 @@ pub const MAGIC: &str = "gearpump-master-snapshot";
 /// The format this build writes and the newest it reads.
 pub const FORMAT: u32 = 1;
 
-/// What a backup holds.
+/// What a backup holds: where and when it was taken, and the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Backup {
+    /// Flattened: the file's JSON body keeps these keys at its top level.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// Applications, id counters, application data, jar references with SHA-256, the request
+    /// window.
+    pub master_state: MasterState,
+}
+
+/// Where, when and at which log position a backup was taken. `gear snapshot status --json`
+/// prints it as it is (`wire::SnapshotSummary` flattens it), so each field is defined here only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
     pub format: u32,
     /// The gearpump-master version of the master that answered.
     pub written_by: String,
@@ -39,9 +52,6 @@ pub struct Backup {
     /// The membership at that position.
     pub voters: Vec<String>,
     pub learners: Vec<String>,
-    /// Applications, id counters, application data, jar references with SHA-256, the request
-    /// window.
-    pub master_state: MasterState,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,7 +91,7 @@ impl Backup {
         let body = serde_json::to_vec(self).unwrap_or_default();
         let digest = hex::encode(Sha256::digest(&body));
         let mut file =
-            format!("{MAGIC} {} sha256={digest} length={}\n", self.format, body.len()).into_bytes();
+            format!("{MAGIC} {} sha256={digest} length={}\n", self.origin.format, body.len()).into_bytes();
         file.extend_from_slice(&body);
         file
     }
@@ -132,10 +142,10 @@ impl Backup {
             return Err(BackupError::Checksum { expected: expected_sha, found: digest });
         }
         let backup: Backup = serde_json::from_slice(body).map_err(|e| BackupError::Body(e.to_string()))?;
-        if backup.format != format {
+        if backup.origin.format != format {
             return Err(BackupError::BadHeader(format!(
                 "the header says format {format}, the body {}",
-                backup.format
+                backup.origin.format
             )));
         }
         Ok(backup)
@@ -161,15 +171,7 @@ impl Backup {
             .collect();
         let data_keys: usize = state.app_data.values().map(|data| data.len()).sum();
         crate::wire::SnapshotSummary {
-            format: self.format,
-            written_by: self.written_by.clone(),
-            created_at_ms: self.created_at_ms,
-            taken_from: self.taken_from.clone(),
-            leader: self.leader.clone(),
-            applied_index: self.applied_index,
-            applied_term: self.applied_term,
-            voters: self.voters.clone(),
-            learners: self.learners.clone(),
+            origin: self.origin.clone(),
             applications: state.apps.len() as u64,
             max_app_id: state.max_app_id,
             next_app_id: state.max_app_id.saturating_add(1),
@@ -189,15 +191,17 @@ mod tests {
         let mut state = MasterState { max_app_id: 7, ..MasterState::default() };
         state.app_data.entry(3).or_default().insert("k".into(), "v".into());
         Backup {
-            format: FORMAT,
-            written_by: "test".into(),
-            created_at_ms: 1,
-            taken_from: "a:1".into(),
-            leader: Some("a:1".into()),
-            applied_index: 42,
-            applied_term: 3,
-            voters: vec!["a:1".into(), "b:1".into()],
-            learners: vec![],
+            origin: Origin {
+                format: FORMAT,
+                written_by: "test".into(),
+                created_at_ms: 1,
+                taken_from: "a:1".into(),
+                leader: Some("a:1".into()),
+                applied_index: 42,
+                applied_term: 3,
+                voters: vec!["a:1".into(), "b:1".into()],
+                learners: vec![],
+            },
             master_state: state,
         }
     }

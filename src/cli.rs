@@ -137,6 +137,19 @@ pub enum GearCommand {
     },
     /// The masters: who leads, term, commit index, lag, health
     Masters,
+    /// Every master asked itself: ready, role, term, leader, applied state, version; exits 1
+    /// unless all are ready and name one leader in one term (etcdctl endpoint health --cluster)
+    Health {
+        /// Ask again until healthy, for up to this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
+        /// Also require one applied state: every master at the same index with the same hash
+        #[arg(long)]
+        same_state: bool,
+        /// Also require every master to run this package version
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+    },
     /// The workers the leader knows: slots, free slots, attempts they run
     Workers,
     /// The log of an application's attempt, fetched from its worker: gear log -appid N

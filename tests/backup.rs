@@ -157,7 +157,7 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
     assert!(ok, "snapshot status: {stdout}{stderr}");
     let status: SnapshotSummary = serde_json::from_str(&stdout).expect("status JSON");
     assert_eq!((status.applications, status.next_app_id), (4, 5), "{status:?}");
-    assert_eq!(status.voters.len(), 3, "{status:?}");
+    assert_eq!(status.origin.voters.len(), 3, "{status:?}");
     assert_eq!(status.jars.len(), 4, "{status:?}");
 
     // Every node is destroyed; one jar is lost from the store too.
@@ -199,15 +199,17 @@ async fn a_backup_restored_into_three_fresh_masters_holds_everything_and_ids_go_
 fn damaged_backups_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
     let backup = Backup {
-        format: gearpump_master::backup::FORMAT,
-        written_by: "test".into(),
-        created_at_ms: 0,
-        taken_from: "127.0.0.1:1".into(),
-        leader: None,
-        applied_index: 5,
-        applied_term: 2,
-        voters: vec!["127.0.0.1:1".into()],
-        learners: vec![],
+        origin: gearpump_master::backup::Origin {
+            format: gearpump_master::backup::FORMAT,
+            written_by: "test".into(),
+            created_at_ms: 0,
+            taken_from: "127.0.0.1:1".into(),
+            leader: None,
+            applied_index: 5,
+            applied_term: 2,
+            voters: vec!["127.0.0.1:1".into()],
+            learners: vec![],
+        },
         master_state: Default::default(),
     };
     let good = backup.encode();

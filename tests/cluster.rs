@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use common::{make_jar, wire, Options, TestCluster};
 use gearpump_master::cluster::peer_protocol::PeerStatus;
 use gearpump_master::wire::{
-    AppDetail, AppList, ErrorBody, MasterAnswer, MembersView, MembershipChange, Ready, SubmitAnswer,
+    AppDetail, AppList, ClusterHealth, ErrorBody, MasterAnswer, MembersView, MembershipChange, Ready,
+    SubmitAnswer,
 };
 use reqwest::multipart;
 use serde_json::Value;
@@ -434,4 +435,43 @@ async fn concurrent_uploads_of_one_name_over_three_masters_keep_their_own_bytes(
         let bytes = response.bytes().await.unwrap_or_else(|e| panic!("upload {n} ({key}): {e}"));
         assert!(bytes.as_ref() == contents[n].as_slice(), "upload {n} ({key}) came back with other bytes");
     }
+}
+
+/// `gear health` asks each master itself and judges the answers the way the test harnesses wait
+/// for an agreed leader: healthy with one leader in one term; `--same-state` and `--version`
+/// judged when asked; unhealthy, naming the master, once one is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gear_health_judges_every_master_by_its_own_answer() {
+    let mut cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let version = env!("CARGO_PKG_VERSION");
+    let (ok, stdout, stderr) =
+        cluster.gear(&["--json", "health", "--wait", "10", "--same-state", "--version", version]);
+    assert!(ok, "{stdout}{stderr}");
+    let verdict: ClusterHealth = serde_json::from_str(&stdout).expect("health JSON");
+    assert_eq!(verdict.leader.as_deref(), Some(leader.as_str()), "{verdict:?}");
+    assert_eq!(verdict.masters.len(), 3, "{verdict:?}");
+    let hashes: BTreeSet<_> =
+        verdict.masters.iter().map(|m| (m.applied_index, m.state_hash.clone())).collect();
+    assert_eq!(hashes.len(), 1, "{verdict:?}");
+    assert!(verdict.masters.iter().all(|m| m.ready && m.version.as_deref() == Some(version)), "{verdict:?}");
+
+    let (ok, stdout, stderr) = cluster.gear(&["health", "--version", "0.0.1"]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains(&format!("problem: {} runs version {version}, not 0.0.1", cluster.address(0))),
+        "{stdout}"
+    );
+    assert!(stderr.contains("the cluster is not healthy"), "{stderr}");
+
+    let follower = (0..3).find(|i| cluster.address(*i) != leader).expect("a follower");
+    cluster.kill(follower);
+    let (ok, stdout, stderr) = cluster.gear(&["health"]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains(&format!("{} did not answer", cluster.address(follower))), "{stderr}");
+    // The two that answer still agree; the verdict says who leads only when all agree.
+    let (_, stdout, _) = cluster.gear(&["--json", "health"]);
+    let verdict: ClusterHealth = serde_json::from_str(&stdout).expect("health JSON");
+    assert_eq!(verdict.leader, None, "{verdict:?}");
+    assert_eq!(verdict.masters.iter().filter(|m| m.leader.as_deref() == Some(leader.as_str())).count(), 2);
 }

@@ -470,7 +470,7 @@ async fn backups_are_for_admins_and_recover_sees_the_tls_masters_that_answer() {
     assert_eq!(response.status().as_u16(), 200);
     let bytes = response.bytes().await.expect("body");
     let backup = gearpump_master::backup::Backup::decode(&bytes).expect("a valid backup");
-    assert_eq!(backup.voters.len(), 3, "{:?}", backup.voters);
+    assert_eq!(backup.origin.voters.len(), 3, "{:?}", backup.origin.voters);
 
     cluster.kill(0);
     let output = Command::new(MASTER_BIN)

@@ -224,7 +224,7 @@ pub(super) async fn not_found(uri: Uri) -> ApiError {
 pub(super) async fn snapshot(State(context): State<Arc<Context>>) -> Result<impl IntoResponse, ApiError> {
     context.cluster.read_barrier().await?;
     let backup = context.cluster.backup();
-    let name = format!("attachment; filename=\"gearpump-{}.snap\"", backup.applied_index);
+    let name = format!("attachment; filename=\"gearpump-{}.snap\"", backup.origin.applied_index);
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),

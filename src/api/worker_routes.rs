@@ -151,7 +151,8 @@ async fn worker_list(context: &Context) -> Result<WorkerList, ApiError> {
 /// no live worker at all the application waits as pending, as in Gearpump.
 pub(super) async fn check_slots(context: &Context, slots: u32) -> Result<(), ApiError> {
     let list = worker_list(context).await?;
-    let largest = list.workers.iter().filter(|w| w.state == "alive").max_by_key(|w| w.slots);
+    let largest =
+        list.workers.iter().filter(|w| w.state == crate::wire::WorkerState::Alive).max_by_key(|w| w.slots);
     match largest {
         Some(worker) if slots > worker.slots => Err(ApiError::bad_request(format!(
             "the application asks for {slots} slots but the largest worker (worker {} on {}) has {}; \

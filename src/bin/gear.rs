@@ -9,7 +9,7 @@ use clap::Parser;
 use gearpump_master::backup::Backup;
 use gearpump_master::cli::{normalize_gearpump_flags, GearArgs, GearCommand, SnapshotCommand};
 use gearpump_master::client::credentials::{self, Sources};
-use gearpump_master::client::{cell, ClientError, Credentials, MasterClient};
+use gearpump_master::client::{cell, health, ClientError, Credentials, MasterClient};
 use gearpump_master::config;
 use gearpump_master::state::AttemptOutcome;
 use gearpump_master::wire::{AppList, AppState, MasterAnswer, WorkerList};
@@ -118,6 +118,18 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
                 print_masters(&answer);
             }
         }
+        GearCommand::Health { wait, same_state, version } => {
+            let expect = health::Expect { same_state: *same_state, version: version.clone() };
+            let verdict = client.health(&expect, Duration::from_secs(*wait)).await;
+            if args.json {
+                print_json(&verdict)?;
+            } else {
+                print!("{}", health::health_table(&verdict));
+            }
+            if !verdict.healthy {
+                bail!("the cluster is not healthy: {}", verdict.problems.join("; "));
+            }
+        }
         GearCommand::Workers => {
             let list = client.workers().await?;
             if args.json {
@@ -153,11 +165,11 @@ async fn command(args: &GearArgs, client: &MasterClient) -> Result<()> {
                     "Saved {} ({} bytes): log index {}, term {}, {} applications, next application id {}, from {}",
                     file.display(),
                     bytes.len(),
-                    backup.applied_index,
-                    backup.applied_term,
+                    backup.origin.applied_index,
+                    backup.origin.applied_term,
                     backup.master_state.apps.len(),
                     backup.master_state.max_app_id.saturating_add(1),
-                    backup.taken_from
+                    backup.origin.taken_from
                 );
             }
         }
@@ -187,13 +199,13 @@ fn snapshot_status(file: &Path, json: bool) -> Result<()> {
     }
     println!("{}: checksum OK (SHA-256 {})", file.display(), summary.sha256);
     let rows: [(&str, String); 11] = [
-        ("format", summary.format.to_string()),
-        ("written by", summary.written_by.clone()),
-        ("created at (ms)", summary.created_at_ms.to_string()),
-        ("taken from", summary.taken_from.clone()),
-        ("leader", cell(summary.leader.as_deref())),
-        ("log index", summary.applied_index.to_string()),
-        ("term", summary.applied_term.to_string()),
+        ("format", summary.origin.format.to_string()),
+        ("written by", summary.origin.written_by.clone()),
+        ("created at (ms)", summary.origin.created_at_ms.to_string()),
+        ("taken from", summary.origin.taken_from.clone()),
+        ("leader", cell(summary.origin.leader.as_deref())),
+        ("log index", summary.origin.applied_index.to_string()),
+        ("term", summary.origin.applied_term.to_string()),
         ("applications", summary.applications.to_string()),
         ("next app id", summary.next_app_id.to_string()),
         ("app data keys", summary.app_data_keys.to_string()),
@@ -202,8 +214,8 @@ fn snapshot_status(file: &Path, json: bool) -> Result<()> {
     for (label, value) in rows {
         println!("  {label:<16} {value}");
     }
-    println!("  {:<16} {}", "voters", summary.voters.join(", "));
-    println!("  {:<16} {}", "learners", summary.learners.join(", "));
+    println!("  {:<16} {}", "voters", summary.origin.voters.join(", "));
+    println!("  {:<16} {}", "learners", summary.origin.learners.join(", "));
     println!("  {:<16} {}", "jars", summary.jars.len());
     for jar in &summary.jars {
         println!("    {} ({} bytes, sha256 {})", jar.name, jar.size, jar.sha256);

@@ -2,6 +2,7 @@
 //! any master and moves on to the next one when a master is down or has no quorum.
 
 pub mod credentials;
+pub mod health;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

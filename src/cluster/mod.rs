@@ -240,15 +240,17 @@ impl Cluster {
         };
         let (voters, learners) = membership::voters_and_learners(applied.last_membership.membership());
         crate::backup::Backup {
-            format: crate::backup::FORMAT,
-            written_by: env!("CARGO_PKG_VERSION").to_string(),
-            created_at_ms: now_ms(),
-            taken_from: self.me.to_string(),
-            leader: self.status().leader,
-            applied_index: applied.last_applied.map_or(0, |log_id| log_id.index),
-            applied_term: applied.last_applied.map_or(0, |log_id| log_id.leader_id.term),
-            voters,
-            learners,
+            origin: crate::backup::Origin {
+                format: crate::backup::FORMAT,
+                written_by: env!("CARGO_PKG_VERSION").to_string(),
+                created_at_ms: now_ms(),
+                taken_from: self.me.to_string(),
+                leader: self.status().leader,
+                applied_index: applied.last_applied.map_or(0, |log_id| log_id.index),
+                applied_term: applied.last_applied.map_or(0, |log_id| log_id.leader_id.term),
+                voters,
+                learners,
+            },
             master_state: applied.state,
         }
     }

@@ -202,7 +202,7 @@ pub fn restore(backup: &Backup, dir: &Path, masters: &[HostPort]) -> Result<(), 
     }
     state_dir::prepare(dir)?;
     let store = OfflineStore::create(dir)?;
-    let at = LogId::new(CommittedLeaderId::new(0, NodeId::default()), backup.applied_index);
+    let at = LogId::new(CommittedLeaderId::new(0, NodeId::default()), backup.origin.applied_index);
     let applied = AppliedState {
         last_applied: Some(at),
         last_membership: one_membership(at, masters),
@@ -292,15 +292,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let masters = [hp("a:1"), hp("b:1")];
         let backup = Backup {
-            format: crate::backup::FORMAT,
-            written_by: "test".into(),
-            created_at_ms: 0,
-            taken_from: "x:1".into(),
-            leader: None,
-            applied_index: 17,
-            applied_term: 4,
-            voters: vec!["x:1".into()],
-            learners: vec![],
+            origin: crate::backup::Origin {
+                format: crate::backup::FORMAT,
+                written_by: "test".into(),
+                created_at_ms: 0,
+                taken_from: "x:1".into(),
+                leader: None,
+                applied_index: 17,
+                applied_term: 4,
+                voters: vec!["x:1".into()],
+                learners: vec![],
+            },
             master_state: crate::state::MasterState { max_app_id: 9, ..Default::default() },
         };
         let snapshots: Vec<AppliedState> = ["one", "two"]

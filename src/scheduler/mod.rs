@@ -16,7 +16,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::WorkerTiming;
 use crate::state::schedule::{lost_attempts, schedule, LiveWorker};
 use crate::state::{AppId, AttemptOutcome, Command, CommandResult, MasterState, WorkerId};
-use crate::wire::{Role, WorkerList, WorkerSummary};
+use crate::wire::{Role, WorkerList, WorkerState, WorkerSummary};
 use crate::worker::protocol::{AssignedAttempt, Heartbeat, HeartbeatAnswer};
 
 /// A worker silent for this many loss timeouts leaves the table (and `workerlist`).
@@ -104,11 +104,11 @@ impl Registry {
                         log_address: seen.log_address.clone(),
                         last_heartbeat_ms_ago: u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
                         state: if ago < fence {
-                            "alive".into()
+                            WorkerState::Alive
                         } else if ago < loss {
-                            "unreachable".into()
+                            WorkerState::Unreachable
                         } else {
-                            "lost".into()
+                            WorkerState::Lost
                         },
                         attempts: attempts.into_iter().map(|(app, attempt, _)| (app, attempt)).collect(),
                     }

@@ -691,10 +691,10 @@ pub(crate) fn wait_workers(
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         if let Ok(list) = &answer {
             for w in &list.workers {
-                if w.state == "alive" {
+                if w.state == crate::wire::WorkerState::Alive {
                     alive.insert(w.host.clone(), u64::from(w.worker_id));
                 }
-                seen.insert(w.host.clone(), w.state.clone());
+                seen.insert(w.host.clone(), w.state.to_string());
             }
         }
         let missing: Vec<&String> = workers.iter().filter(|w| !alive.contains_key(*w)).collect();

@@ -148,15 +148,9 @@ pub struct JarStoreReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotSummary {
-    pub format: u32,
-    pub written_by: String,
-    pub created_at_ms: u64,
-    pub taken_from: String,
-    pub leader: Option<String>,
-    pub applied_index: u64,
-    pub applied_term: u64,
-    pub voters: Vec<String>,
-    pub learners: Vec<String>,
+    /// The backup's own fields, as the file has them.
+    #[serde(flatten)]
+    pub origin: crate::backup::Origin,
     pub applications: u64,
     pub max_app_id: u32,
     pub next_app_id: u32,
@@ -172,4 +166,40 @@ pub struct SnapshotJar {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+}
+
+/// What `gear health --json` prints: every listed master's own answer (each is asked itself,
+/// not through the leader) and the verdict. Not a REST answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHealth {
+    /// True when `problems` is empty.
+    pub healthy: bool,
+    /// The leader every master names; null unless they all name the same one.
+    pub leader: Option<String>,
+    /// The term every master is in; null unless they all are in the same one.
+    pub term: Option<u64>,
+    /// Each one a sentence naming the masters concerned.
+    pub problems: Vec<String>,
+    pub masters: Vec<MasterHealth>,
+}
+
+/// One master's answers to `GET /health/ready` and `GET /api/v1.0/master`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterHealth {
+    pub address: String,
+    /// Why `/health/ready` gave no answer (unreachable, no answer in time, unreadable); the
+    /// fields below are then null.
+    pub error: Option<String>,
+    pub ready: bool,
+    pub role: Option<Role>,
+    pub leader: Option<String>,
+    pub term: Option<u64>,
+    /// From `/api/v1.0/master` (read role): null when it was refused or failed, see
+    /// `stateError`.
+    pub applied_index: Option<u64>,
+    pub state_hash: Option<String>,
+    pub version: Option<String>,
+    pub state_error: Option<String>,
 }

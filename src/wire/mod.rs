@@ -131,6 +131,15 @@ mod tests {
     }
 
     #[test]
+    fn worker_state_names_are_serdes_names() {
+        for state in [WorkerState::Alive, WorkerState::Unreachable, WorkerState::Lost] {
+            assert_eq!(serde_json::to_value(state).expect("serialize"), state.name());
+            assert_eq!(serde_json::from_value::<WorkerState>(state.name().into()).expect("parse"), state);
+        }
+        assert_eq!(format!("{:<7}|", WorkerState::Lost), "lost   |", "gear's table pads it");
+    }
+
+    #[test]
     fn the_no_leader_hint_is_flattened_and_optional() {
         let plain = ErrorBody { error: "no".into(), status: 404, no_leader: None };
         let text = serde_json::to_string(&plain).expect("serialize");

@@ -14,6 +14,35 @@ pub struct WorkerList {
     pub workers: Vec<WorkerSummary>,
 }
 
+/// A worker's standing with the leader, from the age of its last heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Heard from within the fence timeout: attempts may be placed on it.
+    Alive,
+    /// Silent for longer than the fence timeout: it has stopped its attempts itself.
+    Unreachable,
+    /// Silent for longer than the worker-loss timeout: its attempts were restarted elsewhere.
+    Lost,
+}
+
+impl WorkerState {
+    /// The state's name on the wire (a unit test holds it equal to serde's spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerState::Alive => "alive",
+            WorkerState::Unreachable => "unreachable",
+            WorkerState::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// One worker as the leader sees it (`GET /api/v1.0/worker/{id}` answers one of these).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -26,9 +55,7 @@ pub struct WorkerSummary {
     pub log_address: String,
     /// Milliseconds since its last heartbeat reached this leader.
     pub last_heartbeat_ms_ago: u64,
-    /// `alive`; `unreachable` once silent for longer than the fence timeout (it has stopped its
-    /// attempts); `lost` after the worker-loss timeout (its attempts were restarted elsewhere).
-    pub state: String,
+    pub state: WorkerState,
     /// `[appId, attempt]` of the live attempts assigned to it.
     #[schema(value_type = Vec<Vec<u32>>)]
     pub attempts: Vec<(AppId, u32)>,

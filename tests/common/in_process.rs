@@ -132,20 +132,14 @@ impl InProcessCluster {
     pub async fn wait_for_leader(&self, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
-            let mut leaders = Vec::new();
+            let mut answers = Vec::new();
             for index in (0..self.ports.len()).filter(|i| self.masters[*i].is_some()) {
-                match self.get(index, "/health/ready").await {
-                    Ok((200, body)) => leaders
-                        .push(super::wire::<gearpump_master::wire::Ready>(&body).leader.unwrap_or_default()),
-                    _ => leaders.push(String::new()),
-                }
+                answers.push(super::health_of(&self.address(index), self.get(index, "/health/ready").await));
             }
-            if let Some(first) = leaders.first().filter(|l| !l.is_empty()) {
-                if leaders.iter().all(|l| l == first) {
-                    return first.clone();
-                }
+            if let Some((leader, _)) = super::agreed(answers) {
+                return leader;
             }
-            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {leaders:?}");
+            assert!(Instant::now() < deadline, "no agreed leader within {within:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

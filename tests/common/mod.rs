@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gearpump_master::wire::Ready;
+use gearpump_master::client::health;
+use gearpump_master::wire::{MasterHealth, Ready};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -59,6 +60,24 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value),
 pub fn wire<T: DeserializeOwned>(body: &Value) -> T {
     serde_json::from_value(body.clone())
         .unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
+}
+
+/// Master `address`'s answer to `GET /health/ready` (a 503 carries the same body), as
+/// `gear health` reads it.
+pub fn health_of(address: &str, answer: Result<(u16, Value), String>) -> MasterHealth {
+    let ready = answer.and_then(|(_, body)| serde_json::from_value::<Ready>(body).map_err(|e| e.to_string()));
+    MasterHealth::from_ready(address, ready)
+}
+
+/// The leader and term these masters agree on, judged as `gear health` judges a cluster (every
+/// one ready, one leader in one term, exactly one leading); None while they do not.
+pub fn agreed(answers: Vec<MasterHealth>) -> Option<(String, u64)> {
+    let verdict = health::judge(answers, &health::Expect::default());
+    if verdict.healthy {
+        verdict.leader.zip(verdict.term)
+    } else {
+        None
+    }
 }
 
 /// The last `lines` lines of a log file, for failure messages.
@@ -288,22 +307,11 @@ impl TestCluster {
     }
 
     async fn agreed_leader(&self) -> Option<String> {
-        let mut leader = None;
-        for index in 0..self.ports.len() {
-            if !self.is_running(index) {
-                continue;
-            }
-            let (status, body) = self.get(index, "/health/ready").await.ok()?;
-            if status != 200 {
-                return None;
-            }
-            let this = wire::<Ready>(&body).leader?;
-            if leader.as_ref().is_some_and(|l: &String| *l != this) {
-                return None;
-            }
-            leader = Some(this);
+        let mut answers = Vec::new();
+        for index in (0..self.ports.len()).filter(|i| self.is_running(*i)) {
+            answers.push(health_of(&self.address(index), self.get(index, "/health/ready").await));
         }
-        leader
+        agreed(answers).map(|(leader, _)| leader)
     }
 
     pub fn index_of(&self, address: &str) -> usize {

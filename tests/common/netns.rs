@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use gearpump_master::wire::{Ready, Role};
 use serde_json::Value;
 
-use super::{wire, MASTER_BIN};
+use super::MASTER_BIN;
 
 const PORT: u16 = 3000;
 
@@ -354,27 +354,25 @@ impl NetnsCluster {
     pub async fn wait_until_agreed(&self, within: Duration) -> (String, u64) {
         let deadline = Instant::now() + within;
         loop {
-            let mut agreed: Option<(String, u64)> = None;
-            let mut all = true;
+            let mut answers = Vec::new();
             for i in 0..self.children.len() {
-                match self.get(i, "/health/ready").await {
-                    Ok((200, body)) => {
-                        let ready: Ready = wire(&body);
-                        let (leader, term) = (ready.leader.unwrap_or_default(), ready.term);
-                        match &agreed {
-                            None => agreed = Some((leader, term)),
-                            Some(seen) if *seen == (leader.clone(), term) => {}
-                            Some(_) => all = false,
-                        }
-                    }
-                    _ => all = false,
-                }
+                answers.push(super::health_of(&self.peer_address(i), self.get(i, "/health/ready").await));
             }
-            if let (true, Some(agreed)) = (all, agreed) {
+            if let Some(agreed) = super::agreed(answers) {
                 return agreed;
             }
             assert!(Instant::now() < deadline, "no agreed leader within {within:?}; logs:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Copies each master's whole log to `dir/master-N.log` (the run's output directory), so the
+    /// election lines can be read after the temporary directory is gone.
+    pub fn copy_logs_to(&self, dir: &std::path::Path) {
+        for i in 0..self.children.len() {
+            if let Err(error) = std::fs::copy(self.log_path(i), dir.join(format!("master-{i}.log"))) {
+                eprintln!("could not keep master {i}'s log: {error}");
+            }
         }
     }
 

@@ -48,19 +48,12 @@ gearpump {
 EOF
 }
 
-# The leader's host name as some master reports it (GET /api/v1.0/master on any live node). The
-# JSON shape is the daemon's: accept "host:port" strings, [host, port] pairs and {host: ...}.
+# The leader the given masters all name, judged by `gear health` on the first of them (each
+# master asked itself; every one ready, one leader in one term): its host name, or exit 1.
 leader_of() {
-    local n json
-    for n in "$@"; do
-        json=$(curl -sf --max-time 2 "http://$n:$PORT/api/v1.0/master") || continue
-        jq -r '[.. | objects | .leader? // empty] | first
-               | if type == "string" then sub(":[0-9]+$"; "")
-                 elif type == "array" then .[0]
-                 elif type == "object" then (.host // .hostname // .address // "")
-                 else "" end' <<<"$json" 2>/dev/null | grep -E '^node[0-9]+$' && return 0
-    done
-    return 1
+    local list
+    list=$(printf "%s:$PORT," "$@")
+    on "$1" "gear --timeout 3 -m ${list%,} health --json" | jq -r '.leader // empty' | sed 's/:[0-9]*$//' | grep -E '^node[0-9]+$'
 }
 
 # ---------------------------------------------------------------- packages
