@@ -475,3 +475,36 @@ async fn gear_health_judges_every_master_by_its_own_answer() {
     assert_eq!(verdict.leader, None, "{verdict:?}");
     assert_eq!(verdict.masters.iter().filter(|m| m.leader.as_deref() == Some(leader.as_str())).count(), 2);
 }
+
+/// RELIABILITY.md anomaly 2: masters that were not run for a while (an overloaded machine) must
+/// not depose a leader that kept sending heartbeats. Both followers are frozen together for
+/// three fail-over bounds and thawed together, five times: the leader keeps leading in its
+/// term, and the thawed masters say in their logs why they did not campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_that_were_not_run_do_not_depose_a_live_leader() {
+    let cluster = TestCluster::start(Options::default());
+    let leader = cluster.wait_until_ready(Duration::from_secs(20)).await;
+    let leader_index = cluster.index_of(&leader);
+    let term = |body: &Value| wire::<Ready>(body).term;
+    let (_, body) = cluster.get(leader_index, "/health/ready").await.expect("leader");
+    let term_before = term(&body);
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader_index).collect();
+    for round in 0..5 {
+        for f in &followers {
+            cluster.freeze(*f, true);
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        for f in &followers {
+            cluster.freeze(*f, false);
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let now = cluster.wait_until_ready(Duration::from_secs(10)).await;
+        assert_eq!(now, leader, "round {round}: the leader was deposed; logs:\n{}", cluster.logs());
+    }
+    let (_, body) = cluster.get(leader_index, "/health/ready").await.expect("leader");
+    assert_eq!(term(&body), term_before, "an election happened; logs:\n{}", cluster.logs());
+    for f in &followers {
+        let log = std::fs::read_to_string(cluster.log_path(*f)).expect("log");
+        assert!(log.contains("was not run on time"), "master {f} did not notice its stall:\n{log}");
+    }
+}

@@ -345,6 +345,9 @@ async fn nemesis() {
 
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut healthy_changes = 0usize;
+    // When each healthy-stretch change was seen (ms since start), from whom to whom: to be read
+    // against the election lines of the masters' logs, which are copied to the output directory.
+    let mut healthy_change_list = Vec::new();
     let mut healthy_time = Duration::ZERO;
     let (mut leader, _) = cluster.wait_until_agreed(Duration::from_secs(60)).await;
     for n in 0..faults {
@@ -355,6 +358,12 @@ async fn nemesis() {
         let (now_leader, _) = cluster.wait_until_agreed(Duration::from_secs(60)).await;
         if now_leader != leader {
             healthy_changes += 1;
+            healthy_change_list.push(json!({
+                "seenAtMs": shared.now(),
+                "afterFault": n.checked_sub(1),
+                "from": leader,
+                "to": now_leader,
+            }));
             leader = now_leader;
         }
         let leader_index = cluster.index_of(&leader);
@@ -641,6 +650,7 @@ async fn nemesis() {
         "killsAcked": shared.killed.lock().expect("killed").len(),
         "applications": apps.len(),
         "leaderChangesWhileHealthy": healthy_changes,
+        "healthyLeaderChanges": healthy_change_list,
         "healthySeconds": healthy_time.as_secs_f64(),
         "followerOnlyFaults": follower_only,
         "leaderChangesAfterFollowerOnlyFaults": follower_only_changes,
@@ -653,6 +663,7 @@ async fn nemesis() {
     std::fs::write(out.join("summary.json"), &text).expect("write summary");
     std::fs::write(out.join("faults.json"), serde_json::to_vec_pretty(&records).expect("faults"))
         .expect("write faults");
+    cluster.copy_logs_to(&out);
     println!("{text}");
     match checked.status.code() {
         Some(0) => {}

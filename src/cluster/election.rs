@@ -14,6 +14,15 @@
 //! 3. With a majority of yeses (counting itself) the master starts a real election
 //!    (`trigger().elect()`); otherwise its term stays where it is and it asks again later.
 //!
+//! 4. A master that was itself not running — not scheduled by an overloaded machine, or
+//!    stopped — cannot tell a silent leader from heartbeats still waiting in its sockets. Its
+//!    election loop notices the gap between its ticks, warns, and for a moment afterwards
+//!    neither campaigns nor grants a pre-vote, so the queued heartbeats are read first
+//!    (Lifeguard's "local health awareness", as in Consul's failure detector). One such pardon
+//!    per two bounds at most: after one, a silence of a whole election timeout can still be
+//!    seen before the next is allowed, so on a machine that never runs it on time elections
+//!    still happen, about one bound late.
+//!
 //! The timings are the ones openraft's own timer had (lease B/2, then a random 0.3–0.5 B), so
 //! fail-over stays within the bound. The same bookkeeping tells the API whether this master has
 //! a leader worth forwarding to (`Cluster::leader_is_fresh`), so a master cut off from the others
@@ -57,6 +66,11 @@ struct ContactState {
     heard_from: BTreeMap<String, Instant>,
     /// As leader: when a majority last acknowledged it.
     quorum_ack: Option<Instant>,
+    /// The end of the last stall of this master's own election loop that was pardoned (see
+    /// the module doc, point 4): silence before it is not held against the leader.
+    awake_since: Option<Instant>,
+    /// The last tick of the election loop.
+    last_tick: Instant,
 }
 
 impl LeaderContact {
@@ -69,6 +83,8 @@ impl LeaderContact {
                 last_leader: None,
                 heard_from: BTreeMap::new(),
                 quorum_ack: None,
+                awake_since: None,
+                last_tick: Instant::now(),
             }),
         }
     }
@@ -101,6 +117,43 @@ impl LeaderContact {
         self.with(|state| state.last.elapsed())
     }
 
+    /// How long the leader has been silent *while this master was running*: the contact age,
+    /// but no more than the time since the last pardoned stall of this master.
+    pub(super) fn silence(&self) -> Duration {
+        self.with(|state| {
+            let age = state.last.elapsed();
+            state.awake_since.map_or(age, |awake| age.min(awake.elapsed()))
+        })
+    }
+
+    /// This master's election loop was not run for `gap`: pardon the silence so far, unless the
+    /// last pardon is younger than `at_most_every` (a machine that never runs it on time must
+    /// not stop elections). True when pardoned.
+    pub(super) fn stalled(&self, at_most_every: Duration) -> bool {
+        self.with(|state| {
+            if state.awake_since.is_some_and(|awake| awake.elapsed() < at_most_every) {
+                return false;
+            }
+            state.awake_since = Some(Instant::now());
+            true
+        })
+    }
+
+    /// The election loop ticked; returns the time since its previous tick.
+    pub(super) fn tick(&self) -> Duration {
+        self.with(|state| {
+            let gap = state.last_tick.elapsed();
+            state.last_tick = Instant::now();
+            gap
+        })
+    }
+
+    /// The time since the election loop's last tick: more than a tick and the stall threshold
+    /// means this master is not being run on time right now.
+    pub(super) fn since_tick(&self) -> Duration {
+        self.with(|state| state.last_tick.elapsed())
+    }
+
     pub(super) fn last_leader(&self) -> Option<String> {
         self.with(|state| state.last_leader.clone())
     }
@@ -116,6 +169,17 @@ impl LeaderContact {
             state.heard_from.iter().filter(|(_, at)| at.elapsed() <= within).map(|(m, _)| m.clone()).collect()
         })
     }
+}
+
+/// How often the election loop looks: 20 times per bound.
+fn tick_of(bound: Duration) -> Duration {
+    (bound / 20).max(Duration::from_millis(5))
+}
+
+/// A gap between two ticks of the election loop longer than a tick plus this is a stall of
+/// this master: a quarter of the bound (100 ms by default), five missed heartbeats.
+fn stall_threshold(bound: Duration) -> Duration {
+    bound / 4
 }
 
 /// A random election timeout in [0.8, 1.0] × the bound, as openraft's lease + timeout gave.
@@ -160,12 +224,33 @@ pub(super) async fn follow_quorum_acks(cluster: Arc<Cluster>) {
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
     let bound = cluster.failover_timeout;
-    let tick = (bound / 20).max(Duration::from_millis(5));
+    let tick = tick_of(bound);
     let mut timeout = election_timeout(bound);
+    let mut last_warning: Option<Instant> = None;
+    let mut unwarned = 0u32;
     loop {
         tokio::time::sleep(tick).await;
         if !cluster.core_is_running() {
             return;
+        }
+        let gap = cluster.contact.tick();
+        if gap >= tick + stall_threshold(bound) {
+            let pardoned = cluster.contact.stalled(bound * 2);
+            // etcd warns the same way ("leader failed to send out heartbeat on time"); at most
+            // once a second, with a count of the stalls in between.
+            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(
+                    stalled_ms = gap.saturating_sub(tick).as_millis() as u64,
+                    pardoned,
+                    stalls_since_last_warning = unwarned,
+                    "this master was not run on time (an overloaded machine, or a stopped process); \
+                     pardoned: the leader's silence until now is not held against it"
+                );
+                last_warning = Some(Instant::now());
+                unwarned = 0;
+            } else {
+                unwarned += 1;
+            }
         }
         let metrics = cluster.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
@@ -173,7 +258,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         if metrics.state == ServerState::Leader || !voters.contains(&cluster.node_id) {
             continue;
         }
-        let silent = cluster.contact.age();
+        let silent = cluster.contact.silence();
         if silent < timeout {
             continue;
         }
@@ -248,9 +333,18 @@ impl Cluster {
         if metrics.state == ServerState::Leader && self.leader_has_quorum(&metrics) {
             return refuse("this master leads with a quorum".into());
         }
-        let age = self.contact.age();
-        if metrics.state != ServerState::Leader && age < self.failover_timeout / 2 {
-            return refuse(format!("this master heard from its leader {} ms ago", age.as_millis()));
+        // A voter that has not been run on time itself (its election loop is late) may have
+        // its leader's heartbeats still unread: it pardons the silence, as the loop would.
+        let bound = self.failover_timeout;
+        if self.contact.since_tick() >= tick_of(bound) * 2 + stall_threshold(bound) {
+            self.contact.stalled(bound * 2);
+        }
+        let age = self.contact.silence();
+        if metrics.state != ServerState::Leader && age < bound / 2 {
+            return refuse(format!(
+                "this master heard from its leader {} ms ago (or was itself not run on time until then)",
+                age.as_millis()
+            ));
         }
         if request.term < metrics.current_term {
             return refuse(format!("candidate term {} is behind {}", request.term, metrics.current_term));
@@ -266,5 +360,24 @@ impl Cluster {
             "granted a pre-vote"
         );
         PreVoteAnswer { granted: true, reason: String::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LeaderContact;
+
+    #[test]
+    fn a_pardoned_stall_caps_the_silence_and_pardons_are_spaced() {
+        let contact = LeaderContact::new();
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(contact.silence() >= Duration::from_millis(60), "no stall yet: silence is the contact age");
+        assert!(contact.stalled(Duration::from_secs(3600)), "the first stall is pardoned");
+        // The silence now counts from the pardon, 60 ms or more after the last contact.
+        assert!(contact.silence() + Duration::from_millis(60) <= contact.age());
+        assert!(!contact.stalled(Duration::from_secs(3600)), "no second pardon within the spacing");
+        assert!(contact.stalled(Duration::ZERO), "pardoned again once the spacing has passed");
     }
 }

@@ -243,6 +243,16 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOP (`frozen`) or SIGCONT: the process keeps its timers, sockets and state, and
+    /// what peers send it waits in its sockets — an overloaded machine, exaggerated.
+    pub fn freeze(&self, index: usize, frozen: bool) {
+        let child = self.children[index].as_ref().expect("master is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let signal =
+            if frozen { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        nix::sys::signal::kill(pid, signal).expect("signal the master");
+    }
+
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
         let mut child = self.children[index].take().expect("master is running");
