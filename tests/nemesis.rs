@@ -345,7 +345,7 @@ async fn nemesis() {
 
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut healthy_changes = 0usize;
-    // When each healthy-stretch change was seen (ms since start), from whom to whom: to be read
+    // When each healthy-stretch change was seen (ns since start), from whom to whom: to be read
     // against the election lines of the masters' logs, which are copied to the output directory.
     let mut healthy_change_list = Vec::new();
     let mut healthy_time = Duration::ZERO;
@@ -359,7 +359,7 @@ async fn nemesis() {
         if now_leader != leader {
             healthy_changes += 1;
             healthy_change_list.push(json!({
-                "seenAtMs": shared.now(),
+                "seenAtNs": shared.now(),
                 "afterFault": n.checked_sub(1),
                 "from": leader,
                 "to": now_leader,

@@ -69,8 +69,9 @@ struct ContactState {
     /// The end of the last stall of this master's own election loop that was pardoned (see
     /// the module doc, point 4): silence before it is not held against the leader.
     awake_since: Option<Instant>,
-    /// The last tick of the election loop.
-    last_tick: Instant,
+    /// When the election loop last went to sleep until its next tick; None while it is awake
+    /// (deciding, or waiting for pre-vote answers, which is not a stall).
+    asleep_since: Option<Instant>,
 }
 
 impl LeaderContact {
@@ -84,7 +85,7 @@ impl LeaderContact {
                 heard_from: BTreeMap::new(),
                 quorum_ack: None,
                 awake_since: None,
-                last_tick: Instant::now(),
+                asleep_since: None,
             }),
         }
     }
@@ -139,19 +140,20 @@ impl LeaderContact {
         })
     }
 
-    /// The election loop ticked; returns the time since its previous tick.
-    pub(super) fn tick(&self) -> Duration {
-        self.with(|state| {
-            let gap = state.last_tick.elapsed();
-            state.last_tick = Instant::now();
-            gap
-        })
+    /// The election loop goes to sleep for one tick.
+    pub(super) fn sleeping(&self) {
+        self.with(|state| state.asleep_since = Some(Instant::now()));
     }
 
-    /// The time since the election loop's last tick: more than a tick and the stall threshold
-    /// means this master is not being run on time right now.
-    pub(super) fn since_tick(&self) -> Duration {
-        self.with(|state| state.last_tick.elapsed())
+    /// The election loop woke up; returns how long it slept.
+    pub(super) fn woke(&self) -> Duration {
+        self.with(|state| state.asleep_since.take().map_or(Duration::ZERO, |since| since.elapsed()))
+    }
+
+    /// How long the election loop has been asleep so far (zero while it is awake): more than a
+    /// tick and the stall threshold means this master is not being run on time right now.
+    pub(super) fn asleep_for(&self) -> Duration {
+        self.with(|state| state.asleep_since.map_or(Duration::ZERO, |since| since.elapsed()))
     }
 
     pub(super) fn last_leader(&self) -> Option<String> {
@@ -229,11 +231,13 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     let mut last_warning: Option<Instant> = None;
     let mut unwarned = 0u32;
     loop {
+        // Only the oversleep counts as a stall: waiting for pre-vote answers is not one.
+        cluster.contact.sleeping();
         tokio::time::sleep(tick).await;
+        let gap = cluster.contact.woke();
         if !cluster.core_is_running() {
             return;
         }
-        let gap = cluster.contact.tick();
         if gap >= tick + stall_threshold(bound) {
             let pardoned = cluster.contact.stalled(bound * 2);
             // etcd warns the same way ("leader failed to send out heartbeat on time"); at most
@@ -333,10 +337,10 @@ impl Cluster {
         if metrics.state == ServerState::Leader && self.leader_has_quorum(&metrics) {
             return refuse("this master leads with a quorum".into());
         }
-        // A voter that has not been run on time itself (its election loop is late) may have
+        // A voter that has not been run on time itself (its election loop oversleeps) may have
         // its leader's heartbeats still unread: it pardons the silence, as the loop would.
         let bound = self.failover_timeout;
-        if self.contact.since_tick() >= tick_of(bound) * 2 + stall_threshold(bound) {
+        if self.contact.asleep_for() >= tick_of(bound) + stall_threshold(bound) {
             self.contact.stalled(bound * 2);
         }
         let age = self.contact.silence();
@@ -379,5 +383,17 @@ mod tests {
         assert!(contact.silence() + Duration::from_millis(60) <= contact.age());
         assert!(!contact.stalled(Duration::from_secs(3600)), "no second pardon within the spacing");
         assert!(contact.stalled(Duration::ZERO), "pardoned again once the spacing has passed");
+    }
+
+    #[test]
+    fn only_the_loops_sleep_is_measured_not_its_waits_for_answers() {
+        let contact = LeaderContact::new();
+        std::thread::sleep(Duration::from_millis(30)); // awake: deciding, or asking peers
+        assert_eq!(contact.asleep_for(), Duration::ZERO);
+        contact.sleeping();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(contact.asleep_for() >= Duration::from_millis(30));
+        assert!(contact.woke() >= Duration::from_millis(30));
+        assert_eq!(contact.asleep_for(), Duration::ZERO, "awake again");
     }
 }
