@@ -5,14 +5,16 @@
 //! The Raft log and vote, durable in redb: every append is committed (fsync) before openraft is
 //! told it is flushed, so an acknowledged write survives a crash of every master.
 //!
-//! The disk is off openraft's core: `append` puts the entries in `pending` (readable at once,
-//! as openraft requires) and queues them for the writer thread, which commits everything
-//! queued in one transaction (one fsync for a whole batch) and only then reports them flushed.
-//! A core that fsynced inline stopped sending heartbeats for as long as a busy disk took to
-//! sync, and its followers, hearing nothing for the election bound, deposed a healthy leader
-//! (RELIABILITY.md, anomaly 2). Every write goes through the one queue, in order, as openraft's
-//! contract asks; `truncate`, `purge` and `save_vote` wait for theirs to be durable,
-//! `save_committed` (a hint openraft may lose) does not.
+//! `append` puts the entries in `pending` (readable at once, as openraft requires) and queues
+//! them for the writer thread, which commits everything queued in one transaction (one fsync
+//! for a whole batch) and only then reports them flushed. This honours the `append` contract
+//! (return once in memory, report the flush by callback) and batches the fsyncs of concurrent
+//! writes. It does *not* take the disk off openraft 0.9's core: `RaftCore::append_to_log`
+//! awaits the flush report right after `append` returns, so the core still waits for each
+//! fsync (RELIABILITY.md, anomaly 2, says what that means under disk load). Every write goes
+//! through the one queue, in order, as openraft's contract asks; `truncate`, `purge` and
+//! `save_vote` wait for theirs to be durable, `save_committed` (a hint openraft may lose) does
+//! not.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
