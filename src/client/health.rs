@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 
-use super::{describe_reqwest_error, error_message, MasterClient};
+use super::{cell, describe_reqwest_error, error_message, MasterClient};
 use crate::wire::{ClusterHealth, MasterAnswer, MasterHealth, Ready, Role};
 
 /// What besides one agreed leader makes a cluster healthy.
@@ -180,26 +181,25 @@ impl MasterClient {
         health
     }
 
-    /// `/health/ready` of this master only (it needs no token).
+    /// `/health/ready` of this master only; its 503 carries the same body.
     async fn ready_of(&self, master: &str) -> Result<Ready, String> {
-        let url = format!("{}://{master}/health/ready", self.scheme);
-        let response = self
-            .http
-            .get(url)
-            .timeout(self.attempt_timeout)
-            .send()
-            .await
-            .map_err(|e| describe_reqwest_error(&e))?;
-        let status = response.status();
-        if status != StatusCode::OK && status != StatusCode::SERVICE_UNAVAILABLE {
-            return Err(format!("{status}: {}", error_message(response).await));
-        }
-        response.json::<Ready>().await.map_err(|e| format!("unreadable answer ({status}): {e}"))
+        self.get_from(master, "/health/ready", |status| status == StatusCode::SERVICE_UNAVAILABLE).await
     }
 
     /// `GET /api/v1.0/master` of this master only.
     async fn description_of(&self, master: &str) -> Result<MasterAnswer, String> {
-        let url = format!("{}://{master}/api/v1.0/master", self.scheme);
+        self.get_from(master, "/api/v1.0/master", |_| false).await
+    }
+
+    /// `path` of this one master, never another (unlike `MasterClient::get`), read as `T` when
+    /// the status is a success or `also_read` accepts it; otherwise why not.
+    async fn get_from<T: DeserializeOwned>(
+        &self,
+        master: &str,
+        path: &str,
+        also_read: impl Fn(StatusCode) -> bool,
+    ) -> Result<T, String> {
+        let url = format!("{}://{master}{path}", self.scheme);
         let response = self
             .authorized(self.http.get(url))
             .timeout(self.attempt_timeout)
@@ -207,16 +207,15 @@ impl MasterClient {
             .await
             .map_err(|e| describe_reqwest_error(&e))?;
         let status = response.status();
-        if !status.is_success() {
+        if !status.is_success() && !also_read(status) {
             return Err(format!("{status}: {}", error_message(response).await));
         }
-        response.json::<MasterAnswer>().await.map_err(|e| format!("unreadable answer: {e}"))
+        response.json::<T>().await.map_err(|e| format!("unreadable answer ({status}): {e}"))
     }
 }
 
 /// The human form of a verdict, as `gear health` prints it.
 pub fn health_table(health: &ClusterHealth) -> String {
-    let cell = |value: Option<String>| value.unwrap_or_else(|| "-".into());
     let mut out = format!(
         "{:<22} {:<5} {:<10} {:>5} {:<22} {:>8} {:<16} VERSION\n",
         "MASTER", "READY", "ROLE", "TERM", "LEADER", "APPLIED", "STATE HASH"
@@ -226,20 +225,20 @@ pub fn health_table(health: &ClusterHealth) -> String {
             "{:<22} {:<5} {:<10} {:>5} {:<22} {:>8} {:<16} {}\n",
             m.address,
             if m.ready { "yes" } else { "no" },
-            cell(m.role.map(|r| r.name().to_string())),
-            cell(m.term.map(|t| t.to_string())),
-            cell(m.leader.clone()),
-            cell(m.applied_index.map(|i| i.to_string())),
-            cell(m.state_hash.as_ref().map(|h| h.chars().take(16).collect())),
-            cell(m.version.clone()),
+            cell(m.role),
+            cell(m.term),
+            cell(m.leader.as_deref()),
+            cell(m.applied_index),
+            cell(m.state_hash.as_ref().map(|h| h.chars().take(16).collect::<String>())),
+            cell(m.version.as_deref()),
         ));
     }
     if health.healthy {
         out.push_str(&format!(
             "healthy: {} masters agree that {} leads in term {}\n",
             health.masters.len(),
-            health.leader.as_deref().unwrap_or("-"),
-            health.term.map_or_else(|| "-".into(), |t| t.to_string())
+            cell(health.leader.as_deref()),
+            cell(health.term)
         ));
     } else {
         for problem in &health.problems {
