@@ -63,6 +63,7 @@ const PEER_ROUTES: &[&str] = &[
     crate::cluster::peer_protocol::RAFT_SNAPSHOT,
     crate::cluster::peer_protocol::WRITE,
     crate::cluster::peer_protocol::PRE_VOTE,
+    crate::cluster::peer_protocol::LEADER_ALIVE,
     crate::cluster::peer_protocol::MEMBERS,
     crate::worker::protocol::HEARTBEAT,
     crate::worker::protocol::HEARTBEAT_FORWARDED,

@@ -20,8 +20,8 @@ use super::error::PeerRouteError;
 use super::{ApiError, Context};
 use crate::cluster::peer_protocol::{self as protocol, ReadIndex, WriteOutcome, WriteRequest};
 use crate::cluster::{
-    check_peer_version, ClusterError, MembersView, MembershipChange, PreVoteAnswer, PreVoteRequest, RaftRpc,
-    SECRET_HEADER,
+    check_peer_version, ClusterError, LeaderAlive, LeaderAliveAnswer, MembersView, MembershipChange,
+    PreVoteAnswer, PreVoteRequest, RaftRpc, SECRET_HEADER,
 };
 use crate::tls::Caller;
 use crate::wire::PEER_VERSION;
@@ -38,6 +38,7 @@ pub(super) fn router(context: Arc<Context>) -> Router<Arc<Context>> {
         .route(protocol::TAKE_OVER, post(take_over))
         .route(protocol::MEMBERS, post(members))
         .route(protocol::PRE_VOTE, post(pre_vote))
+        .route(protocol::LEADER_ALIVE, post(leader_alive))
         .route(crate::worker::protocol::HEARTBEAT, post(super::worker_routes::heartbeat))
         .route(crate::worker::protocol::HEARTBEAT_FORWARDED, post(super::worker_routes::heartbeat_forwarded))
         .layer(middleware::from_fn_with_state(context, require_peer))
@@ -156,6 +157,14 @@ async fn pre_vote(
     Ok(Json(context.cluster.pre_vote(&request)))
 }
 
+async fn leader_alive(
+    State(context): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<Json<LeaderAliveAnswer>, PeerRouteError> {
+    let beacon: LeaderAlive = decode(&body)?;
+    Ok(Json(context.cluster.leader_alive(&beacon)))
+}
+
 /// A membership change forwarded by a follower; a failure carries the leader's typed error.
 async fn members(
     State(context): State<Arc<Context>>,
@@ -234,6 +243,44 @@ mod tests {
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A leader's beacon (`cluster::election`, point 5) is counted as contact only when it
+    /// carries the vote this master holds: not an older term's, not a candidate's (uncommitted).
+    #[tokio::test]
+    async fn a_leaders_beacon_counts_only_with_the_vote_this_master_holds() {
+        use openraft::Vote;
+        use tower::ServiceExt;
+
+        use crate::cluster::{LeaderAlive, LeaderAliveAnswer};
+        let (context, _dir) = crate::api::test_support::one_master_context(Arc::new(HangingStore), "").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while context.cluster.status().role != crate::wire::Role::Leader {
+            assert!(std::time::Instant::now() < deadline, "the one master did not become leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (term, me) = (context.cluster.status().term, context.cluster.node_id());
+        let beacon = |vote: Vote<crate::cluster::NodeId>| LeaderAlive { vote, committing_ms: 100 };
+        let cases = [
+            (beacon(Vote::new_committed(term, me)), true),
+            (beacon(Vote::new_committed(term.saturating_sub(1), me)), false),
+            (beacon(Vote::new_committed(term + 1, me)), false),
+            (beacon(Vote::new(term, me)), false),
+        ];
+        for (sent, counted) in cases {
+            let mut request = axum::http::Request::builder()
+                .method("POST")
+                .uri(protocol::LEADER_ALIVE)
+                .body(axum::body::Body::from(serde_json::to_vec(&sent).expect("JSON")))
+                .expect("request");
+            let caller = Caller::anonymous("127.0.0.1:4000".parse().expect("address"));
+            request.extensions_mut().insert(ConnectInfo(caller));
+            let response = crate::api::router(context.clone()).oneshot(request).await.expect("answer");
+            assert_eq!(response.status(), StatusCode::OK, "{sent:?}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+            let answer: LeaderAliveAnswer = serde_json::from_slice(&body).expect("an answer");
+            assert_eq!(answer.counted, counted, "{sent:?}");
+        }
     }
 
     #[tokio::test]

@@ -23,6 +23,16 @@
 //!    seen before the next is allowed, so on a machine that never runs it on time elections
 //!    still happen, about one bound late.
 //!
+//! 5. A leader's Raft core sends nothing while it waits for a commit of its own log: openraft
+//!    0.9 awaits every fsync inside the core. A commit on a busy disk can outlast the election
+//!    timeout, and the followers then depose a leader that is alive and will have the same disk
+//!    trouble after it (the leader changes of the disk-load nemesis replays, RELIABILITY.md's
+//!    anomaly 2). So while the core has been waiting for a commit for an eighth of the bound or
+//!    more, the leader's beacon tells every voter each tick that it is alive, with its vote
+//!    (`/peer/leader-alive`); a voter whose own vote is that leader's counts it as contact. A
+//!    commit still running after the request timeout is a hung disk, not a slow one: the beacon
+//!    stops, and the followers elect a leader that can write.
+//!
 //! The timings are the ones openraft's own timer had (lease B/2, then a random 0.3–0.5 B), so
 //! fail-over stays within the bound. The same bookkeeping tells the API whether this master has
 //! a leader worth forwarding to (`Cluster::leader_is_fresh`), so a master cut off from the others
@@ -33,10 +43,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use openraft::ServerState;
+use openraft::{ServerState, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::peer_protocol::PRE_VOTE;
+use super::peer_protocol::{LEADER_ALIVE, PRE_VOTE};
 use super::types::NodeId;
 use super::Cluster;
 
@@ -59,7 +69,8 @@ pub(super) struct LeaderContact {
 }
 
 struct ContactState {
-    /// Last AppendEntries accepted from a leader, vote granted, or election started by us.
+    /// Last AppendEntries arrived from a current leader, its beacon counted, vote granted, or
+    /// election started by us.
     last: Instant,
     last_leader: Option<String>,
     /// Masters this one exchanged a message with, and when.
@@ -97,7 +108,8 @@ impl LeaderContact {
         }
     }
 
-    /// A leader's AppendEntries was accepted (or a vote granted, or our own election began).
+    /// A current leader's AppendEntries arrived or its beacon was counted (or a vote was
+    /// granted, or our own election began).
     pub(super) fn touch(&self, leader: Option<String>) {
         self.with(|state| {
             state.last = Instant::now();
@@ -158,6 +170,11 @@ impl LeaderContact {
 
     pub(super) fn last_leader(&self) -> Option<String> {
         self.with(|state| state.last_leader.clone())
+    }
+
+    /// A majority acknowledged this leader's beacon sent at `at` (never moves the ack back).
+    pub(super) fn quorum_acked(&self, at: Instant) {
+        self.with(|state| state.quorum_ack = Some(state.quorum_ack.map_or(at, |known| known.max(at))));
     }
 
     /// How long ago a majority acknowledged this master as leader; `None` when it does not lead.
@@ -327,7 +344,82 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     }
 }
 
+/// The leader's beacon (module doc, point 5): while its core waits for a log commit that has
+/// run for an eighth of the bound and less than the request timeout, it tells every other voter
+/// each tick that it is alive.
+pub(super) async fn beacon(cluster: Arc<Cluster>) {
+    let bound = cluster.failover_timeout;
+    let tick = tick_of(bound);
+    loop {
+        tokio::time::sleep(tick).await;
+        if !cluster.core_is_running() {
+            return;
+        }
+        let Some(waited) = cluster.commit_clock.running_for() else { continue };
+        if waited < bound / 8 || waited >= cluster.request_timeout {
+            continue;
+        }
+        // The metrics the core published before it began waiting: it cannot have changed its
+        // role or vote since, as it has done nothing else.
+        let metrics = cluster.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        let beacon = LeaderAlive { vote: metrics.vote, committing_ms: waited.as_millis() as u64 };
+        let membership = metrics.membership_config.membership().clone();
+        let others: Vec<String> = membership
+            .voter_ids()
+            .filter(|id| *id != cluster.node_id)
+            .filter_map(|id| membership.get_node(&id).map(|node| node.addr.clone()))
+            .collect();
+        // Each tick's beacons are sent together and given a tick to arrive: a follower that
+        // is slow to answer one must not delay the next to the others.
+        let sent = Instant::now();
+        let sends = others.iter().map(|address| {
+            let (cluster, beacon) = (&cluster, &beacon);
+            async move {
+                let answer: Result<LeaderAliveAnswer, _> =
+                    cluster.peers.post(address, LEADER_ALIVE, beacon, tick).await;
+                answer.is_ok_and(|answer| answer.counted)
+            }
+        });
+        let counted = futures::future::join_all(sends).await.into_iter().filter(|counted| *counted).count();
+        // A majority that counted it still follows this leader in this term, as a heartbeat's
+        // acknowledgement says: the leader is not cut off (check-quorum), and does not give up
+        // the writes waiting for its disk before the request timeout.
+        if (counted + 1) * 2 > others.len() + 1 {
+            cluster.contact.quorum_acked(sent);
+        }
+    }
+}
+
+/// A leader's beacon: it is alive, and its core is waiting for its disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaderAlive {
+    pub vote: Vote<NodeId>,
+    /// How long its core has been waiting for the log commit under way.
+    pub committing_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaderAliveAnswer {
+    /// The beacon was from this master's own leader and counted as contact.
+    pub counted: bool,
+}
+
 impl Cluster {
+    /// A leader's beacon counts as contact only when it carries this master's own vote, the
+    /// vote of the leader it follows: an old leader's beacon, or a candidate's, does not.
+    pub fn leader_alive(&self, beacon: &LeaderAlive) -> LeaderAliveAnswer {
+        let ours = self.raft.metrics().borrow().vote;
+        let counted = beacon.vote.is_committed() && beacon.vote == ours;
+        if counted {
+            let leader = beacon.vote.leader_id().voted_for();
+            self.contact.touch(leader.and_then(|id| self.leader_address(id)));
+        }
+        LeaderAliveAnswer { counted }
+    }
+
     /// A peer's pre-vote: yes only when this master has also lost its leader and the
     /// candidate's log is not behind.
     pub fn pre_vote(&self, request: &PreVoteRequest) -> PreVoteAnswer {

@@ -11,7 +11,8 @@
 //! (return once in memory, report the flush by callback) and batches the fsyncs of concurrent
 //! writes. It does *not* take the disk off openraft 0.9's core: `RaftCore::append_to_log`
 //! awaits the flush report right after `append` returns, so the core still waits for each
-//! fsync (RELIABILITY.md, anomaly 2, says what that means under disk load). Every write goes
+//! fsync, sending no heartbeat meanwhile: the writer's `CommitClock` tells the leader's beacon
+//! how long (`election`, point 5; RELIABILITY.md, anomaly 2). Every write goes
 //! through the one queue, in order, as openraft's contract asks; `truncate`, `purge` and
 //! `save_vote` wait for theirs to be durable, `save_committed` (a hint openraft may lose) does
 //! not.
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageIOError, Vote};
@@ -43,6 +45,30 @@ pub(super) struct LogStore {
     /// is always in one or the other.
     pending: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
     writer: Arc<Writer>,
+    clock: Arc<CommitClock>,
+}
+
+/// When the writer's current commit began. openraft 0.9's core waits for every commit, sending
+/// nothing meanwhile: a leader's beacon (`election`, point 5) asks how long it has waited.
+#[derive(Default)]
+pub(super) struct CommitClock(Mutex<Option<Instant>>);
+
+impl CommitClock {
+    fn set(&self, began: Option<Instant>) {
+        match self.0.lock() {
+            Ok(mut at) => *at = began,
+            Err(poisoned) => *poisoned.into_inner() = began,
+        }
+    }
+
+    /// How long the commit under way has been running; None when the writer is idle.
+    pub(super) fn running_for(&self) -> Option<Duration> {
+        let began = match self.0.lock() {
+            Ok(at) => *at,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        began.map(|at| at.elapsed())
+    }
 }
 
 /// The writer thread's queue. Dropped with the last `LogStore`, it closes the queue and waits
@@ -86,20 +112,28 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub(super) fn open(db: Arc<Database>) -> Result<LogStore, redb::Error> {
+    /// `slow`: a commit taking this long or more is warned about (the disk is too slow for
+    /// the fail-over bound: while it lasts, openraft's core sends and takes in nothing).
+    pub(super) fn open(db: Arc<Database>, slow: Duration) -> Result<LogStore, redb::Error> {
         let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
         txn.open_table(META)?;
         txn.commit()?;
         let pending = Arc::default();
         let (queue, jobs) = mpsc::channel();
-        let (thread_db, thread_pending) = (db.clone(), Arc::clone(&pending));
+        let clock = Arc::new(CommitClock::default());
+        let (thread_db, thread_pending, thread_clock) = (db.clone(), Arc::clone(&pending), clock.clone());
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(&thread_db, &thread_pending, &jobs))
+            .spawn(move || write_loop(&thread_db, &thread_pending, &jobs, &thread_clock, slow))
             .map_err(redb::Error::Io)?;
         let writer = Arc::new(Writer { queue: Some(queue), thread: Some(thread) });
-        Ok(LogStore { db, pending, writer })
+        Ok(LogStore { db, pending, writer, clock })
+    }
+
+    /// The writer's clock: how long its commit under way has been running.
+    pub(super) fn commit_clock(&self) -> Arc<CommitClock> {
+        self.clock.clone()
     }
 
     fn queue(&self, job: Job) -> Result<(), StorageError> {
@@ -256,15 +290,26 @@ fn lock<T>(mutex: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StorageErro
 /// one fsync covers a batch), then reports each. After a failed commit every later job fails
 /// too: openraft stops its core on the first storage error, and writing on past a hole would
 /// break the log's order.
-fn write_loop(db: &Database, pending: &Mutex<BTreeMap<u64, Entry<TypeConfig>>>, jobs: &mpsc::Receiver<Job>) {
+fn write_loop(
+    db: &Database,
+    pending: &Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
+    jobs: &mpsc::Receiver<Job>,
+    clock: &CommitClock,
+    slow: Duration,
+) {
     let mut failed: Option<String> = None;
+    let mut slow_commits = SlowCommits::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
+        let started = Instant::now();
+        clock.set(Some(started));
         let outcome = match &failed {
             Some(cause) => Err(cause.clone()),
             None => commit(db, &batch).map_err(|e| e.to_string()),
         };
+        clock.set(None);
+        slow_commits.took(started.elapsed(), slow);
         if outcome.is_ok() {
             // Committed: readers find these in redb from now on.
             if let Ok(mut pending) = pending.lock() {
@@ -291,6 +336,40 @@ fn write_loop(db: &Database, pending: &Mutex<BTreeMap<u64, Entry<TypeConfig>>>, 
                 Job::Write(_, None) => {}
             }
         }
+    }
+}
+
+/// etcd's "slow fdatasync" warning: a commit at or over the threshold is reported, at most
+/// once a second, with how many more there were and the longest since the last report.
+#[derive(Default)]
+struct SlowCommits {
+    last_warning: Option<Instant>,
+    unwarned: u32,
+    longest: Duration,
+}
+
+impl SlowCommits {
+    fn took(&mut self, took: Duration, slow: Duration) {
+        if took < slow {
+            return;
+        }
+        self.longest = self.longest.max(took);
+        if self.last_warning.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            self.unwarned += 1;
+            return;
+        }
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            longest_ms = self.longest.as_millis() as u64,
+            slow_since_last_warning = self.unwarned,
+            "slow disk: a commit of the Raft log took {} ms; while it lasts this master sends and \
+             takes in no heartbeats (give the state directory a disk of its own, or raise \
+             gearpump.master.failover-timeout)",
+            took.as_millis()
+        );
+        self.last_warning = Some(Instant::now());
+        self.unwarned = 0;
+        self.longest = Duration::ZERO;
     }
 }
 
@@ -411,7 +490,7 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = Arc::new(Database::create(dir.path().join("raft.redb")).map_err(write_err)?);
-            let logs = LogStore::open(db.clone()).map_err(write_err)?;
+            let logs = LogStore::open(db.clone(), Duration::from_secs(1)).map_err(write_err)?;
             Ok((dir, logs, StateMachineStore::open(db)?))
         }
     }
@@ -433,7 +512,7 @@ mod tests {
     async fn append_does_not_wait_for_the_disk_and_its_entries_are_readable_at_once() {
         let dir = tempfile::tempdir().expect("dir");
         let db = Arc::new(Database::create(dir.path().join("raft.redb")).expect("db"));
-        let mut store = LogStore::open(db.clone()).expect("store");
+        let mut store = LogStore::open(db.clone(), Duration::from_secs(1)).expect("store");
         store.blocking_append([blank(1)]).await.expect("first append");
 
         let busy = db.begin_write().expect("a write transaction that holds the disk");

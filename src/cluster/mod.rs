@@ -18,14 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::AppendEntriesResponse;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
 use crate::config::{HostPort, MasterConfig};
 use crate::state::{new_id, Command, CommandResult, MasterState, Proposal, Rejection, RequestId};
 use crate::wire::Role;
 pub use bootstrap::BootstrapState;
-pub use election::{PreVoteAnswer, PreVoteRequest};
+pub use election::{LeaderAlive, LeaderAliveAnswer, PreVoteAnswer, PreVoteRequest};
 pub use membership::{MembersView, MembershipChange};
 use peer_protocol::{Hello, PeerStatus, ReadIndex, WriteOutcome, WriteRequest};
 pub use peers::{
@@ -95,6 +94,8 @@ pub struct Cluster {
     bootstrap: Arc<std::sync::Mutex<BootstrapState>>,
     started_at: Instant,
     contact: election::LeaderContact,
+    /// How long the Raft core has been waiting for a log commit (`election`, point 5).
+    commit_clock: Arc<log_store::CommitClock>,
     read_index: ReadIndexBatch,
     /// Set while this leader hands leadership over (it is stopping): it takes no new writes,
     /// so a follower can catch up with its log and win the election it is asked to start.
@@ -144,14 +145,21 @@ impl Cluster {
         let db = redb::Database::create(&db_path)
             .map_err(|e| state_error(format!("{}: {e}", db_path.display())))?;
         let db = Arc::new(db);
-        let log_store = log_store::LogStore::open(db.clone()).map_err(|e| state_error(e.to_string()))?;
+        // A commit longer than a quarter bound is five missed heartbeats: worth a warning.
+        let log_store = log_store::LogStore::open(db.clone(), config.failover_timeout / 4)
+            .map_err(|e| state_error(e.to_string()))?;
+        let commit_clock = log_store.commit_clock();
         let state_machine = StateMachineStore::open(db).map_err(|e| state_error(e.to_string()))?;
         let applied = state_machine.shared();
 
         let raft_config = raft_config(config).map_err(ClusterError::Fatal)?;
         let peers = Peers::with_auth(config.failover_timeout.min(Duration::from_secs(1)), auth)
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let network = network::PeerNetwork::new(peers.clone(), config.failover_timeout / 4);
+        let network = network::PeerNetwork::new(
+            peers.clone(),
+            config.failover_timeout / 4,
+            config.failover_timeout / 4,
+        );
         let node_id = node_id_of(&config.this_master);
         let raft = Raft::new(node_id, Arc::new(raft_config), network, log_store, state_machine)
             .await
@@ -175,6 +183,7 @@ impl Cluster {
             bootstrap: Arc::new(std::sync::Mutex::new(BootstrapState::Starting)),
             started_at: Instant::now(),
             contact: election::LeaderContact::new(),
+            commit_clock,
             read_index: ReadIndexBatch::default(),
             handing_over: std::sync::atomic::AtomicBool::new(false),
             writes_in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -182,6 +191,7 @@ impl Cluster {
         tokio::spawn(bootstrap::run(cluster.clone()));
         tokio::spawn(election::run(cluster.clone()));
         tokio::spawn(election::follow_quorum_acks(cluster.clone()));
+        tokio::spawn(election::beacon(cluster.clone()));
         Ok(cluster)
     }
 
@@ -683,13 +693,14 @@ impl Cluster {
             RaftRpc::Append => {
                 let request: openraft::raft::AppendEntriesRequest<types::TypeConfig> =
                     serde_json::from_slice(body).map_err(bad)?;
-                let leader = request.vote.leader_id().voted_for();
-                let answer = self.raft.append_entries(request).await;
-                if matches!(&answer, Ok(response) if !matches!(response, AppendEntriesResponse::HigherVote(_)))
-                {
+                // Raft restarts the election timer when a current leader's AppendEntries arrives,
+                // not when the core has taken it in: a core waiting for its own disk takes it in
+                // late, and the leader was not silent meanwhile.
+                if request.vote.is_committed() && request.vote >= self.raft.metrics().borrow().vote {
+                    let leader = request.vote.leader_id().voted_for();
                     self.contact.touch(leader.and_then(|id| self.leader_address(id)));
                 }
-                serde_json::to_vec(&answer)
+                serde_json::to_vec(&self.raft.append_entries(request).await)
             }
             RaftRpc::Vote => {
                 let answer = self.raft.vote(serde_json::from_slice(body).map_err(bad)?).await;

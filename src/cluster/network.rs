@@ -1,6 +1,6 @@
 //! Raft's outgoing RPCs: one HTTP POST per call to the peer's own master port.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -20,12 +20,15 @@ use super::types::{NodeId, TypeConfig};
 pub(super) struct PeerNetwork {
     peers: Peers,
     retry_after: Duration,
+    late: Duration,
 }
 
 impl PeerNetwork {
-    /// `retry_after`: how long to wait before contacting an unreachable peer again.
-    pub(super) fn new(peers: Peers, retry_after: Duration) -> PeerNetwork {
-        PeerNetwork { peers, retry_after }
+    /// `retry_after`: how long to wait before contacting an unreachable peer again; `late`: a
+    /// pause between AppendEntries to a reachable follower, or an answer taking, this long or
+    /// more is warned about.
+    pub(super) fn new(peers: Peers, retry_after: Duration, late: Duration) -> PeerNetwork {
+        PeerNetwork { peers, retry_after, late }
     }
 }
 
@@ -34,6 +37,10 @@ pub(super) struct PeerConnection {
     target: NodeId,
     address: String,
     retry_after: Duration,
+    late: Duration,
+    /// When the last AppendEntries to this follower was answered.
+    last_answer: Option<Instant>,
+    last_warning: Option<Instant>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -45,6 +52,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             address: node.addr.clone(),
             retry_after: self.retry_after,
+            late: self.late,
+            last_answer: None,
+            last_warning: None,
         }
     }
 }
@@ -78,7 +88,28 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(RAFT_APPEND, &rpc, option.hard_ttl()).await
+        let sent = Instant::now();
+        let paused = self.last_answer.map(|at| sent.duration_since(at));
+        let answer = self.call(RAFT_APPEND, &rpc, option.hard_ttl()).await;
+        let took = sent.elapsed();
+        // A follower hears nothing from this leader in either case; say which side held it up
+        // (etcd's "leader failed to send out heartbeat on time"). A follower that does not
+        // answer at all is a different case, reported by openraft.
+        let late = paused.is_some_and(|p| p >= self.late) || took >= self.late;
+        if answer.is_ok() && late && self.last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                follower = %self.address,
+                paused_ms = paused.unwrap_or_default().as_millis() as u64,
+                answered_in_ms = took.as_millis() as u64,
+                "AppendEntries to a follower were late: paused_ms is how long this leader sent \
+                 none (its Raft core was held up, by a slow disk or an overloaded machine), \
+                 answered_in_ms how long the follower took to answer"
+            );
+            self.last_warning = Some(Instant::now());
+        }
+        self.last_answer = answer.is_ok().then(Instant::now);
+        answer
     }
 
     async fn install_snapshot(

@@ -119,7 +119,8 @@ impl OfflineStore {
             }
             Err(e) => return Err(storage(e.to_string())),
         };
-        let logs = LogStore::open(db.clone()).map_err(|e| storage(e.to_string()))?;
+        let logs = LogStore::open(db.clone(), std::time::Duration::from_secs(1))
+            .map_err(|e| storage(e.to_string()))?;
         let machine = StateMachineStore::open(db).map_err(|e| storage(e.to_string()))?;
         Ok(OfflineStore { path, logs, machine })
     }

@@ -15,6 +15,8 @@ pub const READ_INDEX: &str = "/peer/read-index";
 pub const TAKE_OVER: &str = "/peer/take-over";
 pub const MEMBERS: &str = "/peer/members";
 pub const PRE_VOTE: &str = "/peer/pre-vote";
+/// A leader whose core waits for a slow disk says it is alive (`election`, point 5).
+pub const LEADER_ALIVE: &str = "/peer/leader-alive";
 
 /// Answer to `hello`, used before bootstrap to agree on the masters list.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -191,7 +191,7 @@ key_table! {
         spelling_note: None,
         kind: Kind::Duration { default: secs(5), min: ms(100), max: secs(600) },
         default_doc: None,
-        doc: "a request needing a quorum answers 503 after this instead of hanging",
+        doc: "a request needing a quorum answers 503 after this instead of hanging; a leader whose disk stalls for longer is replaced",
     };
     STARTUP_TIMEOUT = Key {
         name: "gearpump.master.startup-timeout",

@@ -101,6 +101,8 @@ pub struct TestCluster {
     /// Under `start_secured`: the CA, certificates and tokens, in a folder that lives as long
     /// as the cluster.
     pub secured: Option<Box<(tempfile::TempDir, certs::Secured)>>,
+    /// With `Options::own_disks`: each master's state file system, by index.
+    pub disks: Vec<LoopDisk>,
 }
 
 pub struct Options {
@@ -113,6 +115,9 @@ pub struct Options {
     pub client_ca: Option<PathBuf>,
     /// A bearer token the harness's client sends with every request.
     pub token: Option<String>,
+    /// Each master's state directory on a file system of its own (`LoopDisk`), so a test can
+    /// freeze one master's disk. Needs root: check `LoopDisk::available()` first.
+    pub own_disks: bool,
 }
 
 impl Default for Options {
@@ -123,6 +128,7 @@ impl Default for Options {
             shared_jar_store: true,
             client_ca: None,
             token: None,
+            own_disks: false,
         }
     }
 }
@@ -187,7 +193,14 @@ impl TestCluster {
             client_ca: options.client_ca,
             token: options.token,
             secured: None,
+            disks: Vec::new(),
         };
+        if options.own_disks {
+            for index in 0..options.masters {
+                let image = cluster.dir.path().join(format!("disk-{}.img", cluster.ports[index]));
+                cluster.disks.push(LoopDisk::mount(&image, &cluster.state_dir(index)));
+            }
+        }
         for index in 0..options.masters {
             let child = cluster.spawn(index);
             cluster.children.push(Some(child));
@@ -352,9 +365,72 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // A process blocked on a frozen file system cannot die until it is thawed.
+        for disk in &self.disks {
+            disk.freeze(false);
+        }
         for child in self.children.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Unmounted before the temporary folder holding their mount points is removed.
+        self.disks.clear();
+    }
+}
+
+/// A file system of its own (a 64 MiB ext4 image on a loop device) mounted at a folder, which
+/// a test can freeze (`fsfreeze`): every write and fsync under it then blocks until it is
+/// thawed, as on a disk that stalls. Unmounted when dropped, thawed first.
+pub struct LoopDisk {
+    at: PathBuf,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+impl LoopDisk {
+    /// Root, mkfs.ext4 and fsfreeze (util-linux) are there.
+    pub fn available() -> bool {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        let has = |tool: &str| {
+            Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+        };
+        root && has("mkfs.ext4") && has("fsfreeze")
+    }
+
+    pub fn mount(image: &Path, at: &Path) -> LoopDisk {
+        let file = std::fs::File::create(image).expect("disk image");
+        file.set_len(64 << 20).expect("size the disk image");
+        std::fs::create_dir_all(at).expect("mount point");
+        let (image, at_str) = (image.to_str().expect("image path"), at.to_str().expect("mount point"));
+        run("mkfs.ext4", &["-q", "-F", image]).expect("make the file system");
+        run("mount", &["-o", "loop", image, at_str]).expect("mount the disk image");
+        LoopDisk { at: at.to_path_buf() }
+    }
+
+    /// Freezes (every write under it blocks) or thaws the file system.
+    pub fn freeze(&self, frozen: bool) {
+        let at = self.at.to_str().expect("mount point");
+        let outcome = run("fsfreeze", &[if frozen { "-f" } else { "-u" }, at]);
+        // Thawing one that is not frozen fails: that is fine.
+        if frozen {
+            outcome.expect("freeze the file system");
+        }
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        self.freeze(false);
+        let at = self.at.to_str().unwrap_or_default();
+        if run("umount", &[at]).is_err() {
+            let _ = run("umount", &["-l", at]);
         }
     }
 }
