@@ -5,7 +5,9 @@
 //! - SIGSTOP of the leader for 1-5 s, then SIGCONT (it wakes up believing it leads);
 //! - partitions: the leader isolated, a minority isolated, a majority/minority split (5
 //!   masters), a "bridge" (A-B-C with A and C cut from each other), one-way drops;
-//! - a full disk under one master's state directory (a tmpfs the test mounts).
+//! - a full disk under one master's state directory (a tmpfs the test mounts);
+//! - a stalled disk: the leader's state file system (an ext4 image of its own on a loop
+//!   device) frozen with `fsfreeze` for 1-5 s, a follower's when the leader is on the tmpfs.
 //!
 //! Every operation is recorded with its invoke and complete times and its outcome; at the end:
 //! - the register history is checked for linearizability by Porcupine
@@ -20,7 +22,9 @@
 //!
 //! `scripts/nemesis.sh --masters 3 --faults 1000` runs it; CI runs 60 faults on 3 masters. Env:
 //! `NEMESIS_MASTERS` (3), `NEMESIS_FAULTS` (60), `NEMESIS_SEED` (random), `NEMESIS_OUT`
-//! (target/nemesis). Needs root and iproute2; elsewhere it says it did not run.
+//! (target/nemesis). Needs root, iproute2, mkfs.ext4 and fsfreeze; elsewhere it says it did not
+//! run. A seed replays the same faults only with the same list of fault kinds: StallDisk joined
+//! it on 2026-11-27, so seeds recorded before replay other sequences since.
 
 mod common;
 
@@ -73,6 +77,9 @@ enum Fault {
     Bridge,
     OneWayDrop,
     FullDisk,
+    /// The leader's state file system frozen for 1-5 s (a follower's when the leader's state is
+    /// on the tmpfs): below the request timeout the leader should stay, past it be replaced.
+    StallDisk,
 }
 
 impl Fault {
@@ -281,6 +288,7 @@ fn pick(rng: &mut StdRng, masters: usize) -> Fault {
         Fault::Bridge,
         Fault::OneWayDrop,
         Fault::FullDisk,
+        Fault::StallDisk,
     ];
     if masters >= 5 {
         kinds.push(Fault::SplitMajorityMinority);
@@ -298,8 +306,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long, root only: scripts/nemesis.sh runs it (scripts/test.sh does, as root)"]
 async fn nemesis() {
-    if !netns::available() {
-        eprintln!("NOT RUN: the nemesis suite needs root and iproute2 (network namespaces)");
+    if !netns::available() || !common::LoopDisk::available() {
+        eprintln!(
+            "NOT RUN: the nemesis suite needs root, iproute2 (network namespaces), mkfs.ext4 and \
+             fsfreeze (disks to stall)"
+        );
         return;
     }
     let masters: usize = env_or("NEMESIS_MASTERS", 3);
@@ -318,7 +329,11 @@ async fn nemesis() {
     let disk_master = masters - 1;
     let mut cluster = NetnsCluster::start_with(
         masters,
-        StartOptions { extra_conf: CONF.into(), tmpfs_state: Some((disk_master, TMPFS_MIB)) },
+        StartOptions {
+            extra_conf: CONF.into(),
+            tmpfs_state: Some((disk_master, TMPFS_MIB)),
+            own_disks: true,
+        },
     );
     cluster.wait_until_agreed(Duration::from_secs(60)).await;
 
@@ -458,11 +473,24 @@ async fn nemesis() {
                 targets.push(disk_master);
                 cluster.fill_disk(disk_master);
             }
+            Fault::StallDisk => {
+                let stalled = if cluster.has_own_disk(leader_index) {
+                    leader_index
+                } else {
+                    let own: Vec<usize> =
+                        followers.iter().copied().filter(|f| cluster.has_own_disk(*f)).collect();
+                    own[rng.gen_range(0..own.len())]
+                };
+                targets.push(stalled);
+                cluster.stall_disk(stalled, true);
+                hold = Duration::from_millis(rng.gen_range(1000..5000));
+            }
         }
         tokio::time::sleep(hold).await;
         // Heal everything, whatever the fault was.
         cluster.heal_links();
         cluster.free_disk(disk_master);
+        cluster.unstall_disks();
         let mut exited = Vec::new();
         for i in 0..masters {
             cluster.resume(i);

@@ -31,7 +31,10 @@
 //!    more, the leader's beacon tells every voter each tick that it is alive, with its vote
 //!    (`/peer/leader-alive`); a voter whose own vote is that leader's counts it as contact. A
 //!    commit still running after the request timeout is a hung disk, not a slow one: the beacon
-//!    stops, and the followers elect a leader that can write.
+//!    stops, and the followers elect a leader that can write. (hashicorp/raft, under Consul and
+//!    Nomad, sends its heartbeats from a task of their own for the same reason, its replication
+//!    being liable to wait on the disk, but with no limit; etcd sends none while it syncs, and
+//!    is known to change leaders on slow disks.)
 //!
 //! The timings are the ones openraft's own timer had (lease B/2, then a random 0.3–0.5 B), so
 //! fail-over stays within the bound. The same bookkeeping tells the API whether this master has

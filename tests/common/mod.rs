@@ -198,7 +198,7 @@ impl TestCluster {
         if options.own_disks {
             for index in 0..options.masters {
                 let image = cluster.dir.path().join(format!("disk-{}.img", cluster.ports[index]));
-                cluster.disks.push(LoopDisk::mount(&image, &cluster.state_dir(index)));
+                cluster.disks.push(LoopDisk::mount(&image, &cluster.state_dir(index), 64));
             }
         }
         for index in 0..options.masters {
@@ -378,7 +378,7 @@ impl Drop for TestCluster {
     }
 }
 
-/// A file system of its own (a 64 MiB ext4 image on a loop device) mounted at a folder, which
+/// A file system of its own (an ext4 image on a loop device) mounted at a folder, which
 /// a test can freeze (`fsfreeze`): every write and fsync under it then blocks until it is
 /// thawed, as on a disk that stalls. Unmounted when dropped, thawed first.
 pub struct LoopDisk {
@@ -404,9 +404,10 @@ impl LoopDisk {
         root && has("mkfs.ext4") && has("fsfreeze")
     }
 
-    pub fn mount(image: &Path, at: &Path) -> LoopDisk {
+    /// An image of `mib` MiB (sparse: only what is written takes space) at `image`.
+    pub fn mount(image: &Path, at: &Path, mib: u64) -> LoopDisk {
         let file = std::fs::File::create(image).expect("disk image");
-        file.set_len(64 << 20).expect("size the disk image");
+        file.set_len(mib << 20).expect("size the disk image");
         std::fs::create_dir_all(at).expect("mount point");
         let (image, at_str) = (image.to_str().expect("image path"), at.to_str().expect("mount point"));
         run("mkfs.ext4", &["-q", "-F", image]).expect("make the file system");

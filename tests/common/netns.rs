@@ -12,8 +12,9 @@
 //! `terminate`, `stop`/`resume`, `restart`), one-way drops between two masters (`drop_link`:
 //! a blackhole route in the sender's namespace, so the sender's packets to that peer vanish;
 //! this machine's kernel has no tc classifiers or netfilter, and routes need nothing but
-//! iproute2), and a small tmpfs under one master's state directory (`StartOptions::tmpfs_state`)
-//! that `fill_disk` fills up.
+//! iproute2), a small tmpfs under one master's state directory (`StartOptions::tmpfs_state`)
+//! that `fill_disk` fills up, and the other masters' state on file systems of their own
+//! (`StartOptions::own_disks`) that `stall_disk` freezes.
 //!
 //! Needs root and iproute2 (CI runs as root); `available()` says whether this machine can. Every
 //! namespace, link and process is removed on drop, also when the test fails. Traffic goes only
@@ -53,6 +54,8 @@ pub struct NetnsCluster {
     made: Vec<String>,
     /// One-way drops in place: (from, to).
     drops: Vec<(usize, usize)>,
+    /// With `StartOptions::own_disks`: (master, its state file system).
+    disks: Vec<(usize, super::LoopDisk)>,
 }
 
 /// How `NetnsCluster::start_with` sets up the masters.
@@ -62,6 +65,9 @@ pub struct StartOptions {
     pub extra_conf: String,
     /// Mount a tmpfs of this many MiB as this master's state directory (a disk that can fill).
     pub tmpfs_state: Option<(usize, u64)>,
+    /// Every other master's state directory on an ext4 of its own (`super::LoopDisk`), a disk
+    /// that `stall_disk` can freeze. Needs mkfs.ext4 and fsfreeze too.
+    pub own_disks: bool,
 }
 
 impl NetnsCluster {
@@ -91,6 +97,7 @@ impl NetnsCluster {
             http,
             made: Vec::new(),
             drops: Vec::new(),
+            disks: Vec::new(),
         };
         cluster.make_network(masters);
         if let Some((i, mib)) = options.tmpfs_state {
@@ -103,6 +110,12 @@ impl NetnsCluster {
                 .expect("run mount");
             assert!(status.success(), "mount a tmpfs on {}", dir.display());
             cluster.made.push(format!("mount:{}", dir.display()));
+        }
+        if options.own_disks {
+            for i in (0..masters).filter(|i| options.tmpfs_state.is_none_or(|(t, _)| t != *i)) {
+                let image = cluster.dir.path().join(format!("disk-{i}.img"));
+                cluster.disks.push((i, super::LoopDisk::mount(&image, &cluster.state_dir(i), 256)));
+            }
         }
         let list: Vec<String> = (0..masters).map(|i| format!("\"{}\"", cluster.peer_address(i))).collect();
         let jars = cluster.dir.path().join("jars");
@@ -296,6 +309,26 @@ impl NetnsCluster {
         }
     }
 
+    /// True when master i's state is on a file system `stall_disk` can freeze.
+    pub fn has_own_disk(&self, i: usize) -> bool {
+        self.disks.iter().any(|(m, _)| *m == i)
+    }
+
+    /// Freezes (`stalled`) or thaws master i's state file system: every write and fsync under
+    /// it blocks until the thaw, as on a disk that stalls.
+    pub fn stall_disk(&self, i: usize, stalled: bool) {
+        for (_, disk) in self.disks.iter().filter(|(m, _)| *m == i) {
+            disk.freeze(stalled);
+        }
+    }
+
+    /// Thaws every master's state file system.
+    pub fn unstall_disks(&self) {
+        for (_, disk) in &self.disks {
+            disk.freeze(false);
+        }
+    }
+
     /// Fills master i's tmpfs state directory (see `StartOptions::tmpfs_state`) to the last byte.
     pub fn fill_disk(&self, i: usize) {
         use std::io::Write as _;
@@ -391,11 +424,15 @@ impl NetnsCluster {
 
 impl Drop for NetnsCluster {
     fn drop(&mut self) {
+        // A master blocked on a frozen file system cannot die until it is thawed.
+        self.unstall_disks();
         for child in self.children.iter_mut().flatten() {
             // A stopped master dies of SIGKILL as well; no SIGCONT needed.
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Unmounted (thawed first) before the namespaces go and the folder is removed.
+        self.disks.clear();
         for made in self.made.iter().rev() {
             let args: Vec<&str> = match made.split_once(':') {
                 Some(("netns", ns)) => vec!["netns", "del", ns],
