@@ -260,7 +260,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (term, me) = (context.cluster.status().term, context.cluster.node_id());
-        let beacon = |vote: Vote<crate::cluster::NodeId>| LeaderAlive { vote, committing_ms: 100 };
+        let beacon = |vote: Vote<crate::cluster::NodeId>| LeaderAlive { vote };
         let cases = [
             (beacon(Vote::new_committed(term, me)), true),
             (beacon(Vote::new_committed(term.saturating_sub(1), me)), false),

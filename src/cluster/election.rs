@@ -50,6 +50,7 @@ use openraft::{ServerState, Vote};
 use serde::{Deserialize, Serialize};
 
 use super::peer_protocol::{LEADER_ALIVE, PRE_VOTE};
+use super::throttle::Throttle;
 use super::types::NodeId;
 use super::Cluster;
 
@@ -248,8 +249,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     let bound = cluster.failover_timeout;
     let tick = tick_of(bound);
     let mut timeout = election_timeout(bound);
-    let mut last_warning: Option<Instant> = None;
-    let mut unwarned = 0u32;
+    let mut stall_warnings = Throttle::default();
     loop {
         // Only the oversleep counts as a stall: waiting for pre-vote answers is not one.
         cluster.contact.sleeping();
@@ -262,7 +262,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             let pardoned = cluster.contact.stalled(bound * 2);
             // etcd warns the same way ("leader failed to send out heartbeat on time"); at most
             // once a second, with a count of the stalls in between.
-            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            if let Some(unwarned) = stall_warnings.due() {
                 tracing::warn!(
                     stalled_ms = gap.saturating_sub(tick).as_millis() as u64,
                     pardoned,
@@ -270,10 +270,6 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                     "this master was not run on time (an overloaded machine, or a stopped process); \
                      pardoned: the leader's silence until now is not held against it"
                 );
-                last_warning = Some(Instant::now());
-                unwarned = 0;
-            } else {
-                unwarned += 1;
             }
         }
         let metrics = cluster.raft.metrics().borrow().clone();
@@ -292,11 +288,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             term: metrics.current_term,
             last_log_index: metrics.last_log_index.unwrap_or(0),
         };
-        let others: Vec<String> = voters
-            .iter()
-            .filter(|id| **id != cluster.node_id)
-            .filter_map(|id| membership.get_node(id).map(|node| node.addr.clone()))
-            .collect();
+        let others = other_voters(&membership, cluster.node_id);
         let mut asks: futures::stream::FuturesUnordered<_> = others
             .iter()
             .map(|address| {
@@ -368,13 +360,8 @@ pub(super) async fn beacon(cluster: Arc<Cluster>) {
         if metrics.state != ServerState::Leader {
             continue;
         }
-        let beacon = LeaderAlive { vote: metrics.vote, committing_ms: waited.as_millis() as u64 };
-        let membership = metrics.membership_config.membership().clone();
-        let others: Vec<String> = membership
-            .voter_ids()
-            .filter(|id| *id != cluster.node_id)
-            .filter_map(|id| membership.get_node(&id).map(|node| node.addr.clone()))
-            .collect();
+        let beacon = LeaderAlive { vote: metrics.vote };
+        let others = other_voters(metrics.membership_config.membership(), cluster.node_id);
         // Each tick's beacons are sent together and given a tick to arrive: a follower that
         // is slow to answer one must not delay the next to the others.
         let sent = Instant::now();
@@ -396,12 +383,19 @@ pub(super) async fn beacon(cluster: Arc<Cluster>) {
     }
 }
 
-/// A leader's beacon: it is alive, and its core is waiting for its disk.
+/// The addresses of the voters other than `me`: whom pre-votes and beacons go to.
+fn other_voters(membership: &openraft::Membership<NodeId, openraft::BasicNode>, me: NodeId) -> Vec<String> {
+    membership
+        .voter_ids()
+        .filter(|id| *id != me)
+        .filter_map(|id| membership.get_node(&id).map(|node| node.addr.clone()))
+        .collect()
+}
+
+/// A leader's beacon: it is alive, its core waiting for its disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaderAlive {
     pub vote: Vote<NodeId>,
-    /// How long its core has been waiting for the log commit under way.
-    pub committing_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

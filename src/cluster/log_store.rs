@@ -28,6 +28,7 @@ use openraft::{AnyError, Entry, OptionalSend, RaftLogReader, StorageIOError, Vot
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 
+use super::throttle::Throttle;
 use super::types::{LogId, NodeId, StorageError, TypeConfig};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -55,19 +56,12 @@ pub(super) struct CommitClock(Mutex<Option<Instant>>);
 
 impl CommitClock {
     fn set(&self, began: Option<Instant>) {
-        match self.0.lock() {
-            Ok(mut at) => *at = began,
-            Err(poisoned) => *poisoned.into_inner() = began,
-        }
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = began;
     }
 
     /// How long the commit under way has been running; None when the writer is idle.
     pub(super) fn running_for(&self) -> Option<Duration> {
-        let began = match self.0.lock() {
-            Ok(at) => *at,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        began.map(|at| at.elapsed())
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map(|at| at.elapsed())
     }
 }
 
@@ -343,8 +337,7 @@ fn write_loop(
 /// once a second, with how many more there were and the longest since the last report.
 #[derive(Default)]
 struct SlowCommits {
-    last_warning: Option<Instant>,
-    unwarned: u32,
+    warnings: Throttle,
     longest: Duration,
 }
 
@@ -354,21 +347,16 @@ impl SlowCommits {
             return;
         }
         self.longest = self.longest.max(took);
-        if self.last_warning.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            self.unwarned += 1;
-            return;
-        }
+        let Some(unwarned) = self.warnings.due() else { return };
         tracing::warn!(
             took_ms = took.as_millis() as u64,
             longest_ms = self.longest.as_millis() as u64,
-            slow_since_last_warning = self.unwarned,
+            slow_since_last_warning = unwarned,
             "slow disk: a commit of the Raft log took {} ms; while it lasts this master sends and \
              takes in no heartbeats (give the state directory a disk of its own, or raise \
              gearpump.master.failover-timeout)",
             took.as_millis()
         );
-        self.last_warning = Some(Instant::now());
-        self.unwarned = 0;
         self.longest = Duration::ZERO;
     }
 }

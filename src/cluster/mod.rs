@@ -11,6 +11,7 @@ pub mod peer_protocol;
 mod peers;
 pub mod state_dir;
 mod state_machine;
+mod throttle;
 mod types;
 
 use std::collections::BTreeMap;

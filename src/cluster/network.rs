@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::peer_protocol::{RAFT_APPEND, RAFT_SNAPSHOT, RAFT_VOTE};
 use super::peers::{PeerError, Peers};
+use super::throttle::Throttle;
 use super::types::{NodeId, TypeConfig};
 
 #[derive(Clone)]
@@ -40,7 +41,7 @@ pub(super) struct PeerConnection {
     late: Duration,
     /// When the last AppendEntries to this follower was answered.
     last_answer: Option<Instant>,
-    last_warning: Option<Instant>,
+    warnings: Throttle,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -54,7 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             retry_after: self.retry_after,
             late: self.late,
             last_answer: None,
-            last_warning: None,
+            warnings: Throttle::default(),
         }
     }
 }
@@ -96,8 +97,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         // (etcd's "leader failed to send out heartbeat on time"). A follower that does not
         // answer at all is a different case, reported by openraft.
         let late = paused.is_some_and(|p| p >= self.late) || took >= self.late;
-        if answer.is_ok() && late && self.last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
+        if answer.is_ok() && late && self.warnings.due().is_some() {
             tracing::warn!(
                 follower = %self.address,
                 paused_ms = paused.unwrap_or_default().as_millis() as u64,
@@ -106,7 +106,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                  none (its Raft core was held up, by a slow disk or an overloaded machine), \
                  answered_in_ms how long the follower took to answer"
             );
-            self.last_warning = Some(Instant::now());
         }
         self.last_answer = answer.is_ok().then(Instant::now);
         answer
