@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{agreed, health_of, make_jar, wire, LoopDisk, Options, TestCluster};
+use common::{make_jar, wire, LoopDisk, Options, TestCluster};
 use gearpump_master::cluster::peer_protocol::PeerStatus;
 use gearpump_master::wire::{
     AppDetail, AppList, ClusterHealth, ErrorBody, MasterAnswer, MembersView, MembershipChange, Ready,
@@ -25,11 +25,16 @@ async fn submit(cluster: &TestCluster, index: usize, jar: &std::path::Path, pref
     cluster.submit_form(index, form).await
 }
 
-/// PUTs `key` on app 1 through master `index`; true when acknowledged.
-async fn put_data(cluster: &TestCluster, index: usize, key: &str) -> Result<u16, String> {
+/// PUTs `key` on app 1 through master `index`: the status. The request is built at once, so
+/// the future borrows nothing and can also be spawned.
+fn put_data(
+    cluster: &TestCluster,
+    index: usize,
+    key: &str,
+) -> impl std::future::Future<Output = Result<u16, String>> + Send + 'static {
     let url = cluster.url(index, &format!("/api/v1.0/appmaster/1/data/{key}"));
-    let response = cluster.http.put(url).body(key.to_string()).send().await.map_err(|e| e.to_string())?;
-    Ok(response.status().as_u16())
+    let request = cluster.http.put(url).body(key.to_string());
+    async move { Ok(request.send().await.map_err(|e| e.to_string())?.status().as_u16()) }
 }
 
 async fn app_data_keys(cluster: &TestCluster, index: usize) -> BTreeSet<String> {
@@ -535,17 +540,9 @@ async fn a_leader_whose_disk_stalls_keeps_its_term_and_one_whose_disk_hangs_is_r
     let term = |body: &Value| wire::<Ready>(body).term;
     let (_, body) = cluster.get(index, "/health/ready").await.expect("leader");
     let term_before = term(&body);
-    let put_on = |master: usize, key: &str| {
-        let request =
-            cluster.http.put(cluster.url(master, &format!("/api/v1.0/appmaster/1/data/{key}"))).body("v");
-        tokio::spawn(
-            async move { request.send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string()) },
-        )
-    };
-
     // A slow disk: four bounds, under the request timeout.
     cluster.disks[index].freeze(true);
-    let write = put_on(index, "stalled");
+    let write = tokio::spawn(put_data(&cluster, index, "stalled"));
     tokio::time::sleep(Duration::from_millis(1600)).await;
     cluster.disks[index].freeze(false);
     let status = write.await.expect("the write's task");
@@ -563,23 +560,19 @@ async fn a_leader_whose_disk_stalls_keeps_its_term_and_one_whose_disk_hangs_is_r
 
     // A hung disk: the others elect a new leader while it lasts.
     cluster.disks[index].freeze(true);
-    let _stuck = put_on(index, "hung");
+    let _stuck = tokio::spawn(put_data(&cluster, index, "hung"));
     let others: Vec<usize> = (0..3).filter(|i| *i != index).collect();
     let deadline = Instant::now() + Duration::from_secs(15);
     let successor = loop {
-        let mut answers = Vec::new();
-        for other in &others {
-            answers.push(health_of(&cluster.address(*other), cluster.get(*other, "/health/ready").await));
-        }
-        match agreed(answers) {
-            Some((successor, _)) if successor != leader => break successor,
+        match cluster.agreed_leader_of(&others).await {
+            Some(successor) if successor != leader => break successor,
             _ if Instant::now() > deadline => {
                 panic!("no new leader while the leader's disk hung; logs:\n{}", cluster.logs())
             }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let status = put_on(cluster.index_of(&successor), "after").await.expect("the write's task");
+    let status = put_data(&cluster, cluster.index_of(&successor), "after").await;
     assert_eq!(status, Ok(200), "a write to the new leader; logs:\n{}", cluster.logs());
     cluster.disks[index].freeze(false);
     assert_eq!(

@@ -330,9 +330,15 @@ impl TestCluster {
     }
 
     async fn agreed_leader(&self) -> Option<String> {
+        let running: Vec<usize> = (0..self.ports.len()).filter(|i| self.is_running(*i)).collect();
+        self.agreed_leader_of(&running).await
+    }
+
+    /// The leader the masters at `indices` agree on, each asked itself, if they do.
+    pub async fn agreed_leader_of(&self, indices: &[usize]) -> Option<String> {
         let mut answers = Vec::new();
-        for index in (0..self.ports.len()).filter(|i| self.is_running(*i)) {
-            answers.push(health_of(&self.address(index), self.get(index, "/health/ready").await));
+        for index in indices {
+            answers.push(health_of(&self.address(*index), self.get(*index, "/health/ready").await));
         }
         agreed(answers).map(|(leader, _)| leader)
     }
